@@ -1,0 +1,201 @@
+"""The `xmodal` command line: parse arguments, call one function below, render with rich."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from xmodal import plugins
+from xmodal.errors import XmodalError
+from xmodal.plan import Cell, make_plan
+from xmodal.runner import RunEvent, StudyData, check_runs, max_k, run_study
+from xmodal.store import Store, default_db_path
+from xmodal.study import Study, load_study
+
+app = typer.Typer(
+    name="xmodal",
+    help="Do cross-modal mappings bridge modalities? Declare, run and query mNNO studies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+StudyPath = Annotated[Path, typer.Argument(help="study TOML file", show_default=False)]
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="results database [default: $XMODAL_DB or xmodal.duckdb]", show_default=False),
+]
+
+
+def _store(db: Path | None) -> Store:
+    return Store(db or default_db_path())
+
+
+def _load(path: Path, *, deep: bool) -> tuple[Study, list[Cell], StudyData]:
+    registry = plugins.get_registry()
+    study = load_study(path, registry)
+    cells = make_plan(study, registry)
+    shared = StudyData(registry, k_hint=max_k(cells))
+    if deep:
+        check_runs(study, cells, shared)
+    return study, cells, shared
+
+
+def _describe(cell: Cell) -> str:
+    mapping = cell.mapping if cell.depth is None or cell.mapping == "linear" else f"{cell.mapping}{cell.depth}"
+    fold = f" fold {cell.fold}" if cell.fold is not None else ""
+    loss = cell.loss or "-"
+    return f"{cell.input_features}→{cell.target_features} {mapping} {loss} {cell.probe} seed {cell.seed}{fold}"
+
+
+@app.command()
+def validate(study: StudyPath) -> None:
+    """Check a study file and every run it expands to, before anything runs."""
+    loaded, cells, _ = _load(study, deep=True)
+    console.print(f"[green]ok[/green] {study}: study {loaded.name!r}, {len(cells)} run(s)")
+
+
+@app.command()
+def plan(
+    study: StudyPath,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+) -> None:
+    """Show the expanded grid: one row per run, with its id and whether it is already finished."""
+    loaded, cells, _ = _load(study, deep=False)
+    statuses = _store(db).run_statuses([c.run_id for c in cells])
+    if as_json:
+        rows = [{"run_id": c.run_id, "status": statuses.get(c.run_id, "pending"), **c.config()} for c in cells]
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"{loaded.name}: {len(cells)} run(s)")
+    for column in ("run id", "dataset", "input→target", "dir", "fold", "mapping", "depth", "loss", "state", "seed", "status"):
+        table.add_column(column)
+    for c in cells:
+        status = statuses.get(c.run_id, "pending")
+        style = {"finished": "green", "failed": "red"}.get(status, "yellow")
+        table.add_row(
+            c.run_id, c.dataset, f"{c.input_features}→{c.target_features}", c.direction,
+            "" if c.fold is None else str(c.fold), c.mapping, "" if c.depth is None else str(c.depth),
+            c.loss or "-", c.probe, str(c.seed), f"[{style}]{'cached' if status == 'finished' else status}[/{style}]",
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def run(
+    study: StudyPath,
+    db: DbOption = None,
+    force: Annotated[bool, typer.Option("--force", help="redo finished runs too")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="stop at the first failed run")] = False,
+) -> None:
+    """Execute a study: finished runs are skipped, each run's results are saved as it ends."""
+    loaded, cells, shared = _load(study, deep=True)
+    store = _store(db)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(loaded.name, total=len(cells))
+
+        def on_event(event: RunEvent) -> None:
+            if event.kind == "start":
+                progress.update(task, description=f"{loaded.name}: {_describe(event.cell)}")
+            elif event.kind == "fail":
+                progress.console.print(f"[red]failed[/red] {event.cell.run_id} {_describe(event.cell)}: {event.error}")
+            if event.kind != "start":
+                progress.update(task, completed=event.done)
+
+        summary = run_study(loaded, cells, store, shared, force=force, fail_fast=fail_fast, on_event=on_event)
+        progress.update(task, description=loaded.name)
+    console.print(
+        f"{loaded.name}: {summary.finished} finished, {summary.skipped} skipped (already finished), "
+        f"{summary.failed} failed, of {summary.planned} run(s) → {store.path}"
+    )
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(db: DbOption = None) -> None:
+    """Per study: planned, finished, failed and pending runs."""
+    rows = _store(db).study_status()
+    if not rows:
+        console.print("no studies recorded yet")
+        return
+    table = Table(title="studies")
+    for column in ("study", "version", "planned", "finished", "failed", "pending", "recorded"):
+        table.add_column(column)
+    for name, version, planned, finished, failed, pending, created in rows:
+        table.add_row(name, version, str(planned), f"[green]{finished}[/green]",
+                      f"[red]{failed}[/red]" if failed else "0", str(pending), str(created)[:19])  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="one SQL statement (read-only)")],
+    db: DbOption = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    limit: Annotated[int, typer.Option(help="rows to show in table format (0 = all)")] = 200,
+) -> None:
+    """Query the results with SQL (tables: studies, study_runs, runs, results, curves)."""
+    if fmt not in ("table", "csv", "json"):
+        raise XmodalError(f"--format {fmt!r} is not one of table, csv, json")
+    columns, rows = _store(db).query(sql)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        typer.echo(buffer.getvalue(), nl=False)
+    elif fmt == "json":
+        typer.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], indent=2, default=str))
+    else:
+        table = Table(*columns)
+        for row in rows if limit == 0 else rows[:limit]:
+            table.add_row(*(_cell_text(v) for v in row))
+        console.print(table)
+        if limit and len(rows) > limit:
+            console.print(f"… {len(rows) - limit} more row(s); use --limit 0 or --format csv")
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "NULL" if value is None else str(value)
+
+
+@app.command("plugins")
+def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False) -> None:
+    """Which plugins are loaded and what each registered."""
+    registry = plugins.get_registry()
+    listing = {name: registry.registered_by(name) for name in registry.plugins}
+    if as_json:
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    table = Table(title="plugins")
+    for column in ("plugin", "datasets", "mappings", "losses", "metrics"):
+        table.add_column(column)
+    for name, kinds in listing.items():
+        table.add_row(name, *(", ".join(kinds[k]) for k in ("datasets", "mappings", "losses", "metrics")))
+    console.print(table)
+
+
+def main() -> None:
+    """Console entry point: user errors are shown on one screen with a non-zero exit, no traceback."""
+    try:
+        plugins.get_manager().hook.register_commands(cli=app)
+        app()
+    except XmodalError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,87 @@
+"""What plugins register: small frozen descriptions of datasets, mappings, losses and metrics.
+
+Each carries its parameter schema (see `xmodal.params`) and one callable that does the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from xmodal.params import Param
+
+
+def _schema() -> Any:
+    return attrs.field(factory=dict, converter=dict)
+
+
+@attrs.frozen
+class DatasetSpec:
+    """A source of paired features.
+
+    `feature_sets(params)` names the feature sets the dataset offers for those parameters (cheap:
+    called during validation); `load(params)` returns a `PairedData` with those feature sets.
+    """
+
+    name: str
+    load: Callable[[Mapping[str, Any]], Any]
+    feature_sets: Callable[[Mapping[str, Any]], Iterable[str]]
+    params: Mapping[str, Param] = _schema()
+    description: str = ""
+
+
+@attrs.frozen
+class MappingSpec:
+    """A mapping family. `build(in_dim, out_dim, params)` returns a torch.nn.Module.
+
+    Closed-form families set `fit(x, y, params) -> torch.nn.Module` instead of being trained by
+    gradient descent; `build` still gives the untrained (initialised) network.
+    """
+
+    name: str
+    build: Callable[[int, int, Mapping[str, Any]], Any]
+    params: Mapping[str, Param] = _schema()
+    description: str = ""
+    fit: Callable[..., Any] | None = None
+
+
+@attrs.frozen
+class LossSpec:
+    """A training loss. `build(params)` returns `loss(pred, target) -> scalar tensor`."""
+
+    name: str
+    build: Callable[[Mapping[str, Any]], Callable[[Any, Any], Any]]
+    params: Mapping[str, Param] = _schema()
+    description: str = ""
+
+
+@attrs.frozen
+class ResultRow:
+    """One long-format measurement a metric produced for one run."""
+
+    split: str
+    metric: str
+    comparison: str
+    value: float
+    k: int | None = None
+    similarity: str | None = None
+
+
+@attrs.frozen
+class MetricSpec:
+    """A probe metric. `compute(probe, params)` yields `ResultRow`s for one run.
+
+    `probe` is an `xmodal.probes.Probe`: the input, target and predicted spaces of each evaluated
+    split, with cached neighbour lists. `compares` lists the comparisons the metric writes, and
+    `check(params, sizes)` may return problems found before anything runs (e.g. k too large).
+    """
+
+    name: str
+    compute: Callable[[Any, Mapping[str, Any]], Iterable[ResultRow]]
+    params: Mapping[str, Param] = _schema()
+    description: str = ""
+    compares: tuple[str, ...] = ()
+    value_range: tuple[float, float] | None = None
+    check: Callable[[Mapping[str, Any], Mapping[str, int]], Iterable[str]] | None = None

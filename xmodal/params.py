@@ -1,0 +1,159 @@
+"""Declared parameters of plugins and study sections, and their validation.
+
+Every component a study names (dataset, mapping, loss, metric) declares its parameters as
+`Param`s. Validation and sweep expansion are driven by these declarations, so a plugin gets
+"unknown key", type, range and "did you mean" errors without writing any checking code.
+
+Sweep rule: a list where the parameter takes one value is a sweep over those values. A parameter
+declared `many=True` takes a list as one value (a single scalar is read as a one-element list);
+a list of lists sweeps it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from xmodal.errors import Problem, did_you_mean
+
+_REQUIRED = object()
+_TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean"}
+
+
+@attrs.frozen
+class Param:
+    """One parameter: its type, default, allowed values and bounds."""
+
+    type: type = attrs.field(validator=attrs.validators.in_((int, float, str, bool)))
+    default: Any = _REQUIRED
+    choices: tuple[Any, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    many: bool = False
+    also: tuple[Any, ...] = ()
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def describe(self) -> str:
+        """What is allowed, in words, for error messages and `xmodal plugins`."""
+        if self.choices is not None:
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        else:
+            text = _TYPE_NAMES[self.type]
+            if self.min is not None and self.max is not None:
+                text += f" in [{self.min:g}, {self.max:g}]"
+            elif self.min is not None:
+                text += f" >= {self.min:g}"
+            elif self.max is not None:
+                text += f" <= {self.max:g}"
+        if self.also:
+            text += " or " + ", ".join(repr(a) for a in self.also)
+        if self.many:
+            text = f"{text}, or a list of them"
+        return text
+
+
+def check_scalar(param: Param, value: Any) -> str | None:
+    """Why `value` is not a valid single value of `param`, or None when it is."""
+    if value in param.also and not isinstance(value, bool):
+        return None
+    if param.type is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            return f"{value!r} is not a finite number"
+    elif param.type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, param.type)
+    if not ok:
+        return f"{value!r} is a {type(value).__name__}, expected {_TYPE_NAMES[param.type]}"
+    if param.choices is not None and value not in param.choices:
+        return f"{value!r} is not allowed"
+    if param.min is not None and value < param.min:
+        return f"{value!r} is out of range"
+    if param.max is not None and value > param.max:
+        return f"{value!r} is out of range"
+    return None
+
+
+def _check_one(param: Param, value: Any, path: str) -> list[Problem]:
+    values = value if (param.many and isinstance(value, list)) else [value]
+    if param.many and not values:
+        return [Problem(path, "is an empty list", allowed=param.describe())]
+    problems = []
+    for v in values:
+        why = check_scalar(param, v)
+        if why:
+            hint = did_you_mean(v, param.choices) if param.choices and isinstance(v, str) else None
+            problems.append(Problem(path, why, allowed=param.describe(), suggestion=hint))
+    return problems
+
+
+def validate_params(
+    schema: Mapping[str, Param], given: Mapping[str, Any], path: str, *, sweep: bool = True
+) -> list[Problem]:
+    """Check `given` against `schema`: unknown keys, missing required keys, types, ranges."""
+    problems: list[Problem] = []
+    for key in given:
+        if key not in schema:
+            problems.append(
+                Problem(
+                    f"{path}.{key}",
+                    "is not a known parameter",
+                    allowed=", ".join(sorted(schema)) or "no parameters",
+                    suggestion=did_you_mean(key, schema),
+                )
+            )
+    for key, param in schema.items():
+        keypath = f"{path}.{key}"
+        if key not in given:
+            if param.required:
+                problems.append(Problem(keypath, "is required", allowed=param.describe()))
+            continue
+        for value in sweep_values(param, given[key]) if sweep else [given[key]]:
+            problems.extend(_check_one(param, value, keypath))
+        if sweep and _is_sweep(param, given[key]) and not given[key]:
+            problems.append(Problem(keypath, "is an empty sweep", allowed=param.describe()))
+        if not sweep and _is_sweep(param, given[key]):
+            problems.append(
+                Problem(keypath, "cannot be swept here (a list is not allowed)", param.describe())
+            )
+    return problems
+
+
+def _is_sweep(param: Param, value: Any) -> bool:
+    if not isinstance(value, list):
+        return False
+    return not param.many or any(isinstance(v, list) for v in value) or value == []
+
+
+def sweep_values(param: Param, value: Any) -> list[Any]:
+    """The values a (possibly swept) parameter takes, normalised (`many` params become lists)."""
+    values = value if _is_sweep(param, value) else [value]
+    if param.many:
+        values = [v if isinstance(v, list) else [v] for v in values]
+    return values
+
+
+def expand(schema: Mapping[str, Param], given: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every concrete parameter set of a (validated) declaration: defaults filled, sweeps crossed.
+
+    Keys come out sorted so that equal configurations serialise identically.
+    """
+    keys = sorted(schema)
+    axes = []
+    for key in keys:
+        param = schema[key]
+        if key in given:
+            axes.append(sweep_values(param, given[key]))
+        else:
+            default = param.default
+            axes.append([list(default) if param.many else default])
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes)]

@@ -1,0 +1,85 @@
+"""Probing one run: the input, target and predicted spaces of each split, and their neighbours.
+
+Neighbour lists of the input and target spaces do not depend on the run, only on the data, the
+split and the similarity; `NeighborCache` computes them once per study for the largest k asked
+and serves every smaller k as a prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from xmodal.neighbors import knn
+
+ROLES = ("input", "target", "predicted")
+
+
+@attrs.frozen(eq=False)
+class Spaces:
+    """Row-aligned input, target and predicted vectors of one split's items.
+
+    `input_key` and `target_key` identify those rows (dataset, feature set, split, fold) so their
+    neighbour lists can be shared by every run that reads the same rows.
+    """
+
+    split: str
+    input: np.ndarray
+    target: np.ndarray
+    predicted: np.ndarray
+    input_key: tuple[Any, ...]
+    target_key: tuple[Any, ...]
+    ids: tuple[str, ...] = ()
+    labels: tuple[frozenset[int], ...] | None = None
+
+    def of(self, role: str) -> np.ndarray:
+        return getattr(self, role)
+
+
+class NeighborCache:
+    """Exact neighbour lists of the spaces that do not change across runs."""
+
+    def __init__(self, k_hint: int = 10) -> None:
+        self.k_hint = k_hint
+        self._lists: dict[tuple[Any, ...], np.ndarray] = {}
+
+    def get(self, key: tuple[Any, ...], vectors: np.ndarray, k: int, similarity: str, include_self: bool) -> np.ndarray:
+        full_key = (*key, similarity, include_self)
+        cached = self._lists.get(full_key)
+        if cached is None or cached.shape[1] < k:
+            k_max = min(max(k, self.k_hint), len(vectors) - (0 if include_self else 1))
+            cached = knn(vectors, k_max, similarity=similarity, include_self=include_self).indices
+            self._lists[full_key] = cached
+        return cached[:, :k]
+
+
+@attrs.define
+class Probe:
+    """What a metric sees of one run: its spaces per evaluated split, with cached neighbours."""
+
+    spaces: Mapping[str, Spaces]
+    cache: NeighborCache
+    include_self: bool
+    info: Mapping[str, Any] = attrs.Factory(dict)
+    _predicted_lists: dict[tuple[Any, ...], np.ndarray] = attrs.Factory(dict)
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.spaces)
+
+    def neighbors(self, split: str, role: str, k: int, similarity: str = "cosine") -> np.ndarray:
+        """Indices (N×k, best first) of each item's k nearest neighbours in one space of a split."""
+        spaces = self.spaces[split]
+        if role != "predicted":
+            key = spaces.input_key if role == "input" else spaces.target_key
+            return self.cache.get(key, spaces.of(role), k, similarity, self.include_self)
+        key = (split, similarity)
+        cached = self._predicted_lists.get(key)
+        if cached is None or cached.shape[1] < k:
+            k_max = min(max(k, self.cache.k_hint), len(spaces.predicted) - (0 if self.include_self else 1))
+            cached = knn(spaces.predicted, k_max, similarity=similarity, include_self=self.include_self).indices
+            self._predicted_lists[key] = cached
+        return cached[:, :k]
