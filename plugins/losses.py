@@ -66,7 +66,11 @@ BUILDERS: dict[str, tuple[Callable[[Mapping[str, Any]], Loss], dict[str, Param],
         },
         "ranking hinge loss with in-batch negatives",
     ),
-    "infonce": (infonce, {"temperature": Param(float, default=0.07, min=1e-4)}, "symmetric InfoNCE"),
+    "infonce": (
+        infonce,
+        {"temperature": Param(float, default=0.07, min=1e-4)},
+        "symmetric InfoNCE",
+    ),
 }
 
 

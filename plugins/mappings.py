@@ -76,7 +76,9 @@ def build_mlp(in_dim: int, out_dim: int, params: Mapping[str, Any]) -> nn.Module
     previous = in_dim
     for width in widths(params):
         linear = nn.Linear(previous, width)
-        initialise(linear, params["init"], after_relu=params["activation"] == "relu", is_output=False)
+        initialise(
+            linear, params["init"], after_relu=params["activation"] == "relu", is_output=False
+        )
         layers.append(linear)
         if params["layer_norm"]:
             layers.append(nn.LayerNorm(width))

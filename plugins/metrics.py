@@ -31,20 +31,26 @@ def mnno(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
     ks = sorted(set(params["k"]))
     for split in probe.splits:
         for similarity in params["similarity"]:
-            lists = {role: probe.neighbors(split, role, ks[-1], similarity) for role in ("predicted", "input", "target")}
+            lists = {
+                role: probe.neighbors(split, role, ks[-1], similarity)
+                for role in ("predicted", "input", "target")
+            }
             for comparison, (a, b) in COMPARISONS.items():
                 for k in ks:
                     value = overlap(lists[a], lists[b], k)
                     yield ResultRow(split, "mnno", comparison, value, k=k, similarity=similarity)
 
 
-def check_mnno(params: Mapping[str, Any], split: Mapping[str, Any]) -> Iterator[str]:
+def check_mnno(params: Mapping[str, Any], split: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     limit = split["n"] if split["include_self"] else split["n"] - 1
     for k in params["k"]:
         if k > limit:
             yield (
-                f"k = {k} is larger than the {split['split']} split allows: it has {split['n']} "
-                f"items, so k can be at most {limit}"
+                "k",
+                (
+                    f"k = {k} is larger than the {split['split']} split allows: it has {split['n']} "
+                    f"items, so k can be at most {limit}"
+                ),
             )
 
 
@@ -56,7 +62,9 @@ def regression(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
         residual = ((pred - target) ** 2).sum()
         total = ((target - target.mean(axis=0)) ** 2).sum()
         yield ResultRow(split, "mse", "pred-target", float(((pred - target) ** 2).mean()))
-        yield ResultRow(split, "r2", "pred-target", float(1 - residual / total) if total > 0 else float("nan"))
+        yield ResultRow(
+            split, "r2", "pred-target", float(1 - residual / total) if total > 0 else float("nan")
+        )
 
 
 @hookimpl

@@ -30,7 +30,9 @@ PARAMS = {
 }
 
 
-def _view(rng: np.random.Generator, z: np.ndarray, dim: int, params: Mapping[str, Any]) -> np.ndarray:
+def _view(
+    rng: np.random.Generator, z: np.ndarray, dim: int, params: Mapping[str, Any]
+) -> np.ndarray:
     projection = rng.standard_normal((z.shape[1], dim)) / np.sqrt(z.shape[1])
     linear = z @ projection
     a = params["nonlinearity"]

@@ -34,7 +34,9 @@ err = Console(stderr=True)
 StudyPath = Annotated[Path, typer.Argument(help="study TOML file", show_default=False)]
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="results database [default: $XMODAL_DB or xmodal.duckdb]", show_default=False),
+    typer.Option(
+        "--db", help="results database [default: $XMODAL_DB or xmodal.duckdb]", show_default=False
+    ),
 ]
 
 
@@ -53,7 +55,11 @@ def _load(path: Path, *, deep: bool) -> tuple[Study, list[Cell], StudyData]:
 
 
 def _describe(cell: Cell) -> str:
-    mapping = cell.mapping if cell.depth is None or cell.mapping == "linear" else f"{cell.mapping}{cell.depth}"
+    mapping = (
+        cell.mapping
+        if cell.depth is None or cell.mapping == "linear"
+        else f"{cell.mapping}{cell.depth}"
+    )
     fold = f" fold {cell.fold}" if cell.fold is not None else ""
     loss = cell.loss or "-"
     return f"{cell.input_features}→{cell.target_features} {mapping} {loss} {cell.probe} seed {cell.seed}{fold}"
@@ -76,11 +82,26 @@ def plan(
     loaded, cells, _ = _load(study, deep=False)
     statuses = _store(db).run_statuses([c.run_id for c in cells])
     if as_json:
-        rows = [{"run_id": c.run_id, "status": statuses.get(c.run_id, "pending"), **c.config()} for c in cells]
+        rows = [
+            {"run_id": c.run_id, "status": statuses.get(c.run_id, "pending"), **c.config()}
+            for c in cells
+        ]
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
     table = Table(title=f"{loaded.name}: {len(cells)} run(s)")
-    for column in ("run id", "dataset", "input→target", "dir", "fold", "mapping", "depth", "loss", "state", "seed", "status"):
+    for column in (
+        "run id",
+        "dataset",
+        "input→target",
+        "dir",
+        "fold",
+        "mapping",
+        "depth",
+        "loss",
+        "state",
+        "seed",
+        "status",
+    ):
         table.add_column(column)
     for c in cells:
         status = statuses.get(c.run_id, "pending")
@@ -98,12 +119,19 @@ def run(
     study: StudyPath,
     db: DbOption = None,
     force: Annotated[bool, typer.Option("--force", help="redo finished runs too")] = False,
-    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="stop at the first failed run")] = False,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="stop at the first failed run")
+    ] = False,
 ) -> None:
     """Execute a study: finished runs are skipped, each run's results are saved as it ends."""
     loaded, cells, shared = _load(study, deep=True)
     store = _store(db)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task(loaded.name, total=len(cells))
 
@@ -111,11 +139,15 @@ def run(
             if event.kind == "start":
                 progress.update(task, description=f"{loaded.name}: {_describe(event.cell)}")
             elif event.kind == "fail":
-                progress.console.print(f"[red]failed[/red] {event.cell.run_id} {_describe(event.cell)}: {event.error}")
+                progress.console.print(
+                    f"[red]failed[/red] {event.cell.run_id} {_describe(event.cell)}: {event.error}"
+                )
             if event.kind != "start":
                 progress.update(task, completed=event.done)
 
-        summary = run_study(loaded, cells, store, shared, force=force, fail_fast=fail_fast, on_event=on_event)
+        summary = run_study(
+            loaded, cells, store, shared, force=force, fail_fast=fail_fast, on_event=on_event
+        )
         progress.update(task, description=loaded.name)
     console.print(
         f"{loaded.name}: {summary.finished} finished, {summary.skipped} skipped (already finished), "
@@ -159,7 +191,9 @@ def query(
         writer.writerows(rows)
         typer.echo(buffer.getvalue(), nl=False)
     elif fmt == "json":
-        typer.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], indent=2, default=str))
+        typer.echo(
+            json.dumps([dict(zip(columns, r, strict=True)) for r in rows], indent=2, default=str)
+        )
     else:
         table = Table(*columns)
         for row in rows if limit == 0 else rows[:limit]:
@@ -176,7 +210,9 @@ def _cell_text(value: Any) -> str:
 
 
 @app.command("plugins")
-def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False) -> None:
+def list_plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
     """Which plugins are loaded and what each registered."""
     registry = plugins.get_registry()
     listing = {name: registry.registered_by(name) for name in registry.plugins}
@@ -187,15 +223,23 @@ def list_plugins(as_json: Annotated[bool, typer.Option("--json", help="print as 
     for column in ("plugin", "datasets", "mappings", "losses", "metrics"):
         table.add_column(column)
     for name, kinds in listing.items():
-        table.add_row(name, *(", ".join(kinds[k]) for k in ("datasets", "mappings", "losses", "metrics")))
+        table.add_row(
+            name, *(", ".join(kinds[k]) for k in ("datasets", "mappings", "losses", "metrics"))
+        )
     console.print(table)
 
 
-def main() -> None:
+_commands_registered = False
+
+
+def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors are shown on one screen with a non-zero exit, no traceback."""
+    global _commands_registered
     try:
-        plugins.get_manager().hook.register_commands(cli=app)
-        app()
+        if not _commands_registered:
+            plugins.get_manager().hook.register_commands(cli=app)
+            _commands_registered = True
+        app(args=argv, prog_name="xmodal")
     except XmodalError as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

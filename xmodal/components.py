@@ -23,6 +23,8 @@ class DatasetSpec:
 
     `feature_sets(params)` names the feature sets the dataset offers for those parameters (cheap:
     called during validation); `load(params)` returns a `PairedData` with those feature sets.
+    `describe(params)`, when given, lists `FeatureSetInfo`s for `xmodal datasets`; it must not
+    load or encode anything expensive.
     """
 
     name: str
@@ -30,6 +32,22 @@ class DatasetSpec:
     feature_sets: Callable[[Mapping[str, Any]], Iterable[str]]
     params: Mapping[str, Param] = _schema()
     description: str = ""
+    describe: Callable[[Mapping[str, Any]], Iterable[FeatureSetInfo]] | None = None
+
+
+@attrs.frozen
+class FeatureSetInfo:
+    """What `xmodal datasets` shows for one feature set, found without loading or encoding it.
+
+    `n_items` and `dim` are None when they cannot be known cheaply; `note` says why, e.g.
+    "(encoded on first use)".
+    """
+
+    name: str
+    n_items: int | None
+    dim: int | None
+    source: str
+    note: str = ""
 
 
 @attrs.frozen
@@ -74,8 +92,9 @@ class MetricSpec:
     """A probe metric. `compute(probe, params)` yields `ResultRow`s for one run.
 
     `probe` is an `xmodal.probes.Probe`: the input, target and predicted spaces of each evaluated
-    split, with cached neighbour lists. `compares` lists the comparisons the metric writes, and
-    `check(params, sizes)` may return problems found before anything runs (e.g. k too large).
+    split, with cached neighbour lists. `compares` lists the comparisons the metric writes.
+    `check(params, split_info)` may yield `(parameter, message)` problems found before anything
+    runs; `split_info` is {"n": items in the split, "split": its name, "include_self": bool}.
     """
 
     name: str
@@ -84,4 +103,27 @@ class MetricSpec:
     description: str = ""
     compares: tuple[str, ...] = ()
     value_range: tuple[float, float] | None = None
-    check: Callable[[Mapping[str, Any], Mapping[str, int]], Iterable[str]] | None = None
+    check: Callable[[Mapping[str, Any], Mapping[str, Any]], Iterable[tuple[str, str]]] | None = None
+
+
+@attrs.frozen
+class EncoderSpec:
+    """Turns raw inputs of one modality into feature vectors.
+
+    `encode(batch, params)` receives a list of inputs (strings for "text"; image file paths for
+    "image") and returns a (len(batch), dim) float32 array; an input it cannot represent (e.g. a
+    name with no in-vocabulary word) gets a row of NaN, and the dataset drops and reports it.
+    `xmodal.encoding` batches, caches and shows progress; bump `version` whenever the same
+    inputs and parameters would give different vectors. `check(inputs, params)` may return a
+    one-line coverage note (e.g. out-of-vocabulary words) computed cheaply without encoding.
+    """
+
+    name: str
+    modality: str = attrs.field(validator=attrs.validators.in_(("text", "image")))
+    encode: Callable[[list[Any], Mapping[str, Any]], Any]
+    params: Mapping[str, Param] = _schema()
+    version: str = "1"
+    description: str = ""
+    dim: int | None = None
+    batch_size: int = 32
+    check: Callable[[list[Any], Mapping[str, Any]], str | None] | None = None

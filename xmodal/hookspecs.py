@@ -59,6 +59,19 @@ def register_metrics(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def register_encoders(register: Callable[[Any], None]) -> None:
+    """Register encoders that turn raw text or images into feature vectors.
+
+    Call `register(EncoderSpec(name=..., modality="text" or "image", encode=..., params=...,
+    version=...))`. `encode(batch, params)` gets a list of inputs (strings, or image file paths)
+    and returns a (len(batch), d) float32 array, NaN rows for inputs it cannot represent. Heavy
+    imports and model loading belong inside `encode` (memoised), never at registration: datasets
+    name encoders in their `[data.params]`, and `xmodal.encoding` batches, caches on disk and
+    shows progress. Returns nothing.
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the `xmodal` command line.
 

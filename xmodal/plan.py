@@ -68,7 +68,9 @@ def canonical_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _variants(registry: Registry, kind: str, components: tuple[Component, ...]) -> list[tuple[str, dict]]:
+def _variants(
+    registry: Registry, kind: str, components: tuple[Component, ...]
+) -> list[tuple[str, dict]]:
     out = []
     for component in components:
         spec = registry.of(kind)[component.name]
@@ -86,7 +88,9 @@ def make_plan(study: Study, registry: Registry) -> list[Cell]:
     folds: list[int | None] = (
         list(range(study.split["folds"])) if study.split["kind"] == "kfold" else [None]
     )
-    split = {k: v for k, v in study.split.items() if study.split["kind"] != "dataset" or k == "kind"}
+    split = {
+        k: v for k, v in study.split.items() if study.split["kind"] != "dataset" or k == "kind"
+    }
     if study.split["kind"] != "kfold":
         split.pop("folds", None)
     if study.split["kind"] != "random":
@@ -94,7 +98,10 @@ def make_plan(study: Study, registry: Registry) -> list[Cell]:
 
     cells: dict[str, Cell] = {}
     probes_on = [p for p in ("trained", "untrained") if study.probes[p]]
-    probe_settings = {"splits": sorted(study.probes["splits"]), "include_self": study.probes["include_self"]}
+    probe_settings = {
+        "splits": sorted(study.probes["splits"]),
+        "include_self": study.probes["include_self"],
+    }
     for (dname, dparams), pair, direction, fold, (mname, mparams), probe in itertools.product(
         datasets, study.pairs, study.directions, folds, mappings, probes_on
     ):

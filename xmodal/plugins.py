@@ -16,7 +16,7 @@ import attrs
 import pluggy
 
 from xmodal import hookspecs
-from xmodal.components import DatasetSpec, LossSpec, MappingSpec, MetricSpec
+from xmodal.components import DatasetSpec, EncoderSpec, LossSpec, MappingSpec, MetricSpec
 from xmodal.errors import XmodalError
 
 ENTRY_POINT_GROUP = "xmodal"
@@ -25,6 +25,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "mappings": ("register_mappings", MappingSpec),
     "losses": ("register_losses", LossSpec),
     "metrics": ("register_metrics", MetricSpec),
+    "encoders": ("register_encoders", EncoderSpec),
 }
 
 
@@ -40,6 +41,7 @@ class Registry:
     mappings: dict[str, MappingSpec] = attrs.Factory(dict)
     losses: dict[str, LossSpec] = attrs.Factory(dict)
     metrics: dict[str, MetricSpec] = attrs.Factory(dict)
+    encoders: dict[str, EncoderSpec] = attrs.Factory(dict)
     owners: dict[tuple[str, str], str] = attrs.Factory(dict)
     plugins: list[str] = attrs.Factory(list)
 
@@ -48,7 +50,9 @@ class Registry:
 
     def registered_by(self, plugin: str) -> dict[str, list[str]]:
         return {
-            kind: sorted(name for (k, name), owner in self.owners.items() if k == kind and owner == plugin)
+            kind: sorted(
+                name for (k, name), owner in self.owners.items() if k == kind and owner == plugin
+            )
             for kind in KINDS
         }
 
@@ -105,7 +109,9 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
     return registry
 
 
-def _registrar(registry: Registry, kind: str, spec_type: type, plugin: str) -> Callable[[Any], None]:
+def _registrar(
+    registry: Registry, kind: str, spec_type: type, plugin: str
+) -> Callable[[Any], None]:
     def register(spec: Any) -> None:
         if not isinstance(spec, spec_type):
             raise PluginError(

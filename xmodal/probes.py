@@ -46,7 +46,9 @@ class NeighborCache:
         self.k_hint = k_hint
         self._lists: dict[tuple[Any, ...], np.ndarray] = {}
 
-    def get(self, key: tuple[Any, ...], vectors: np.ndarray, k: int, similarity: str, include_self: bool) -> np.ndarray:
+    def get(
+        self, key: tuple[Any, ...], vectors: np.ndarray, k: int, similarity: str, include_self: bool
+    ) -> np.ndarray:
         full_key = (*key, similarity, include_self)
         cached = self._lists.get(full_key)
         if cached is None or cached.shape[1] < k:
@@ -79,7 +81,11 @@ class Probe:
         key = (split, similarity)
         cached = self._predicted_lists.get(key)
         if cached is None or cached.shape[1] < k:
-            k_max = min(max(k, self.cache.k_hint), len(spaces.predicted) - (0 if self.include_self else 1))
-            cached = knn(spaces.predicted, k_max, similarity=similarity, include_self=self.include_self).indices
+            k_max = min(
+                max(k, self.cache.k_hint), len(spaces.predicted) - (0 if self.include_self else 1)
+            )
+            cached = knn(
+                spaces.predicted, k_max, similarity=similarity, include_self=self.include_self
+            ).indices
             self._predicted_lists[key] = cached
         return cached[:, :k]

@@ -105,12 +105,21 @@ def check_runs(study: Study, cells: list[Cell], shared: StudyData) -> None:
             problems.append(Problem("data", f"dataset {cell.dataset!r} could not be loaded: {exc}"))
             continue
         except Exception as exc:
-            problems.append(Problem("data", f"dataset {cell.dataset!r} failed to load: {type(exc).__name__}: {exc}"))
+            problems.append(
+                Problem(
+                    "data", f"dataset {cell.dataset!r} failed to load: {type(exc).__name__}: {exc}"
+                )
+            )
             continue
         for name in (cell.input_features, cell.target_features):
             if name not in data.features:
-                problems.append(Problem("data.pairs", f"dataset {cell.dataset!r} has no feature set {name!r}",
-                                        allowed=", ".join(data.features)))
+                problems.append(
+                    Problem(
+                        "data.pairs",
+                        f"dataset {cell.dataset!r} has no feature set {name!r}",
+                        allowed=", ".join(data.features),
+                    )
+                )
         try:
             train_idx, test_idx = shared.split(cell)
         except XmodalError as exc:
@@ -123,8 +132,15 @@ def check_runs(study: Study, cells: list[Cell], shared: StudyData) -> None:
                 continue
             params = expand(spec.params, metric.params)[0]
             for split in study.probes["splits"]:
-                for message in spec.check(params, {"n": sizes[split], "split": split, "include_self": study.probes["include_self"]}):
-                    problems.append(Problem(f"metric[{i}]", message))
+                info = {
+                    "n": sizes[split],
+                    "split": split,
+                    "include_self": study.probes["include_self"],
+                }
+                for key, message in spec.check(params, info):
+                    problems.append(
+                        Problem(f"metric[{i}].{key}" if key else f"metric[{i}]", message)
+                    )
     if problems:
         unique = list(dict.fromkeys(problems))
         raise StudyError(study.path, [attrs.evolve(p, line=study.line_of(p.path)) for p in unique])
@@ -146,10 +162,20 @@ def execute(cell: Cell, shared: StudyData) -> Outcome:
             model = spec.fit(model, x[train_idx], y[train_idx], cell.mapping_params)
         else:
             assert cell.loss is not None and cell.train is not None and cell.loss_params is not None
-            trained = train(model, registry.losses[cell.loss], cell.loss_params, x[train_idx], y[train_idx], cell.train, cell.seed)
+            trained = train(
+                model,
+                registry.losses[cell.loss],
+                cell.loss_params,
+                x[train_idx],
+                y[train_idx],
+                cell.train,
+                cell.seed,
+            )
             model = trained.model
-            curves = [(cell.run_id, epoch, "train", "loss", cell.loss, None, None, value)
-                      for epoch, value in enumerate(trained.losses, start=1)]
+            curves = [
+                (cell.run_id, epoch, "train", "loss", cell.loss, None, None, value)
+                for epoch, value in enumerate(trained.losses, start=1)
+            ]
     t1 = time.perf_counter()
 
     split_key = (cell.data_key, canonical_hash(dict(cell.split)), cell.fold)
@@ -170,10 +196,28 @@ def execute(cell: Cell, shared: StudyData) -> Outcome:
     results = []
     for name, params in cell.metrics:
         for row in registry.metrics[name].compute(probe, params):
-            results.append((cell.run_id, row.split, row.metric, row.comparison, row.k, row.similarity, None, float(row.value)))
+            results.append(
+                (
+                    cell.run_id,
+                    row.split,
+                    row.metric,
+                    row.comparison,
+                    row.k,
+                    row.similarity,
+                    None,
+                    float(row.value),
+                )
+            )
     t2 = time.perf_counter()
-    run = run_row(cell, "finished", started=started, train_seconds=t1 - t0, probe_seconds=t2 - t1,
-                  n_train=len(train_idx), n_test=len(test_idx))
+    run = run_row(
+        cell,
+        "finished",
+        started=started,
+        train_seconds=t1 - t0,
+        probe_seconds=t2 - t1,
+        n_train=len(train_idx),
+        n_test=len(test_idx),
+    )
     return Outcome(run=run, results=results, curves=curves)
 
 
@@ -184,7 +228,16 @@ def provenance() -> dict[str, Any]:
     """Versions and the git commit of the working directory, looked up once per process."""
     if not _PROVENANCE:
         try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False).stdout.strip() or None
+            commit = (
+                subprocess.run(
+                    ["git", "rev-parse", "HEAD"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    check=False,
+                ).stdout.strip()
+                or None
+            )
         except (OSError, subprocess.SubprocessError):
             commit = None
         _PROVENANCE.update(
@@ -196,7 +249,9 @@ def provenance() -> dict[str, Any]:
     return _PROVENANCE
 
 
-def run_row(cell: Cell, status: str, *, started: Any, error: str | None = None, **timings: Any) -> dict[str, Any]:
+def run_row(
+    cell: Cell, status: str, *, started: Any, error: str | None = None, **timings: Any
+) -> dict[str, Any]:
     train = cell.train or {}
     return {
         "run_id": cell.run_id,
@@ -238,7 +293,13 @@ def run_study(
 ) -> RunSummary:
     """Execute the study's pending runs in order, writing each run's rows as it finishes."""
     emit = on_event or (lambda event: None)
-    store.record_study(study.name, study.source_hash, str(Path(study.path)), study.source, [c.run_id for c in cells])
+    store.record_study(
+        study.name,
+        study.source_hash,
+        str(Path(study.path)),
+        study.source,
+        [c.run_id for c in cells],
+    )
     statuses = {} if force else store.run_statuses([c.run_id for c in cells])
     total = len(cells)
     skipped = finished = failed = 0
@@ -260,8 +321,15 @@ def run_study(
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             failed += 1
-            store.record_run({**run_row(cell, "failed", started=started, error=error),
-                              "study": study.name, "error": error + "\n" + traceback.format_exc(limit=5)}, [], [])
+            store.record_run(
+                {
+                    **run_row(cell, "failed", started=started, error=error),
+                    "study": study.name,
+                    "error": error + "\n" + traceback.format_exc(limit=5),
+                },
+                [],
+                [],
+            )
             emit(RunEvent("fail", cell, done, total, time.perf_counter() - t0, error=error))
             if fail_fast:
                 raise XmodalError(f"run {cell.run_id} failed (--fail-fast): {error}") from None
@@ -269,7 +337,9 @@ def run_study(
         try:
             store.record_run({**outcome.run, "study": study.name}, outcome.results, outcome.curves)
         except KeyboardInterrupt:
-            raise Interrupted("interrupted while saving a run; it was rolled back and will be redone") from None
+            raise Interrupted(
+                "interrupted while saving a run; it was rolled back and will be redone"
+            ) from None
         finished += 1
         emit(RunEvent("finish", cell, done, total, time.perf_counter() - t0))
     return RunSummary(planned=total, skipped=skipped, finished=finished, failed=failed)

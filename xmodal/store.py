@@ -133,7 +133,9 @@ class Store:
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         if read_only and not self.path.exists():
-            raise StoreError(f"{self.path}: no results database here yet (run a study first, or pass --db)")
+            raise StoreError(
+                f"{self.path}: no results database here yet (run a study first, or pass --db)"
+            )
         if not read_only:
             parent = self.path.resolve().parent
             if not parent.is_dir():
@@ -146,7 +148,9 @@ class Store:
             except duckdb.IOException as exc:
                 text = str(exc)
                 if "lock" not in text.lower() or time.monotonic() > deadline:
-                    raise StoreError(f"{self.path}: cannot open the results database: {text}") from None
+                    raise StoreError(
+                        f"{self.path}: cannot open the results database: {text}"
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
             except duckdb.Error as exc:
@@ -181,33 +185,43 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def record_study(self, name: str, study_hash: str, path: str, source: str, run_ids: Sequence[str]) -> None:
+    def record_study(
+        self, name: str, study_hash: str, path: str, source: str, run_ids: Sequence[str]
+    ) -> None:
         """Remember a study version and the runs it plans (idempotent)."""
         with self.writing() as con:
             con.execute(
                 "INSERT INTO studies VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [name, study_hash, path, source, now()],
             )
-            con.execute("DELETE FROM study_runs WHERE study = ? AND study_hash = ?", [name, study_hash])
+            con.execute(
+                "DELETE FROM study_runs WHERE study = ? AND study_hash = ?", [name, study_hash]
+            )
             if run_ids:
                 con.executemany(
                     "INSERT INTO study_runs VALUES (?, ?, ?, ?)",
                     [[name, study_hash, rid, i] for i, rid in enumerate(run_ids)],
                 )
 
-    def record_run(self, run: dict[str, Any], results: Sequence[Sequence[Any]], curves: Sequence[Sequence[Any]]) -> None:
+    def record_run(
+        self, run: dict[str, Any], results: Sequence[Sequence[Any]], curves: Sequence[Sequence[Any]]
+    ) -> None:
         """Replace everything known about one run with this outcome, in one transaction."""
         row = [json.dumps(run[c]) if c == "config" else run.get(c) for c in RUN_COLUMNS]
         with self.writing() as con:
             for table in ("results", "curves", "runs"):
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run["run_id"]])
-            con.execute(
-                f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})", row
-            )
+            con.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})", row)
             if results:
-                con.executemany(f"INSERT INTO results VALUES ({', '.join('?' * len(RESULT_COLUMNS))})", list(results))
+                con.executemany(
+                    f"INSERT INTO results VALUES ({', '.join('?' * len(RESULT_COLUMNS))})",
+                    list(results),
+                )
             if curves:
-                con.executemany(f"INSERT INTO curves VALUES ({', '.join('?' * len(CURVE_COLUMNS))})", list(curves))
+                con.executemany(
+                    f"INSERT INTO curves VALUES ({', '.join('?' * len(CURVE_COLUMNS))})",
+                    list(curves),
+                )
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -219,7 +233,8 @@ class Store:
             if not _has_table(con, "runs"):
                 return {}
             rows = con.execute(
-                "SELECT run_id, status FROM runs WHERE run_id IN (SELECT unnest(?))", [list(run_ids)]
+                "SELECT run_id, status FROM runs WHERE run_id IN (SELECT unnest(?))",
+                [list(run_ids)],
             ).fetchall()
         return dict(rows)
 
@@ -266,7 +281,9 @@ class Store:
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
-        con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchone()[0]
     )
 
 

@@ -120,7 +120,7 @@ def parse_study(source: str, file: str, registry: Registry) -> Study:
     study = builder.build(doc, file, source, lines)
     if builder.problems:
         located = [attrs.evolve(p, line=p.line or locate(lines, p.path)) for p in builder.problems]
-        raise StudyError(file, located)
+        raise StudyError(file, sorted(located, key=lambda p: p.line or 0))
     assert study is not None
     return study
 
@@ -139,7 +139,9 @@ class _Builder:
                 self.problems.append(Problem(key, f"section [{key}] is missing"))
             return {}
         if not isinstance(value, dict):
-            self.problems.append(Problem(key, f"must be a table [{key}], not a {type(value).__name__}"))
+            self.problems.append(
+                Problem(key, f"must be a table [{key}], not a {type(value).__name__}")
+            )
             return {}
         return value
 
@@ -154,18 +156,26 @@ class _Builder:
             self.problems.append(Problem(key, f"needs at least one [[{key}]] table"))
         return value
 
-    def component(self, table: Mapping[str, Any], kind: str, path: str, sweep: bool) -> Component | None:
+    def component(
+        self,
+        table: Mapping[str, Any],
+        kind: str,
+        path: str,
+        sweep: bool,
+        name_path: str | None = None,
+    ) -> Component | None:
         known = self.registry.of(kind)
         name = table.get("name")
+        name_path = name_path or f"{path}.name"
         if name is None:
             self.problems.append(
-                Problem(f"{path}.name", "is required", allowed=", ".join(sorted(known)))
+                Problem(name_path, "is required", allowed=", ".join(sorted(known)))
             )
             return None
         if not isinstance(name, str) or name not in known:
             self.problems.append(
                 Problem(
-                    f"{path}.name",
+                    name_path,
                     f"{name!r} is not a registered {kind[:-1]}",
                     allowed=", ".join(sorted(known)) or f"no {kind} are loaded",
                     suggestion=did_you_mean(name, known) if isinstance(name, str) else None,
@@ -221,8 +231,11 @@ class _Builder:
         self.problems.extend(validate_params(PROBE_PARAMS, probes, "probes", sweep=False))
         if probes.get("trained") is False and probes.get("untrained") is False:
             self.problems.append(
-                Problem("probes", "turns off both probes, so nothing would run",
-                        allowed="trained = true and/or untrained = true")
+                Problem(
+                    "probes",
+                    "turns off both probes, so nothing would run",
+                    allowed="trained = true and/or untrained = true",
+                )
             )
         if self.problems or dataset is None:
             return None
@@ -258,41 +271,63 @@ class _Builder:
         if not isinstance(params, dict):
             self.problems.append(Problem("data.params", "must be a table of dataset parameters"))
             return None
-        return self.component({"name": data["dataset"], **params}, "datasets", "data", sweep=True)
+        return self.component(
+            {"name": data["dataset"], **params},
+            "datasets",
+            "data.params",
+            sweep=True,
+            name_path="data.dataset",
+        )
 
     def _pairs(self, data: Mapping[str, Any], dataset: Component | None) -> list[tuple[str, str]]:
         raw = data.get("pairs")
         spec = self.registry.datasets.get(dataset.name) if dataset else None
         offered: list[str] = []
-        if spec is not None and not any(p.path.startswith("data") for p in self.problems):
+        if spec is not None and not any(p.path.startswith("data.") for p in self.problems):
             try:
                 offered = list(spec.feature_sets(_first_values(spec.params, dataset.params)))
             except Exception as exc:  # a dataset's own complaint about its parameters
                 self.problems.append(Problem("data.params", str(exc)))
                 return []
         if raw is None:
+            if not offered:
+                return []  # the dataset itself has problems; they are reported already
             if len(offered) == 2:
                 return [(offered[0], offered[1])]
             self.problems.append(
-                Problem("data.pairs", "is required when the dataset offers other than two feature sets",
-                        allowed=f"pairs of {', '.join(offered)}")
+                Problem(
+                    "data.pairs",
+                    "is required when the dataset offers other than two feature sets",
+                    allowed=f"pairs of {', '.join(offered)}",
+                )
             )
             return []
-        if not isinstance(raw, list) or not raw or not all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in raw
+        if (
+            not isinstance(raw, list)
+            or not raw
+            or not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p)
+                for p in raw
+            )
         ):
             self.problems.append(
-                Problem("data.pairs", "must be a non-empty list of [input, target] name pairs",
-                        allowed='e.g. pairs = [["text", "image"]]')
+                Problem(
+                    "data.pairs",
+                    "must be a non-empty list of [input, target] name pairs",
+                    allowed='e.g. pairs = [["text", "image"]]',
+                )
             )
             return []
         for pair in raw:
             for name in pair:
                 if offered and name not in offered:
                     self.problems.append(
-                        Problem("data.pairs", f"{name!r} is not a feature set of dataset "
-                                f"{dataset.name!r}", allowed=", ".join(offered),
-                                suggestion=did_you_mean(name, offered))
+                        Problem(
+                            "data.pairs",
+                            f"{name!r} is not a feature set of dataset {dataset.name!r}",
+                            allowed=", ".join(offered),
+                            suggestion=did_you_mean(name, offered),
+                        )
                     )
             if pair[0] == pair[1]:
                 self.problems.append(Problem("data.pairs", f"pair {pair} maps a space onto itself"))

@@ -6,11 +6,16 @@ import re
 
 _ARRAY_TABLE = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
 _TABLE = re.compile(r"^\[\s*([^\]]+?)\s*\]")
-_KEY = re.compile(r"""^((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_KEY = re.compile(
+    r"""^((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
+)
 
 
 def _dotted(text: str) -> str:
-    parts = [p.strip().strip("\"'") for p in re.split(r"\.(?=(?:[^\"']*[\"'][^\"']*[\"'])*[^\"']*$)", text)]
+    parts = [
+        p.strip().strip("\"'")
+        for p in re.split(r"\.(?=(?:[^\"']*[\"'][^\"']*[\"'])*[^\"']*$)", text)
+    ]
     return ".".join(parts)
 
 
@@ -34,7 +39,7 @@ def key_lines(source: str) -> dict[str, int]:
             # [mapping.params] after [[mapping]] belongs to the latest element of the array.
             for array, index in counters.items():
                 if name.startswith(array + "."):
-                    name = f"{array}[{index}]{name[len(array):]}"
+                    name = f"{array}[{index}]{name[len(array) :]}"
                     break
             table = name
             lines.setdefault(table, lineno)

@@ -20,7 +20,9 @@ class Trained:
     losses: tuple[float, ...]
 
 
-def seeded_model(spec: MappingSpec, params: Mapping[str, Any], in_dim: int, out_dim: int, seed: int) -> torch.nn.Module:
+def seeded_model(
+    spec: MappingSpec, params: Mapping[str, Any], in_dim: int, out_dim: int, seed: int
+) -> torch.nn.Module:
     """Build the mapping with torch's RNG seeded, so initialisation depends on the seed alone."""
     torch.manual_seed(seed)
     return spec.build(in_dim, out_dim, params)
@@ -33,7 +35,9 @@ def _optimizer(model: torch.nn.Module, settings: Mapping[str, Any]) -> torch.opt
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=settings["momentum"], weight_decay=wd)
+        return torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=settings["momentum"], weight_decay=wd
+        )
     raise ValueError(f"unknown optimizer {name!r}")
 
 

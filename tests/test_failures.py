@@ -1,0 +1,79 @@
+"""A failing run is recorded and the study goes on; Ctrl-C keeps finished runs and nothing half-written."""
+
+from __future__ import annotations
+
+import types
+
+import torch
+
+from tests.conftest import TINY_STUDY, rows
+from xmodal import hookimpl, plugins
+from xmodal.components import MappingSpec
+from xmodal.params import Param
+
+
+def plugin_with_mapping(build) -> types.SimpleNamespace:
+    @hookimpl
+    def register_mappings(register):
+        register(MappingSpec("flaky", build, {"fail": Param(bool, default=False)}))
+
+    return types.SimpleNamespace(register_mappings=register_mappings)
+
+
+def use_plugin(plugin) -> None:
+    plugins.reset(plugins.load_manager(extra=[("flaky-plugin", plugin)]))
+
+
+STUDY = (
+    TINY_STUDY.replace(
+        '[[mapping]]\nname = "linear"', '[[mapping]]\nname = "flaky"\nfail = [false, true]'
+    )
+    .replace('[[mapping]]\nname = "mlp"\ndepth = 2\nhidden = 32\n', "")
+    .replace('directions = ["forward", "backward"]', 'directions = "forward"')
+)
+
+
+def test_a_failed_run_is_recorded_with_its_error_and_the_study_goes_on(cli, write_study, db):
+    def build(i, o, params):
+        if params["fail"]:
+            raise RuntimeError("boom: this mapping cannot be built")
+        return torch.nn.Linear(i, o)
+
+    use_plugin(plugin_with_mapping(build))
+    result = cli("run", write_study(STUDY), "--db", db)
+    assert result.code == 1
+    assert "2 finished" in result.output and "2 failed" in result.output
+    failed = rows(db, "SELECT error FROM runs WHERE status = 'failed'")
+    assert len(failed) == 2 and all("boom" in e for (e,) in failed)
+    assert rows(
+        db, "SELECT count(*) FROM results r JOIN runs USING (run_id) WHERE status = 'failed'"
+    ) == [(0,)]
+
+
+def test_fail_fast_stops_at_the_first_failure(cli, write_study, db):
+    def build(i, o, params):
+        if params["fail"]:
+            raise RuntimeError("boom")
+        return torch.nn.Linear(i, o)
+
+    use_plugin(plugin_with_mapping(build))
+    result = cli("run", write_study(STUDY), "--db", db, "--fail-fast")
+    assert result.code == 1 and "--fail-fast" in result.output
+    assert rows(db, "SELECT count(*) FROM runs WHERE status = 'failed'") == [(1,)]
+
+
+def test_ctrl_c_keeps_finished_runs_and_leaves_no_trace_of_the_interrupted_one(
+    cli, write_study, db
+):
+    def build(i, o, params):
+        if params["fail"]:
+            raise KeyboardInterrupt
+        return torch.nn.Linear(i, o)
+
+    use_plugin(plugin_with_mapping(build))
+    result = cli("run", write_study(STUDY), "--db", db)
+    assert result.code == 130
+    assert "interrupted" in result.output and "Traceback" not in result.output
+    statuses = rows(db, "SELECT status, count(*) FROM runs GROUP BY ALL")
+    assert statuses == [("finished", 2)]
+    assert rows(db, "SELECT count(DISTINCT run_id) FROM results") == [(2,)]

@@ -1,0 +1,82 @@
+"""The plan: a study expands into one run per grid point, each with a stable content-hash id."""
+
+from __future__ import annotations
+
+from tests.conftest import TINY_STUDY
+from xmodal.plan import make_plan
+from xmodal.plugins import get_registry
+from xmodal.study import parse_study
+
+
+def plan_of(text: str, file: str = "s.toml"):
+    registry = get_registry()
+    return make_plan(parse_study(text, file, registry), registry)
+
+
+def ids(text: str) -> list[str]:
+    return [c.run_id for c in plan_of(text)]
+
+
+def test_grid_is_the_product_of_sweeps():
+    # 2 mappings x 2 directions x (trained + untrained) x 1 seed
+    assert len(plan_of(TINY_STUDY)) == 8
+    swept = TINY_STUDY.replace("depth = 2", "depth = [1, 2, 3]").replace(
+        "seeds = [0]", "seeds = [0, 1]"
+    )
+    # (1 linear + 3 mlp) x 2 directions x 2 probes x 2 seeds
+    assert len(plan_of(swept)) == 32
+
+
+def test_run_ids_are_stable_and_independent_of_study_name_and_formatting():
+    renamed = TINY_STUDY.replace('name = "tiny"', 'name = "other"').replace(
+        "epochs = 3", "epochs   =   3  # same"
+    )
+    assert ids(TINY_STUDY) == ids(renamed)
+    assert plan_of(TINY_STUDY, "a.toml")[0].run_id == plan_of(TINY_STUDY, "b/c.toml")[0].run_id
+
+
+def test_spelling_out_a_default_does_not_change_the_run_id():
+    explicit = TINY_STUDY.replace(
+        "batch_size = 32", 'batch_size = 32\noptimizer = "adam"\nlr = 0.001'
+    )
+    assert ids(TINY_STUDY) == ids(explicit)
+
+
+def test_what_changes_results_changes_the_run_id():
+    base = set(ids(TINY_STUDY))
+    for old, new in [
+        ("epochs = 3", "epochs = 4"),
+        ("n_items = 240", "n_items = 241"),
+        ("k = [1, 5, 10]", "k = [1, 5]"),
+    ]:
+        changed = TINY_STUDY.replace(old, new)
+        trained = {c.run_id for c in plan_of(changed) if c.probe == "trained"}
+        assert not trained & base, (old, new)
+
+
+def test_untrained_runs_do_not_depend_on_loss_or_training_settings():
+    two_losses = TINY_STUDY.replace(
+        '[[loss]]\nname = "mse"', '[[loss]]\nname = "mse"\n\n[[loss]]\nname = "cosine"'
+    )
+    cells = plan_of(two_losses)
+    untrained = [c for c in cells if c.probe == "untrained"]
+    assert len(untrained) == 4  # 2 mappings x 2 directions, shared by both losses
+    assert all(c.loss is None and c.train is None for c in untrained)
+    assert len([c for c in cells if c.probe == "trained"]) == 8
+
+
+def test_backward_direction_swaps_input_and_target():
+    cells = plan_of(TINY_STUDY)
+    assert {(c.direction, c.input_features, c.target_features) for c in cells} == {
+        ("forward", "text", "image"),
+        ("backward", "image", "text"),
+    }
+
+
+def test_kfold_adds_one_run_per_fold():
+    kfold = TINY_STUDY.replace(
+        'directions = ["forward", "backward"]', 'directions = "forward"\nsplit = "kfold"\nfolds = 3'
+    )
+    cells = plan_of(kfold)
+    assert sorted({c.fold for c in cells}) == [0, 1, 2]
+    assert len(cells) == 2 * 2 * 3
