@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -84,6 +84,11 @@ def weighted(params: Mapping[str, Any]) -> Loss:
     return lambda pred, target: sum(w * fn(pred, target) for w, fn in parts)
 
 
+def check_weighted(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    if len(params["weights"]) != len(params["terms"]):
+        yield "weights", f"gives {len(params['weights'])} weights for {len(params['terms'])} terms"
+
+
 @hookimpl
 def register_losses(register: Callable[[LossSpec], None]) -> None:
     for name, (build, params, description) in BUILDERS.items():
@@ -97,5 +102,6 @@ def register_losses(register: Callable[[LossSpec], None]) -> None:
                 "weights": Param(float, many=True),
             },
             "weighted sum of other losses",
+            check=check_weighted,
         )
     )

@@ -1,11 +1,13 @@
-"""Built-in mapping families: `linear` and `mlp` (0-5 hidden layers)."""
+"""Built-in mapping families: `linear`, `mlp` (0-5 hidden layers), and the closed-form `ridge`
+and `procrustes` baselines, which are fitted without gradient descent."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -64,11 +66,17 @@ def initialise(layer: nn.Linear, scheme: str, *, after_relu: bool, is_output: bo
 def widths(params: Mapping[str, Any]) -> list[int]:
     """One width per hidden layer: a single width repeats, a list must match the depth."""
     hidden, depth = list(params["hidden"]), params["depth"]
-    if len(hidden) == 1:
-        return hidden * depth
+    if len(hidden) == 1 or depth == 0:
+        return hidden[:1] * depth
     if len(hidden) != depth:
         raise ValueError(f"hidden lists {len(hidden)} widths for depth {depth}")
     return hidden
+
+
+def check_mlp(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    hidden, depth = params["hidden"], params["depth"]
+    if len(hidden) not in (1, depth) and depth > 0:
+        yield "hidden", f"lists {len(hidden)} widths for depth {depth}: give one width or {depth}"
 
 
 def build_mlp(in_dim: int, out_dim: int, params: Mapping[str, Any]) -> nn.Module:
@@ -98,7 +106,83 @@ def build_linear(in_dim: int, out_dim: int, params: Mapping[str, Any]) -> nn.Mod
     return layer
 
 
+def _affine(weight: np.ndarray, bias: np.ndarray) -> nn.Linear:
+    """A linear layer computing x @ weight + bias (weight is in_dim × out_dim)."""
+    layer = nn.Linear(weight.shape[0], weight.shape[1])
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(weight.T.astype(np.float32)))
+        layer.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+    return layer
+
+
+def fit_ridge(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]
+) -> nn.Module:
+    """Regularised least squares on centred data: W = (XᵀX + αI)⁻¹ XᵀY, in float64."""
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    mx, my = x64.mean(axis=0), y64.mean(axis=0)
+    xc, yc = x64 - mx, y64 - my
+    gram = xc.T @ xc + params["alpha"] * np.eye(x.shape[1])
+    weight = np.linalg.solve(gram, xc.T @ yc)
+    return _affine(weight, my - mx @ weight)
+
+
+def _principal_axes(centred: np.ndarray, width: int) -> np.ndarray:
+    """The top `width` principal directions (d × width), signs fixed for determinism."""
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    axes = vt[:width].T
+    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
+    return axes * np.where(signs == 0, 1, signs)
+
+
+def fit_procrustes(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]
+) -> nn.Module:
+    """Orthogonal Procrustes between the two spaces projected to a common width.
+
+    Both spaces are centred and projected on their top `width` principal axes (width defaults to
+    the smaller dimension); R = UVᵀ from the SVD of PxᵀPy is the best rotation, and the
+    prediction is mapped back into the target space: f(x) = ((x − μx) Ax R) Ayᵀ + μy.
+    """
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    mx, my = x64.mean(axis=0), y64.mean(axis=0)
+    width = min(params["width"] or min(x.shape[1], y.shape[1]), x.shape[1], y.shape[1], len(x))
+    ax, ay = _principal_axes(x64 - mx, width), _principal_axes(y64 - my, width)
+    px, py = (x64 - mx) @ ax, (y64 - my) @ ay
+    u, _, vt = np.linalg.svd(px.T @ py)
+    weight = ax @ (u @ vt) @ ay.T
+    return _affine(weight, my - mx @ weight)
+
+
+RIDGE_PARAMS = {"alpha": Param(float, default=1.0, min=0.0, doc="L2 penalty")}
+PROCRUSTES_PARAMS = {
+    "width": Param(int, default=0, min=0, doc="common width; 0 = the smaller dimension")
+}
+
+
 @hookimpl
 def register_mappings(register: Callable[[MappingSpec], None]) -> None:
     register(MappingSpec("linear", build_linear, LINEAR_PARAMS, "one affine layer"))
-    register(MappingSpec("mlp", build_mlp, MLP_PARAMS, "feed-forward net, 0-5 hidden layers"))
+    register(
+        MappingSpec(
+            "mlp", build_mlp, MLP_PARAMS, "feed-forward net, 0-5 hidden layers", check=check_mlp
+        )
+    )
+    register(
+        MappingSpec(
+            "ridge",
+            lambda i, o, params: build_linear(i, o, {"init": "default"}),
+            RIDGE_PARAMS,
+            "closed-form regularised least squares",
+            fit=fit_ridge,
+        )
+    )
+    register(
+        MappingSpec(
+            "procrustes",
+            lambda i, o, params: build_linear(i, o, {"init": "default"}),
+            PROCRUSTES_PARAMS,
+            "orthogonal map between principal subspaces of a common width",
+            fit=fit_procrustes,
+        )
+    )

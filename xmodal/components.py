@@ -54,8 +54,9 @@ class FeatureSetInfo:
 class MappingSpec:
     """A mapping family. `build(in_dim, out_dim, params)` returns a torch.nn.Module.
 
-    Closed-form families set `fit(x, y, params) -> torch.nn.Module` instead of being trained by
-    gradient descent; `build` still gives the untrained (initialised) network.
+    Closed-form families set `fit(model, x, y, params) -> torch.nn.Module` instead of being
+    trained by gradient descent; `build` still gives the untrained (initialised) network.
+    `check(params)` may yield `(parameter, message)` problems that the schema cannot express.
     """
 
     name: str
@@ -63,16 +64,21 @@ class MappingSpec:
     params: Mapping[str, Param] = _schema()
     description: str = ""
     fit: Callable[..., Any] | None = None
+    check: Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]] | None = None
 
 
 @attrs.frozen
 class LossSpec:
-    """A training loss. `build(params)` returns `loss(pred, target) -> scalar tensor`."""
+    """A training loss. `build(params)` returns `loss(pred, target) -> scalar tensor`.
+
+    `check(params)` may yield `(parameter, message)` problems that the schema cannot express.
+    """
 
     name: str
     build: Callable[[Mapping[str, Any]], Callable[[Any, Any], Any]]
     params: Mapping[str, Param] = _schema()
     description: str = ""
+    check: Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]] | None = None
 
 
 @attrs.frozen

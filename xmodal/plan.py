@@ -102,35 +102,35 @@ def make_plan(study: Study, registry: Registry) -> list[Cell]:
         "splits": sorted(study.probes["splits"]),
         "include_self": study.probes["include_self"],
     }
-    for (dname, dparams), pair, direction, fold, (mname, mparams), probe in itertools.product(
-        datasets, study.pairs, study.directions, folds, mappings, probes_on
+
+    def add(**fields: Any) -> None:
+        cell = Cell(run_id="", split=split, probes=probe_settings, metrics=metrics, **fields)
+        run_id = canonical_hash(config_of(cell))
+        cells.setdefault(run_id, attrs.evolve(cell, run_id=run_id))
+
+    for (dname, dparams), pair, direction, fold in itertools.product(
+        datasets, study.pairs, study.directions, folds
     ):
         source, target = pair if direction == "forward" else pair[::-1]
-        schedules = (
-            [(lname, lparams, train) for (lname, lparams) in losses for train in trainings]
-            if probe == "trained"
-            else [(None, None, None)]
+        where = dict(
+            dataset=dname,
+            dataset_params=dparams,
+            input_features=source,
+            target_features=target,
+            direction=direction,
+            fold=fold,
         )
-        for (lname, lparams, train), seed in itertools.product(schedules, study.seeds):
-            fields = dict(
-                dataset=dname,
-                dataset_params=dparams,
-                input_features=source,
-                target_features=target,
-                direction=direction,
-                split=split,
-                fold=fold,
-                mapping=mname,
-                mapping_params=mparams,
-                loss=lname,
-                loss_params=lparams,
-                train=train,
-                probe=probe,
-                seed=seed,
-                probes=probe_settings,
-                metrics=metrics,
+        if study.probes["identity"]:
+            # The input itself as the prediction: the reference every mapping is compared with.
+            add(**where, mapping="identity", mapping_params={}, loss=None, loss_params=None,
+                train=None, probe="identity", seed=0)  # fmt: skip
+        for (mname, mparams), probe in itertools.product(mappings, probes_on):
+            schedules = (
+                [(lname, lparams, train) for (lname, lparams) in losses for train in trainings]
+                if probe == "trained"
+                else [(None, None, None)]
             )
-            cell = Cell(run_id="", **fields)
-            run_id = canonical_hash(config_of(cell))
-            cells.setdefault(run_id, attrs.evolve(cell, run_id=run_id))
+            for (lname, lparams, train), seed in itertools.product(schedules, study.seeds):
+                add(**where, mapping=mname, mapping_params=mparams, loss=lname,
+                    loss_params=lparams, train=train, probe=probe, seed=seed)  # fmt: skip
     return list(cells.values())

@@ -14,6 +14,7 @@ import attrs
 import numpy as np
 import torch
 
+from xmodal.components import ResultRow
 from xmodal.data import PairedData
 from xmodal.errors import Problem, StudyError, XmodalError
 from xmodal.params import expand
@@ -152,73 +153,98 @@ def execute(cell: Cell, shared: StudyData) -> Outcome:
     data = shared.data(cell)
     train_idx, test_idx = shared.split(cell)
     x, y = data.features[cell.input_features], data.features[cell.target_features]
-    spec = registry.mappings[cell.mapping]
     started = now()
     t0 = time.perf_counter()
-    model = seeded_model(spec, cell.mapping_params, x.shape[1], y.shape[1], cell.seed)
+    model: torch.nn.Module | None = None
     curves: list[tuple[Any, ...]] = []
+    if cell.probe != "identity":
+        spec = registry.mappings[cell.mapping]
+        model = seeded_model(spec, cell.mapping_params, x.shape[1], y.shape[1], cell.seed)
     if cell.probe == "trained":
+        assert model is not None
         if spec.fit is not None:
             model = spec.fit(model, x[train_idx], y[train_idx], cell.mapping_params)
         else:
-            assert cell.loss is not None and cell.train is not None and cell.loss_params is not None
-            trained = train(
-                model,
-                registry.losses[cell.loss],
-                cell.loss_params,
-                x[train_idx],
-                y[train_idx],
-                cell.train,
-                cell.seed,
-            )
-            model = trained.model
-            curves = [
-                (cell.run_id, epoch, "train", "loss", cell.loss, None, None, value)
-                for epoch, value in enumerate(trained.losses, start=1)
-            ]
+            model, curves = _train(cell, shared, model, x, y, train_idx, test_idx)
     t1 = time.perf_counter()
+    rows = _measure(cell, shared, model, splits=cell.probes["splits"])
+    results = [
+        (cell.run_id, r.split, r.metric, r.comparison, r.k, r.similarity, None, r.value)
+        for r in rows
+    ]
+    t2 = time.perf_counter()
+    run = run_row(cell, "finished", started=started, train_seconds=t1 - t0, probe_seconds=t2 - t1,
+                  n_train=len(train_idx), n_test=len(test_idx))  # fmt: skip
+    return Outcome(run=run, results=results, curves=curves)
 
+
+def _train(
+    cell: Cell,
+    shared: StudyData,
+    model: torch.nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+) -> tuple[torch.nn.Module, list[tuple[Any, ...]]]:
+    """Gradient-descent training with its curves: loss per epoch, probes every `probe_every`."""
+    assert cell.loss is not None and cell.train is not None and cell.loss_params is not None
+    settings = cell.train
+    every = settings["probe_every"]
+    curves: list[tuple[Any, ...]] = []
+
+    def probe_curve(epoch: int, current: torch.nn.Module) -> None:
+        if every and (epoch % every == 0 or epoch == settings["epochs"]):
+            for r in _measure(cell, shared, current, splits=("train", "test")):
+                curves.append(
+                    (
+                        cell.run_id,
+                        epoch,
+                        r.split,
+                        r.metric,
+                        r.comparison,
+                        r.k,
+                        r.similarity,
+                        r.value,
+                    )
+                )
+
+    probe_curve(0, model)
+    trained = train(model, shared.registry.losses[cell.loss], cell.loss_params, x[train_idx],
+                    y[train_idx], settings, cell.seed, on_epoch=probe_curve)  # fmt: skip
+    for name, values in (("loss", trained.losses), ("val_loss", trained.val_losses)):
+        curves.extend((cell.run_id, epoch, "train", name, cell.loss, None, None, value)
+                      for epoch, value in enumerate(values, start=1))  # fmt: skip
+    return trained.model, curves
+
+
+def _measure(
+    cell: Cell, shared: StudyData, model: torch.nn.Module | None, splits: Iterable[str]
+) -> list[ResultRow]:
+    """Every metric of the run on the given splits; `model=None` predicts the input itself."""
+    data = shared.data(cell)
+    train_idx, test_idx = shared.split(cell)
+    x, y = data.features[cell.input_features], data.features[cell.target_features]
     split_key = (cell.data_key, canonical_hash(dict(cell.split)), cell.fold)
     spaces = {}
-    for split in cell.probes["splits"]:
+    for split in splits:
         index = train_idx if split == "train" else test_idx
         spaces[split] = Spaces(
             split=split,
             input=x[index],
             target=y[index],
-            predicted=predict(model, x[index]),
+            predicted=x[index] if model is None else predict(model, x[index]),
             input_key=(*split_key, split, cell.input_features),
             target_key=(*split_key, split, cell.target_features),
             ids=tuple(data.ids[i] for i in index),
             labels=tuple(data.labels[i] for i in index) if data.labels is not None else None,
         )
     probe = Probe(spaces=spaces, cache=shared.neighbors, include_self=cell.probes["include_self"])
-    results = []
+    rows = []
     for name, params in cell.metrics:
-        for row in registry.metrics[name].compute(probe, params):
-            results.append(
-                (
-                    cell.run_id,
-                    row.split,
-                    row.metric,
-                    row.comparison,
-                    row.k,
-                    row.similarity,
-                    None,
-                    float(row.value),
-                )
-            )
-    t2 = time.perf_counter()
-    run = run_row(
-        cell,
-        "finished",
-        started=started,
-        train_seconds=t1 - t0,
-        probe_seconds=t2 - t1,
-        n_train=len(train_idx),
-        n_test=len(test_idx),
-    )
-    return Outcome(run=run, results=results, curves=curves)
+        for row in shared.registry.metrics[name].compute(probe, params):
+            rows.append(attrs.evolve(row, value=float(row.value)))
+    return rows
 
 
 _PROVENANCE: dict[str, Any] = {}

@@ -46,10 +46,18 @@ TRAIN_PARAMS = {
     "momentum": Param(float, default=0.9, min=0.0, max=1.0),
     "shuffle": Param(bool, default=True),
     "grad_clip": Param(float, default=0.0, min=0.0, doc="max gradient norm; 0 turns it off"),
+    "early_stopping": Param(
+        int, default=0, min=0, doc="patience in epochs on a validation part; 0 turns it off"
+    ),
+    "validation_fraction": Param(float, default=0.1, min=0.01, max=0.5),
+    "probe_every": Param(
+        int, default=0, min=0, doc="probe train and test items every N epochs into curves"
+    ),
 }
 PROBE_PARAMS = {
     "trained": Param(bool, default=True),
     "untrained": Param(bool, default=True),
+    "identity": Param(bool, default=False, doc="a reference run whose prediction is the input"),
     "splits": Param(str, default=["test"], many=True, choices=("train", "test")),
     "include_self": Param(
         bool, default=False, doc="count each item as its own neighbour (the authors' code did)"
@@ -183,7 +191,13 @@ class _Builder:
             )
             return None
         params = {k: v for k, v in table.items() if k != "name"}
-        self.problems.extend(validate_params(known[name].params, params, path, sweep=sweep))
+        schema_problems = validate_params(known[name].params, params, path, sweep=sweep)
+        self.problems.extend(schema_problems)
+        check = getattr(known[name], "check", None)
+        if check is not None and not schema_problems and kind in ("mappings", "losses"):
+            for variant in expand(known[name].params, params):
+                for key, message in check(variant):
+                    self.problems.append(Problem(f"{path}.{key}", message))
         return Component(name=name, params=params, path=path)
 
     def build(
@@ -229,7 +243,9 @@ class _Builder:
         self.problems.extend(validate_params(TRAIN_PARAMS, train, "train", sweep=True))
         probes = self.table(doc, "probes", required=False)
         self.problems.extend(validate_params(PROBE_PARAMS, probes, "probes", sweep=False))
-        if probes.get("trained") is False and probes.get("untrained") is False:
+        if not any(
+            probes.get(p, PROBE_PARAMS[p].default) for p in ("trained", "untrained", "identity")
+        ):
             self.problems.append(
                 Problem(
                     "probes",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,10 +15,12 @@ from xmodal.components import LossSpec, MappingSpec
 
 @attrs.frozen
 class Trained:
-    """A mapping after training (or at initialisation) and its per-epoch training losses."""
+    """A mapping after training and its per-epoch training (and validation) losses."""
 
     model: torch.nn.Module
     losses: tuple[float, ...]
+    val_losses: tuple[float, ...] = ()
+    best_epoch: int | None = None
 
 
 def seeded_model(
@@ -35,10 +38,16 @@ def _optimizer(model: torch.nn.Module, settings: Mapping[str, Any]) -> torch.opt
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     if name == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=settings["momentum"], weight_decay=wd
-        )
+        momentum = settings["momentum"]
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) positions within the training items, seeded."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, round(n * fraction))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def train(
@@ -49,19 +58,32 @@ def train(
     y: np.ndarray,
     settings: Mapping[str, Any],
     seed: int,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> Trained:
-    """Minimise `loss(model(x), y)` with the study's optimiser settings; deterministic per seed."""
+    """Minimise `loss(model(x), y)` with the study's optimiser settings; deterministic per seed.
+
+    With `early_stopping = P > 0` a seeded `validation_fraction` of the items is held out, and
+    training stops after P epochs without a lower validation loss, returning the best weights.
+    `on_epoch(epoch, model)` is called after each epoch (the runner records probe curves there).
+    """
     loss_fn = loss.build(loss_params)
+    patience = settings.get("early_stopping", 0)
+    xv = yv = None
+    if patience:
+        fit, val = validation_split(len(x), settings["validation_fraction"], seed)
+        xv, yv = torch.from_numpy(x[val]), torch.from_numpy(y[val])
+        x, y = x[fit], y[fit]
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     n = len(xt)
     batch = n if settings["batch_size"] == "full" else min(settings["batch_size"], n)
     optimizer = _optimizer(model, settings)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
-    losses = []
-    model.train()
+    losses: list[float] = []
+    val_losses: list[float] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     for epoch in range(1, settings["epochs"] + 1):
+        model.train()
         order = torch.randperm(n, generator=generator) if settings["shuffle"] else torch.arange(n)
         total = 0.0
         for start in range(0, n, batch):
@@ -77,10 +99,25 @@ def train(
         if not np.isfinite(mean):
             raise FloatingPointError(f"training loss became {mean} at epoch {epoch}; lower lr?")
         losses.append(mean)
+        model.eval()
         if on_epoch is not None:
-            on_epoch(epoch, mean)
+            on_epoch(epoch, model)
+        if xv is not None:
+            with torch.no_grad():
+                val_losses.append(loss_fn(model(xv), yv).item())
+            if best is None or val_losses[-1] < best[0]:
+                best = (val_losses[-1], epoch, copy.deepcopy(model.state_dict()))
+            elif epoch - best[1] >= patience:
+                break
     model.eval()
-    return Trained(model=model, losses=tuple(losses))
+    if best is not None:
+        model.load_state_dict(best[2])
+    return Trained(
+        model=model,
+        losses=tuple(losses),
+        val_losses=tuple(val_losses),
+        best_epoch=best[1] if best else None,
+    )
 
 
 @torch.no_grad()
