@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from xmodal import hookimpl
-from xmodal.components import DatasetSpec
+from xmodal.components import DatasetSpec, FeatureSetInfo
 from xmodal.data import PairedData
 from xmodal.params import Param
 
@@ -65,6 +65,10 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
             name="synthetic",
             load=load,
             feature_sets=lambda params: ["text", "image"],
+            describe=lambda params: [
+                FeatureSetInfo(name, params["n_items"], params[f"dim_{name}"], "generated (seeded)")
+                for name in ("text", "image")
+            ],
             params=PARAMS,
             description="two views (text, image) of clustered latent items; seeded, instant",
         )

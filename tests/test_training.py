@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import TINY_STUDY, rows
 from xmodal.params import expand
 from xmodal.plugins import get_registry
 from xmodal.study import TRAIN_PARAMS
 from xmodal.train import seeded_model, train
-
-from tests.conftest import TINY_STUDY, rows
 
 
 def data(n=200, seed=0):
@@ -125,6 +124,11 @@ def test_closed_form_mappings_run_in_a_study(cli, write_study, db):
     ) == [(6,)]
 
 
-def test_thread_count_is_recorded(cli, write_study, db):
+def test_thread_count_is_one_per_run_by_default_and_recorded(cli, write_study, db, tmp_path):
+    before = torch.get_num_threads()
     cli("run", write_study(), "--db", db)
-    assert rows(db, "SELECT DISTINCT torch_threads FROM runs") == [(torch.get_num_threads(),)]
+    assert rows(db, "SELECT DISTINCT torch_threads FROM runs") == [(1,)]
+    other = tmp_path / "two.duckdb"
+    cli("run", write_study(), "--db", other, "--threads", "2")
+    assert rows(other, "SELECT DISTINCT torch_threads FROM runs") == [(2,)]
+    assert torch.get_num_threads() == before

@@ -16,10 +16,12 @@ from rich.table import Table
 
 from xmodal import plugins
 from xmodal.errors import XmodalError
+from xmodal.locking import holder
 from xmodal.plan import Cell, make_plan
-from xmodal.runner import RunEvent, StudyData, check_runs, max_k, run_study
+from xmodal.runner import RunEvent, check_runs, max_k, run_study
 from xmodal.store import Store, default_db_path
 from xmodal.study import Study, load_study
+from xmodal.studydata import StudyData
 
 app = typer.Typer(
     name="xmodal",
@@ -35,7 +37,7 @@ StudyPath = Annotated[Path, typer.Argument(help="study TOML file", show_default=
 DbOption = Annotated[
     Path | None,
     typer.Option(
-        "--db", help="results database [default: $XMODAL_DB or xmodal.duckdb]", show_default=False
+        "--db", help="results database (default: $XMODAL_DB or xmodal.duckdb)", show_default=False
     ),
 ]
 
@@ -78,17 +80,27 @@ def plan(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
 ) -> None:
-    """Show the expanded grid: one row per run, with its id and whether it is already finished."""
+    """Show the expanded grid: one row per run, its id, and whether it is cached, pending or new."""
     loaded, cells, _ = _load(study, deep=False)
-    statuses = _store(db).run_statuses([c.run_id for c in cells])
+    store = _store(db)
+    statuses = store.run_statuses([c.run_id for c in cells])
+    earlier = store.earlier_runs(loaded.name, loaded.source_hash)
+
+    def state(cell: Cell) -> str:
+        status = statuses.get(cell.run_id)
+        if status == "finished":
+            return "cached"
+        if status is not None:
+            return status
+        return "pending" if cell.run_id in earlier or not earlier else "new"
+
     if as_json:
-        rows = [
-            {"run_id": c.run_id, "status": statuses.get(c.run_id, "pending"), **c.config()}
-            for c in cells
-        ]
+        rows = [{"run_id": c.run_id, "status": state(c), **c.config()} for c in cells]
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    table = Table(title=f"{loaded.name}: {len(cells)} run(s)")
+    states = [state(c) for c in cells]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+    table = Table(title=f"{loaded.name}: {len(cells)} run(s) ({counts})")
     for column in (
         "run id",
         "dataset",
@@ -103,13 +115,13 @@ def plan(
         "status",
     ):
         table.add_column(column)
-    for c in cells:
-        status = statuses.get(c.run_id, "pending")
-        style = {"finished": "green", "failed": "red"}.get(status, "yellow")
+    colours = {"cached": "green", "failed": "red", "new": "cyan", "running": "magenta"}
+    for c, status in zip(cells, states, strict=True):
+        style = colours.get(status, "yellow")
         table.add_row(
             c.run_id, c.dataset, f"{c.input_features}→{c.target_features}", c.direction,
             "" if c.fold is None else str(c.fold), c.mapping, "" if c.depth is None else str(c.depth),
-            c.loss or "-", c.probe, str(c.seed), f"[{style}]{'cached' if status == 'finished' else status}[/{style}]",
+            c.loss or "-", c.probe, str(c.seed), f"[{style}]{status}[/{style}]",
         )  # fmt: skip
     console.print(table)
 
@@ -122,10 +134,32 @@ def run(
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="stop at the first failed run")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", min=1, help="parallel runs (default: the study's, or 1)"),
+    ] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="local, process or ray (default: the study's, or local)")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (with --executor ray)")
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=0, help="torch threads per run; 0 = cores / workers (default: 1)"),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="if another run holds the database, wait for it")
+    ] = False,
 ) -> None:
     """Execute a study: finished runs are skipped, each run's results are saved as it ends."""
     loaded, cells, shared = _load(study, deep=True)
     store = _store(db)
+    settings = loaded.execution
+    workers = workers or settings.get("workers", 1)
+    executor = executor or settings.get("executor", "local")
+    if executor not in ("local", "process", "ray"):
+        raise XmodalError(f"--executor {executor!r} is not one of local, process, ray")
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -146,8 +180,10 @@ def run(
                 progress.update(task, completed=event.done)
 
         summary = run_study(
-            loaded, cells, store, shared, force=force, fail_fast=fail_fast, on_event=on_event
-        )
+            loaded, cells, store, shared, force=force, fail_fast=fail_fast, executor=executor,
+            workers=workers, address=address or settings.get("address") or None, wait=wait,
+            threads=settings.get("threads", 1) if threads is None else threads, on_event=on_event,
+        )  # fmt: skip
         progress.update(task, description=loaded.name)
     console.print(
         f"{loaded.name}: {summary.finished} finished, {summary.skipped} skipped (already finished), "
@@ -159,18 +195,40 @@ def run(
 
 @app.command()
 def status(db: DbOption = None) -> None:
-    """Per study: planned, finished, failed and pending runs."""
-    rows = _store(db).study_status()
+    """Per study: planned, finished, failed, running (or stale) and pending runs."""
+    store = _store(db)
+    rows = store.study_status()
     if not rows:
         console.print("no studies recorded yet")
         return
+    live = holder(store.path)
     table = Table(title="studies")
-    for column in ("study", "version", "planned", "finished", "failed", "pending", "recorded"):
+    for column in (
+        "study",
+        "version",
+        "planned",
+        "finished",
+        "failed",
+        "running",
+        "stale",
+        "pending",
+        "recorded",
+    ):
         table.add_column(column)
-    for name, version, planned, finished, failed, pending, created in rows:
-        table.add_row(name, version, str(planned), f"[green]{finished}[/green]",
-                      f"[red]{failed}[/red]" if failed else "0", str(pending), str(created)[:19])  # fmt: skip
+    for name, version, planned, finished, failed, running, pending, created in rows:
+        # A run marked running while no xmodal run holds the database was left by a dead process.
+        alive = live is not None and live.get("study") == name
+        table.add_row(
+            name, version, str(planned), f"[green]{finished}[/green]",
+            f"[red]{failed}[/red]" if failed else "0",
+            str(running if alive else 0), f"[yellow]{running}[/yellow]" if running and not alive else "0",
+            str(pending), str(created)[:19],
+        )  # fmt: skip
     console.print(table)
+    if live:
+        console.print(f"xmodal run in progress: study {live.get('study')!r}, pid {live.get('pid')}")
+    if any(r[5] for r in rows) and live is None:
+        console.print("stale runs were left by a process that died; `xmodal run` redoes them")
 
 
 @app.command()
@@ -219,13 +277,59 @@ def list_plugins(
     if as_json:
         typer.echo(json.dumps(listing, indent=2))
         return
+    kinds_shown = ("datasets", "encoders", "mappings", "losses", "metrics")
     table = Table(title="plugins")
-    for column in ("plugin", "datasets", "mappings", "losses", "metrics"):
+    for column in ("plugin", *kinds_shown):
         table.add_column(column)
     for name, kinds in listing.items():
-        table.add_row(
-            name, *(", ".join(kinds[k]) for k in ("datasets", "mappings", "losses", "metrics"))
-        )
+        table.add_row(name, *(", ".join(kinds[k]) for k in kinds_shown))
+    console.print(table)
+
+
+@app.command("datasets")
+def list_datasets(
+    study: Annotated[
+        Path | None,
+        typer.Option("--study", help="describe the dataset as this study configures it"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """Every dataset and feature set: items, dimensions, origin. Nothing is loaded or encoded."""
+    from rich.markup import escape
+
+    from xmodal.catalog import as_json as catalog_json
+    from xmodal.catalog import catalog
+
+    registry = plugins.get_registry()
+    params = {}
+    if study is not None:
+        loaded = load_study(study, registry)
+        params = {loaded.dataset.name: loaded.dataset.params}
+    entries = catalog(registry, params)
+    if study is not None:
+        entries = [e for e in entries if e.name in params]
+    if as_json:
+        typer.echo(json.dumps(catalog_json(entries), indent=2, default=str))
+        return
+    table = Table(title="datasets")
+    for column in ("dataset", "feature set", "items", "dims", "from", "note"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        if e.problem:
+            table.add_row(
+                e.name, "", "", "", escape(e.description), f"[yellow]{escape(e.problem)}[/yellow]"
+            )
+        for i, f in enumerate(e.feature_sets):
+            size = lambda v: "?" if v is None else str(v)  # noqa: E731
+            table.add_row(
+                e.name if i == 0 else "",
+                f.name,
+                size(f.n_items),
+                size(f.dim),
+                escape(f.source),
+                escape(f.note),
+            )
+        table.add_section()
     console.print(table)
 
 

@@ -46,6 +46,16 @@ class NeighborCache:
         self.k_hint = k_hint
         self._lists: dict[tuple[Any, ...], np.ndarray] = {}
 
+    def has(self, key: tuple[Any, ...], similarity: str, include_self: bool) -> bool:
+        return (*key, similarity, include_self) in self._lists
+
+    def items(self) -> list[tuple[tuple[Any, ...], np.ndarray]]:
+        return list(self._lists.items())
+
+    def put(self, full_key: tuple[Any, ...], lists: np.ndarray) -> None:
+        """Adopt neighbour lists computed elsewhere (keys as returned by `items`)."""
+        self._lists[full_key] = lists
+
     def get(
         self, key: tuple[Any, ...], vectors: np.ndarray, k: int, similarity: str, include_self: bool
     ) -> np.ndarray:

@@ -223,6 +223,26 @@ class Store:
                     list(curves),
                 )
 
+    def mark_running(self, run: dict[str, Any]) -> None:
+        """Record that a run has started; a finished run being redone keeps its results until then."""
+        row = [json.dumps(run[c]) if c == "config" else run.get(c) for c in RUN_COLUMNS]
+        with self.writing() as con:
+            con.execute(
+                f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
+                "ON CONFLICT (run_id) DO UPDATE SET status = 'running', started_at = excluded.started_at, "
+                "error = NULL WHERE runs.status <> 'finished'",
+                row,
+            )
+
+    def clear_running(self, run_ids: Sequence[str]) -> None:
+        """Forget the `running` marks of runs that were stopped cleanly before they ended."""
+        if run_ids:
+            with self.writing() as con:
+                con.execute(
+                    "DELETE FROM runs WHERE status = 'running' AND run_id IN (SELECT unnest(?))",
+                    [list(run_ids)],
+                )
+
     # -- reads ----------------------------------------------------------------------------------
 
     def run_statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
@@ -254,8 +274,21 @@ class Store:
                 return [], []
             return [d[0] for d in cursor.description], cursor.fetchall()
 
+    def earlier_runs(self, study: str, current_hash: str) -> set[str]:
+        """Run ids planned by earlier versions of a study (to tell new runs from old pending ones)."""
+        if not self.path.exists():
+            return set()
+        with self.reading() as con:
+            if not _has_table(con, "study_runs"):
+                return set()
+            rows = con.execute(
+                "SELECT DISTINCT run_id FROM study_runs WHERE study = ? AND study_hash <> ?",
+                [study, current_hash],
+            ).fetchall()
+        return {r for (r,) in rows}
+
     def study_status(self) -> list[tuple[Any, ...]]:
-        """Per study (latest version): planned, finished, failed and pending run counts."""
+        """Per study (latest version): planned, finished, failed, running and pending run counts."""
         sql = """
             WITH latest AS (
                 SELECT name, arg_max(hash, created) AS hash, max(created) AS created
@@ -264,6 +297,7 @@ class Store:
             SELECT l.name, l.hash, count(sr.run_id) AS planned,
                    count(*) FILTER (WHERE r.status = 'finished') AS finished,
                    count(*) FILTER (WHERE r.status = 'failed') AS failed,
+                   count(*) FILTER (WHERE r.status = 'running') AS running,
                    count(*) FILTER (WHERE r.status IS NULL) AS pending,
                    l.created
             FROM latest l

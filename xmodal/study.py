@@ -20,7 +20,7 @@ from xmodal.params import Param, expand, validate_params
 from xmodal.plugins import Registry
 from xmodal.tomlpos import key_lines, locate
 
-SECTIONS = ("study", "data", "mapping", "loss", "train", "probes", "metric")
+SECTIONS = ("study", "data", "mapping", "loss", "train", "probes", "metric", "execution")
 DIRECTIONS = ("forward", "backward")
 SPLITS = ("dataset", "random", "kfold")
 
@@ -52,6 +52,14 @@ TRAIN_PARAMS = {
     "validation_fraction": Param(float, default=0.1, min=0.01, max=0.5),
     "probe_every": Param(
         int, default=0, min=0, doc="probe train and test items every N epochs into curves"
+    ),
+}
+EXECUTION_PARAMS = {
+    "executor": Param(str, default="local", choices=("local", "process", "ray")),
+    "workers": Param(int, default=1, min=1, max=1024),
+    "address": Param(str, default="", doc="Ray cluster address; empty starts a local Ray"),
+    "threads": Param(
+        int, default=1, min=0, max=1024, doc="torch threads per run; 0 = cores / workers"
     ),
 }
 PROBE_PARAMS = {
@@ -93,6 +101,7 @@ class Study:
     probes: Mapping[str, Any]
     metrics: tuple[Component, ...]
     lines: Mapping[str, int] = attrs.field(repr=False)
+    execution: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property
     def source_hash(self) -> str:
@@ -253,6 +262,8 @@ class _Builder:
                     allowed="trained = true and/or untrained = true",
                 )
             )
+        execution = self.table(doc, "execution", required=False)
+        self.problems.extend(validate_params(EXECUTION_PARAMS, execution, "execution", sweep=False))
         if self.problems or dataset is None:
             return None
         directions = data.get("directions", list(DIRECTIONS))
@@ -278,6 +289,7 @@ class _Builder:
             probes={k: probes.get(k, p.default) for k, p in PROBE_PARAMS.items()},
             metrics=tuple(m for m in metrics if m is not None),
             lines=dict(lines),
+            execution={k: execution.get(k, p.default) for k, p in EXECUTION_PARAMS.items()},
         )
 
     def _dataset(self, data: Mapping[str, Any]) -> Component | None:

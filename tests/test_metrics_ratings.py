@@ -1,0 +1,142 @@
+"""Specification of `similarity_correlation`: Spearman of pair similarities vs human ratings."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+from scipy import stats
+from xmodal_plugins import ratings_metric
+from xmodal_plugins.ratings_metric import covered_pairs, read_ratings_file
+
+from xmodal.errors import XmodalError
+from xmodal.params import expand
+from xmodal.plugins import get_registry
+from xmodal.probes import NeighborCache, Probe, Spaces
+
+WORDS = ("cat", "Dog", "car", "truck", "apple", "pear")
+RATINGS = [
+    ("cat", "dog", 8.5),
+    ("car", "truck", 8.0),
+    ("apple", "pear", 7.5),
+    ("cat", "car", 1.0),
+    ("dog", "apple", 0.5),
+    ("truck", "pear", 0.8),
+    ("cat", "unicorn", 3.0),  # not an item: lowers coverage
+    ("zebra", "horse", 9.0),  # neither is an item
+]
+
+
+@pytest.fixture
+def probe():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 4))
+    y = rng.standard_normal((6, 5))
+    pred = y + 0.5 * rng.standard_normal((6, 5))
+    spaces = Spaces("test", x, y, pred, ("x",), ("y",), ids=WORDS)
+    return Probe({"test": spaces}, NeighborCache(), include_self=False)
+
+
+@pytest.fixture
+def ratings_tsv(tmp_path):
+    path = tmp_path / "toy.tsv"
+    lines = ["word1\tword2\tscore", "# a comment", ""] + [f"{a}\t{b}\t{s}" for a, b, s in RATINGS]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def cos(u, v):
+    return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+
+
+def reference(space, ids, ratings):
+    index = {w.lower(): i for i, w in enumerate(ids)}
+    found = [(index[a], index[b], s) for a, b, s in ratings if a in index and b in index]
+    sims = [cos(space[i], space[j]) for i, j, _ in found]
+    return stats.spearmanr(sims, [s for *_, s in found]).statistic, len(found) / len(ratings)
+
+
+def test_read_ratings_file_skips_header_comments_and_blank_lines(ratings_tsv):
+    assert read_ratings_file(ratings_tsv) == RATINGS
+
+
+def test_a_malformed_line_is_named(tmp_path):
+    path = tmp_path / "bad.tsv"
+    path.write_text("cat\tdog\t8\ncat\tdog\n")
+    with pytest.raises(XmodalError, match=r"bad\.tsv:2"):
+        read_ratings_file(path)
+
+
+def test_pairs_are_matched_case_insensitively_first_occurrence_wins():
+    i, j, s = covered_pairs(("Cat", "dog", "cat"), [("cat", "DOG", 2.0), ("cat", "cow", 1.0)])
+    assert (i.tolist(), j.tolist(), s.tolist()) == ([0], [1], [2.0])
+    i, _, _ = covered_pairs(("Cat", "dog", "cat"), [("cat", "dog", 2.0)], casefold=False)
+    assert i.tolist() == [2]
+
+
+def test_spearman_and_coverage_match_scipy_on_a_toy_list(probe, ratings_tsv):
+    spec = get_registry().metrics["similarity_correlation"]
+    params = expand(spec.params, {"ratings_file": str(ratings_tsv)})[0]
+    rows = {(r.metric, r.comparison): r for r in spec.compute(probe, params)}
+    spaces = probe.spaces["test"]
+    for role, short in (("input", "input"), ("predicted", "pred"), ("target", "target")):
+        rho, coverage = reference(spaces.of(role), WORDS, RATINGS)
+        assert rows["spearman", f"{short}-toy"].value == pytest.approx(rho)
+        assert rows["spearman", f"{short}-toy"].similarity == "cosine"
+        assert rows["coverage", f"{short}-toy"].value == coverage == 6 / 8
+    assert len(rows) == 6
+
+
+def test_a_space_that_orders_pairs_like_the_humans_scores_one():
+    # 2-d unit vectors whose angles make cosine similarity increase with the human score.
+    angles = {"a": 0.0, "b": 0.2, "c": 0.9, "d": 2.0}
+    x = np.array([[np.cos(t), np.sin(t)] for t in angles.values()])
+    ratings = [("a", "b", 9.0), ("a", "c", 5.0), ("a", "d", 1.0), ("b", "d", 2.0)]
+    probe = Probe(
+        {"s": Spaces("s", x, x, x, ("x",), ("x",), ids=tuple(angles))},
+        NeighborCache(),
+        include_self=False,
+    )
+    spec = get_registry().metrics["similarity_correlation"]
+    ratings_metric._cached_benchmark.cache_clear()
+    fake = types.ModuleType("xmodal.ratings")
+    fake.load_ratings = lambda name: ratings if name == "toybench" else []
+    sys.modules["xmodal.ratings"] = fake
+    try:
+        params = expand(spec.params, {"ratings": "toybench", "spaces": "input"})[0]
+        rows = {(r.metric, r.comparison): r.value for r in spec.compute(probe, params)}
+    finally:
+        del sys.modules["xmodal.ratings"]
+        ratings_metric._cached_benchmark.cache_clear()
+    assert rows == {
+        ("spearman", "input-toybench"): pytest.approx(1.0),
+        ("coverage", "input-toybench"): 1.0,
+    }
+
+
+def test_fewer_than_two_covered_pairs_give_nan_not_an_error(probe, tmp_path):
+    path = tmp_path / "tiny.tsv"
+    path.write_text("cat\tdog\t3\nfoo\tbar\t1\n")
+    spec = get_registry().metrics["similarity_correlation"]
+    rows = list(
+        spec.compute(probe, expand(spec.params, {"ratings_file": str(path), "spaces": "input"})[0])
+    )
+    assert np.isnan(rows[0].value) and rows[1].value == 0.5
+
+
+def test_check_asks_for_a_ratings_source_and_existing_files(tmp_path):
+    spec = get_registry().metrics["similarity_correlation"]
+    info = {"n": 10, "split": "test", "include_self": False}
+    assert [key for key, _ in spec.check(expand(spec.params, {})[0], info)] == ["ratings"]
+    params = expand(spec.params, {"ratings_file": str(tmp_path / "missing.tsv")})[0]
+    [(key, message)] = spec.check(params, info)
+    assert key == "ratings_file" and "is not a file" in message
+
+
+def test_check_names_an_unknown_benchmark_before_anything_runs():
+    spec = get_registry().metrics["similarity_correlation"]
+    info = {"n": 10, "split": "test", "include_self": False}
+    [(key, message)] = spec.check(expand(spec.params, {"ratings": "simlexx"})[0], info)
+    assert key == "ratings" and "simlexx" in message

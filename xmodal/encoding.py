@@ -1,0 +1,175 @@
+"""Running encoders: raw inputs -> feature matrix, in batches, with a progress bar and a disk cache.
+
+The cache key is the content of the inputs (the strings themselves; the bytes of image files,
+not their paths), the encoder's name and version, and its filled-in parameters. A second study
+that encodes the same inputs the same way reads the matrix back instead of encoding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from xmodal import featurecache
+from xmodal.components import EncoderSpec
+from xmodal.errors import XmodalError, did_you_mean
+from xmodal.params import Param, check_scalar, expand, validate_params
+
+
+class EncoderError(XmodalError):
+    """An encoder is unknown, misconfigured, or returned something malformed."""
+
+
+def registered_encoders() -> Mapping[str, EncoderSpec]:
+    from xmodal.plugins import get_registry  # late: the registry is built after plugins load
+
+    return get_registry().encoders
+
+
+def resolve(names: Sequence[str], modality: str) -> list[EncoderSpec]:
+    """The registered encoders called `names`, each checked to take `modality` inputs."""
+    known = registered_encoders()
+    specs = []
+    for name in names:
+        spec = known.get(name)
+        if spec is None:
+            fitting = sorted(n for n, s in known.items() if s.modality == modality)
+            hint = did_you_mean(name, fitting)
+            raise EncoderError(
+                f"{name!r} is not a registered {modality} encoder (known: "
+                f"{', '.join(fitting) or 'none'})" + (f"; did you mean {hint!r}?" if hint else "")
+            )
+        if spec.modality != modality:
+            raise EncoderError(f"encoder {name!r} encodes {spec.modality}, not {modality}")
+        specs.append(spec)
+    return specs
+
+
+def _convert(param: Param, raw: str) -> Any:
+    if param.type is bool:
+        if raw.lower() not in ("true", "false"):
+            raise ValueError(f"{raw!r} is not true or false")
+        return raw.lower() == "true"
+    return param.type(raw)
+
+
+def parse_options(
+    options: Sequence[str], specs: Sequence[EncoderSpec]
+) -> dict[str, dict[str, Any]]:
+    """Per-encoder parameters from "encoder.key=value" strings, validated and defaults filled.
+
+    Study files cannot nest tables inside dataset parameters, so encoder parameters travel as
+    strings such as "efficientnet_lite0.fit=crop" and are converted by each parameter's type.
+    """
+    by_name = {s.name: s for s in specs}
+    given: dict[str, dict[str, Any]] = {s.name: {} for s in specs}
+    for option in options:
+        head, eq, raw = option.partition("=")
+        encoder, dot, key = head.strip().partition(".")
+        if not eq or not dot:
+            raise EncoderError(f"encoder option {option!r} is not of the form 'encoder.key=value'")
+        if encoder not in by_name:
+            raise EncoderError(
+                f"encoder option {option!r} names {encoder!r}, which this dataset does not use "
+                f"(it uses {', '.join(by_name)})"
+            )
+        spec = by_name[encoder]
+        if key not in spec.params:
+            raise EncoderError(
+                f"encoder option {option!r}: {encoder!r} has no parameter {key!r} "
+                f"(it has: {', '.join(sorted(spec.params)) or 'none'})"
+            )
+        try:
+            value = _convert(spec.params[key], raw.strip())
+        except ValueError as exc:
+            raise EncoderError(f"encoder option {option!r}: {exc}") from None
+        why = check_scalar(spec.params[key], value)
+        if why:
+            raise EncoderError(
+                f"encoder option {option!r}: {why} (allowed: {spec.params[key].describe()})"
+            )
+        given[encoder][key] = value
+    out = {}
+    for name, params in given.items():
+        problems = validate_params(by_name[name].params, params, f"encoder {name}", sweep=False)
+        if problems:
+            raise EncoderError("; ".join(f"{p.path}: {p.message}" for p in problems))
+        out[name] = expand(by_name[name].params, params)[0]
+    return out
+
+
+def fingerprint(spec: EncoderSpec, inputs: Sequence[Any]) -> list[str]:
+    """One content hash per input: of the text itself, or of the image file's bytes."""
+    if spec.modality == "text":
+        return [hashlib.sha256(str(x).encode()).hexdigest()[:24] for x in inputs]
+    prints = []
+    for path in inputs:
+        try:
+            prints.append(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:24])
+        except OSError as exc:
+            raise EncoderError(f"cannot read {path}: {exc}") from None
+    return prints
+
+
+def cache_key(spec: EncoderSpec, inputs: Sequence[Any], params: Mapping[str, Any]) -> str:
+    return featurecache.content_key(
+        {"encoder": spec.name, "version": spec.version, "params": dict(params)},
+        fingerprint(spec, inputs),
+    )
+
+
+def is_cached(spec: EncoderSpec, inputs: Sequence[Any], params: Mapping[str, Any]) -> bool:
+    return featurecache.entry_path(spec.name, cache_key(spec, inputs, params)).exists()
+
+
+def encode(
+    spec: EncoderSpec,
+    inputs: Sequence[Any],
+    params: Mapping[str, Any],
+    *,
+    label: str = "",
+    console: Console | None = None,
+) -> np.ndarray:
+    """The (len(inputs), d) float32 features of `inputs`, from the cache or freshly encoded."""
+    key = cache_key(spec, inputs, params)
+    cached = featurecache.load(spec.name, key)
+    if cached is not None and cached.shape[0] == len(inputs):
+        return cached
+    console = console or Console(stderr=True)
+    parts = []
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        what = label or f"{len(inputs)} {spec.modality} input(s)"
+        task = progress.add_task(f"encoding {what} with {spec.name}", total=len(inputs))
+        for start in range(0, len(inputs), spec.batch_size):
+            batch = list(inputs[start : start + spec.batch_size])
+            parts.append(_checked(spec, np.asarray(spec.encode(batch, params)), len(batch)))
+            progress.advance(task, len(batch))
+    matrix = np.concatenate(parts) if parts else np.zeros((0, spec.dim or 0), np.float32)
+    featurecache.save(
+        spec.name,
+        key,
+        matrix,
+        {"encoder": spec.name, "version": spec.version, "params": dict(params),
+         "modality": spec.modality, "shape": list(matrix.shape), "label": label},
+    )  # fmt: skip
+    return matrix
+
+
+def _checked(spec: EncoderSpec, out: np.ndarray, n: int) -> np.ndarray:
+    if out.ndim != 2 or out.shape[0] != n:
+        raise EncoderError(f"encoder {spec.name!r} returned shape {out.shape} for {n} inputs")
+    if not np.issubdtype(out.dtype, np.floating):
+        raise EncoderError(f"encoder {spec.name!r} returned {out.dtype} values, not floats")
+    return out.astype(np.float32, copy=False)

@@ -1,0 +1,131 @@
+"""The data of one study, loaded once: datasets, train/test indices and fixed neighbour lists.
+
+The runner loads it in the driving process. For worker processes it is exported once (feature
+matrices and neighbour lists as .npy files that workers memory-map, or as arrays handed to Ray's
+object store) and attached in each worker, so no worker reloads or recomputes any of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from xmodal.data import PairedData
+from xmodal.plan import Cell, canonical_hash
+from xmodal.plugins import Registry
+from xmodal.probes import NeighborCache
+from xmodal.splits import split_indices
+
+
+def split_key(cell: Cell) -> tuple[Any, ...]:
+    """Identifies a run's item split: same data, same split settings, same fold."""
+    return (cell.data_key, canonical_hash(dict(cell.split)), cell.fold)
+
+
+def probed_splits(cell: Cell) -> list[str]:
+    """The item splits a run probes: its final probes, plus train and test for probe curves."""
+    curves = bool(cell.train and cell.train.get("probe_every"))
+    return sorted(set(cell.probes["splits"]) | ({"train", "test"} if curves else set()))
+
+
+def similarities(cell: Cell) -> list[str]:
+    found = {s for _, params in cell.metrics for s in params.get("similarity", [])}
+    return sorted(found)
+
+
+@attrs.frozen
+class DataHandle:
+    """A picklable description of a StudyData whose arrays are files (or in-memory arrays)."""
+
+    k_hint: int
+    data: dict[str, dict[str, Any]]
+    splits: dict[tuple[Any, ...], tuple[Any, Any]]
+    neighbors: dict[tuple[Any, ...], Any]
+
+
+def _load_array(ref: Any) -> np.ndarray:
+    return np.load(ref, mmap_mode="r") if isinstance(ref, str | Path) else ref
+
+
+class StudyData:
+    """The datasets, splits and neighbour lists of one study, loaded once and shared by its runs."""
+
+    def __init__(self, registry: Registry, k_hint: int = 10) -> None:
+        self.registry = registry
+        self._data: dict[str, PairedData] = {}
+        self._splits: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self.neighbors = NeighborCache(k_hint=k_hint)
+
+    def data(self, cell: Cell) -> PairedData:
+        key = cell.data_key
+        if key not in self._data:
+            spec = self.registry.datasets[cell.dataset]
+            self._data[key] = spec.load(cell.dataset_params)
+        return self._data[key]
+
+    def split(self, cell: Cell) -> tuple[np.ndarray, np.ndarray]:
+        key = split_key(cell)
+        if key not in self._splits:
+            self._splits[key] = split_indices(self.data(cell), cell.split, cell.fold)
+        return self._splits[key]
+
+    def precompute(self, cells: Iterable[Cell]) -> None:
+        """Compute every input/target neighbour list the runs will ask for, once, up front."""
+        for cell in cells:
+            data = self.data(cell)
+            train_idx, test_idx = self.split(cell)
+            for split, name, similarity in itertools.product(
+                probed_splits(cell), (cell.input_features, cell.target_features), similarities(cell)
+            ):
+                index = train_idx if split == "train" else test_idx
+                key = (*split_key(cell), split, name)
+                include_self = cell.probes["include_self"]
+                if not self.neighbors.has(key, similarity, include_self):
+                    self.neighbors.get(key, data.features[name][index], 1, similarity, include_self)
+
+    def export(self, directory: Path | None) -> DataHandle:
+        """Describe this data for workers: arrays as .npy files in `directory`, or inline if None."""
+
+        def put(array: np.ndarray, name: str) -> Any:
+            if directory is None:
+                return array
+            path = directory / f"{name}.npy"
+            np.save(path, np.ascontiguousarray(array))
+            return str(path)
+
+        data = {}
+        for key, paired in self._data.items():
+            data[key] = {
+                "ids": paired.ids,
+                "split": paired.split,
+                "labels": paired.labels,
+                "source": paired.source,
+                "features": {
+                    f: put(m, f"{key}-{i}") for i, (f, m) in enumerate(paired.features.items())
+                },
+            }
+        neighbors = {k: put(v, f"nn-{i}") for i, (k, v) in enumerate(self.neighbors.items())}
+        return DataHandle(self.neighbors.k_hint, data, dict(self._splits), neighbors)
+
+    @classmethod
+    def attach(cls, handle: DataHandle, registry: Registry) -> StudyData:
+        """Rebuild the study's data in a worker from an exported handle, without reloading."""
+        shared = cls(registry, k_hint=handle.k_hint)
+        for key, d in handle.data.items():
+            features = {name: _load_array(ref) for name, ref in d["features"].items()}
+            shared._data[key] = PairedData(
+                ids=d["ids"],
+                features=features,
+                split=d["split"],
+                labels=d["labels"],
+                source=d["source"],
+            )
+        shared._splits.update(handle.splits)
+        for key, ref in handle.neighbors.items():
+            shared.neighbors.put(key, _load_array(ref))
+        return shared
