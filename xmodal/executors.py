@@ -1,7 +1,7 @@
 """Where runs execute: in this process, in a local process pool, or on a Ray cluster.
 
-Every executor takes the pending cells and yields `(cell, outcome or failure)` as runs end; only
-the driving process writes to the store. The executor is not part of a run's identity: the same
+Every executor takes the pending cells, calls `on_start(cell)` just before a run is handed out,
+and yields `(cell, outcome or failure)` as runs end; only the driving process writes to the store. The executor is not part of a run's identity: the same
 study gives the same run ids, and the same numbers, whichever executes it.
 """
 
@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from xmodal.plugins import get_registry
 from xmodal.studydata import DataHandle, StudyData
 
 EXECUTORS = ("local", "process", "ray")
+OnStart = Callable[[Cell], None]
 
 
 @attrs.frozen
@@ -59,11 +60,12 @@ class LocalExecutor:
         self.shared = shared
         self.threads = threads
 
-    def run(self, cells: list[Cell]) -> Iterator[tuple[Cell, Outcome | Failure]]:
+    def run(self, cells: list[Cell], on_start: OnStart) -> Iterator[tuple[Cell, Outcome | Failure]]:
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             for cell in cells:
+                on_start(cell)
                 yield cell, _attempt(cell, self.shared)
         finally:
             torch.set_num_threads(previous)
@@ -103,13 +105,14 @@ class ProcessExecutor:
             initargs=(handle, threads),
         )
 
-    def run(self, cells: list[Cell]) -> Iterator[tuple[Cell, Outcome | Failure]]:
+    def run(self, cells: list[Cell], on_start: OnStart) -> Iterator[tuple[Cell, Outcome | Failure]]:
         pending = iter(cells)
         running: dict[futures.Future, Cell] = {}
 
         def submit_next() -> None:
             cell = next(pending, None)
             if cell is not None:
+                on_start(cell)
                 running[self._pool.submit(_run_in_process, cell)] = cell
 
         for _ in range(self.workers + 1):
@@ -169,7 +172,7 @@ class RayExecutor:
         self._handle_id = os.urandom(8).hex()
         self._task = ray.remote(num_cpus=1)(_run_on_ray)
 
-    def run(self, cells: list[Cell]) -> Iterator[tuple[Cell, Outcome | Failure]]:
+    def run(self, cells: list[Cell], on_start: OnStart) -> Iterator[tuple[Cell, Outcome | Failure]]:
         ray = self._ray
         pending = iter(cells)
         running: dict[Any, Cell] = {}
@@ -178,6 +181,7 @@ class RayExecutor:
         def submit_next() -> None:
             cell = next(pending, None)
             if cell is not None:
+                on_start(cell)
                 running[self._task.remote(self._handle_id, self._handle, cell, threads)] = cell
 
         for _ in range(self.workers + 1):

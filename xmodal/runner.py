@@ -145,13 +145,16 @@ def run_study(
         finished = failed = 0
         started: dict[str, Any] = {}
         runner = make_executor(executor, shared, workers, threads, address)
+
+        def on_start(cell: Cell) -> None:
+            store.mark_running({**run_row(cell, "running", started=now()), "study": study.name})
+            started[cell.run_id] = time.perf_counter()
+            emit(RunEvent("start", cell, done, total))
+
         try:
-            for cell in pending[: runner.workers]:
-                started[cell.run_id] = _start(store, study, cell, emit, done, total)
-            queue = iter(pending[runner.workers :])
-            for cell, result in runner.run(pending):
+            for cell, result in runner.run(pending, on_start):
                 done += 1
-                seconds = time.perf_counter() - started.pop(cell.run_id, time.perf_counter())
+                seconds = time.perf_counter() - started.pop(cell.run_id)
                 if isinstance(result, Failure):
                     failed += 1
                     row = run_row(cell, "failed", started=None, error=result.error)
@@ -164,9 +167,6 @@ def run_study(
                     _record(store, study, result)
                     finished += 1
                     emit(RunEvent("finish", cell, done, total, seconds))
-                following = next(queue, None)
-                if following is not None:
-                    started[following.run_id] = _start(store, study, following, emit, done, total)
         except KeyboardInterrupt:
             store.clear_running(list(started))
             raise Interrupted(
@@ -176,14 +176,6 @@ def run_study(
         finally:
             runner.close()
     return RunSummary(planned=total, skipped=total - len(pending), finished=finished, failed=failed)
-
-
-def _start(
-    store: Store, study: Study, cell: Cell, emit: Callable[[RunEvent], None], done: int, total: int
-) -> float:
-    store.mark_running({**run_row(cell, "running", started=now()), "study": study.name})
-    emit(RunEvent("start", cell, done, total))
-    return time.perf_counter()
 
 
 def _record(store: Store, study: Study, outcome: Outcome) -> None:
