@@ -78,6 +78,7 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             compares=tuple(COMPARISONS),
             value_range=(0.0, 1.0),
             check=check_mnno,
+            uses_neighbors=True,
         )
     )
     register(

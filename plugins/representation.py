@@ -277,6 +277,7 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
         MetricSpec(
             name="knn_jaccard",
             compute=knn_jaccard,
+            uses_neighbors=True,
             params={
                 "comparisons": _COMPARISON_PARAM,
                 "k": Param(int, default=[1, 5, 10], many=True, min=1, doc="neighbourhood sizes"),

@@ -72,7 +72,7 @@ def validate(text: str) -> None:
     registry = get_registry()
     study = parse_study(text, "fuzz.toml", registry)
     cells = make_plan(study, registry)
-    check_runs(study, cells, StudyData(registry, k_hint=max_k(cells)))
+    check_runs(study, cells, StudyData(registry, k_hint=max_k(cells, registry)))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -101,6 +101,9 @@ class MetricSpec:
     split, with cached neighbour lists. `compares` lists the comparisons the metric writes.
     `check(params, split_info)` may yield `(parameter, message)` problems found before anything
     runs; `split_info` is {"n": items in the split, "split": its name, "include_self": bool}.
+    `uses_neighbors` says that `compute` asks `probe.neighbors` for every `k` and `similarity` in
+    its parameters: the runner then computes the input and target lists once, up front, for the
+    largest such k, and shares them with every run and worker.
     """
 
     name: str
@@ -110,6 +113,7 @@ class MetricSpec:
     compares: tuple[str, ...] = ()
     value_range: tuple[float, float] | None = None
     check: Callable[[Mapping[str, Any], Mapping[str, Any]], Iterable[tuple[str, str]]] | None = None
+    uses_neighbors: bool = False
 
 
 @attrs.frozen

@@ -20,6 +20,7 @@ from xmodal.executors import Failure, make_executor
 from xmodal.locking import RunLock
 from xmodal.params import expand
 from xmodal.plan import Cell
+from xmodal.plugins import Registry
 from xmodal.store import Store, now
 from xmodal.study import Study
 from xmodal.studydata import StudyData, split_key
@@ -52,8 +53,15 @@ class Interrupted(XmodalError):
     exit_code = 130
 
 
-def max_k(cells: Iterable[Cell]) -> int:
-    ks = [k for c in cells for _, p in c.metrics for k in (p.get("k") or [])]
+def max_k(cells: Iterable[Cell], registry: Registry) -> int:
+    """The largest k any neighbour-based metric of these runs asks for (10 when none does)."""
+    ks = [
+        k
+        for c in cells
+        for name, p in c.metrics
+        if registry.metrics[name].uses_neighbors
+        for k in p.get("k", [])
+    ]
     return max(ks, default=10)
 
 

@@ -33,8 +33,14 @@ def probed_splits(cell: Cell) -> list[str]:
     return sorted(set(cell.probes["splits"]) | ({"train", "test"} if curves else set()))
 
 
-def similarities(cell: Cell) -> list[str]:
-    found = {s for _, params in cell.metrics for s in params.get("similarity", [])}
+def similarities(cell: Cell, registry: Registry) -> list[str]:
+    """The similarities for which the run's neighbour-based metrics ask for neighbour lists."""
+    found = {
+        s
+        for name, params in cell.metrics
+        if registry.metrics[name].uses_neighbors
+        for s in params.get("similarity", [])
+    }
     return sorted(found)
 
 
@@ -80,7 +86,9 @@ class StudyData:
             data = self.data(cell)
             train_idx, test_idx = self.split(cell)
             for split, name, similarity in itertools.product(
-                probed_splits(cell), (cell.input_features, cell.target_features), similarities(cell)
+                probed_splits(cell),
+                (cell.input_features, cell.target_features),
+                similarities(cell, self.registry),
             ):
                 index = train_idx if split == "train" else test_idx
                 key = (*split_key(cell), split, name)
