@@ -58,6 +58,8 @@ def regression(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
     """The paper's MSE (mean over items of the per-dimension mean squared error) and R²."""
     for split in probe.splits:
         spaces = probe.spaces[split]
+        if spaces.predicted.shape != spaces.target.shape:
+            return  # e.g. the identity probe: its predictions are not in the target space
         pred, target = spaces.predicted.astype(np.float64), spaces.target.astype(np.float64)
         residual = ((pred - target) ** 2).sum()
         total = ((target - target.mean(axis=0)) ** 2).sum()

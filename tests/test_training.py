@@ -132,3 +132,19 @@ def test_thread_count_is_one_per_run_by_default_and_recorded(cli, write_study, d
     cli("run", write_study(), "--db", other, "--threads", "2")
     assert rows(other, "SELECT DISTINCT torch_threads FROM runs") == [(2,)]
     assert torch.get_num_threads() == before
+
+
+def test_identity_probe_skips_metrics_that_need_predictions_in_the_target_space(
+    cli, write_study, db
+):
+    study = (
+        TINY_STUDY
+        + '\n[[metric]]\nname = "regression"\n\n[[metric]]\nname = "retrieval"\n\n[probes]\nidentity = true\n'
+    )
+    assert cli("run", write_study(study), "--db", db).code == 0
+    identity = rows(
+        db,
+        "SELECT DISTINCT metric FROM results JOIN runs USING (run_id) WHERE state = 'identity' ORDER BY 1",
+    )
+    assert identity == [("mnno",)]
+    assert rows(db, "SELECT count(*) FROM results WHERE metric IN ('mse', 'recall')")[0][0] > 0
