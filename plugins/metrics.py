@@ -11,7 +11,7 @@ from xmodal import hookimpl
 from xmodal.components import MetricSpec, ResultRow
 from xmodal.neighbors import overlap
 from xmodal.params import Param
-from xmodal.probes import Probe
+from xmodal.probes import Probe, check_k_fits
 
 SIMILARITIES = ("cosine", "euclidean")
 COMPARISONS = {
@@ -41,19 +41,6 @@ def mnno(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
                     yield ResultRow(split, "mnno", comparison, value, k=k, similarity=similarity)
 
 
-def check_mnno(params: Mapping[str, Any], split: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    limit = split["n"] if split["include_self"] else split["n"] - 1
-    for k in params["k"]:
-        if k > limit:
-            yield (
-                "k",
-                (
-                    f"k = {k} is larger than the {split['split']} split allows: it has {split['n']} "
-                    f"items, so k can be at most {limit}"
-                ),
-            )
-
-
 def regression(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
     """The paper's MSE (mean over items of the per-dimension mean squared error) and R²."""
     for split in probe.splits:
@@ -79,7 +66,7 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             description="mean nearest-neighbour overlap (Collell & Moens 2018)",
             compares=tuple(COMPARISONS),
             value_range=(0.0, 1.0),
-            check=check_mnno,
+            check=check_k_fits,
             uses_neighbors=True,
         )
     )

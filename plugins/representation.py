@@ -32,7 +32,7 @@ from xmodal import hookimpl
 from xmodal.components import MetricSpec, ResultRow
 from xmodal.neighbors import overlap_per_item
 from xmodal.params import Param
-from xmodal.probes import Probe
+from xmodal.probes import Probe, check_k_fits
 
 COMPARISONS = {
     "pred-input": ("predicted", "input"),
@@ -224,21 +224,6 @@ def check_rsa(params: Mapping[str, Any], split: Mapping[str, Any]) -> Iterator[t
         )
 
 
-def check_knn_jaccard(
-    params: Mapping[str, Any], split: Mapping[str, Any]
-) -> Iterator[tuple[str, str]]:
-    limit = split["n"] if split["include_self"] else split["n"] - 1
-    for k in params["k"]:
-        if k > limit:
-            yield (
-                "k",
-                (
-                    f"k = {k} is larger than the {split['split']} split allows: it has {split['n']} "
-                    f"items, so k can be at most {limit}"
-                ),
-            )
-
-
 @hookimpl
 def register_metrics(register: Callable[[MetricSpec], None]) -> None:
     register(
@@ -286,6 +271,6 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             description="mean Jaccard similarity of the k-NN sets of two spaces",
             compares=tuple(COMPARISONS),
             value_range=(0.0, 1.0),
-            check=check_knn_jaccard,
+            check=check_k_fits,
         )
     )

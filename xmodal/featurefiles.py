@@ -210,14 +210,7 @@ def _parquet(path: Path, name: str, columns: Columns) -> FeatureTable:
             else np.zeros((table.num_rows, 0))
         )
     get = lambda c: table.column(c).to_pylist() if c in names else None  # noqa: E731
-    ids, labels, split = get(columns.id), get(columns.labels), get(columns.split)
-    return FeatureTable(
-        path,
-        matrix,
-        ids=_ids(path, ids) if ids is not None else None,
-        labels=_labels(path, labels) if labels is not None else None,
-        split=_split(path, split) if split is not None else None,
-    )
+    return _table(path, matrix, get(columns.id), get(columns.labels), get(columns.split))
 
 
 def _csv(path: Path, name: str, columns: Columns) -> FeatureTable:
@@ -247,7 +240,11 @@ def _csv(path: Path, name: str, columns: Columns) -> FeatureTable:
             f"{columns.id!r}, {columns.labels!r} and {columns.split!r} must be numeric"
         ) from None
     col = lambda c: [row[named[c]] for row in rows] if c in named else None  # noqa: E731
-    ids, labels, split = col(columns.id), col(columns.labels), col(columns.split)
+    return _table(path, matrix, col(columns.id), col(columns.labels), col(columns.split))
+
+
+def _table(path: Path, matrix: np.ndarray, ids: Any, labels: Any, split: Any) -> FeatureTable:
+    """A FeatureTable from a matrix and the (optional) raw id, label and split columns."""
     return FeatureTable(
         path,
         matrix,

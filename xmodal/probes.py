@@ -7,7 +7,7 @@ and serves every smaller k as a prefix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -16,6 +16,18 @@ import numpy as np
 from xmodal.neighbors import knn
 
 ROLES = ("input", "target", "predicted")
+
+
+def check_k_fits(params: Mapping[str, Any], split: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """`MetricSpec.check` for metrics with a `k` list: each k must leave room in the split."""
+    limit = split["n"] if split["include_self"] else split["n"] - 1
+    for k in params["k"]:
+        if k > limit:
+            yield (
+                "k",
+                f"k = {k} is larger than the {split['split']} split allows: it has {split['n']} "
+                f"items, so k can be at most {limit}",
+            )
 
 
 @attrs.frozen(eq=False)
