@@ -47,7 +47,15 @@ def test_the_study_file_can_choose_the_executor(cli, write_study, db, reference)
 
 def test_the_executor_is_not_part_of_a_run_id(cli, write_study):
     plain = json.loads(cli("plan", write_study(), "--json").out)
-    pooled = json.loads(cli("plan", write_study(TINY_STUDY + '\n[execution]\nexecutor = "ray"\nworkers = 4\nthreads = 2\n', "b.toml"), "--json").out)
+    pooled = json.loads(
+        cli(
+            "plan",
+            write_study(
+                TINY_STUDY + '\n[execution]\nexecutor = "ray"\nworkers = 4\nthreads = 2\n', "b.toml"
+            ),
+            "--json",
+        ).out
+    )
     assert [r["run_id"] for r in plain] == [r["run_id"] for r in pooled]
 
 
@@ -58,7 +66,7 @@ def test_an_unknown_executor_is_a_clear_error(cli, write_study, db):
 
 def test_failures_in_workers_are_recorded_like_local_ones(cli, write_study, db):
     # SGD with an absurd learning rate diverges: the trained runs fail inside the worker processes.
-    study = TINY_STUDY.replace("batch_size = 32", "batch_size = 32\noptimizer = \"sgd\"\nlr = 1e30")
+    study = TINY_STUDY.replace("batch_size = 32", 'batch_size = 32\noptimizer = "sgd"\nlr = 1e30')
     result = cli("run", write_study(study), "--db", db, "--workers", "2")
     assert result.code == 1
     failed = rows(db, "SELECT error FROM runs WHERE status = 'failed'")

@@ -19,8 +19,10 @@ from tests.conftest import TINY_STUDY, rows
 from xmodal.store import Store, StoreError
 
 # Twelve runs of a few tenths of a second each: long enough to be killed in the middle of one.
-SLOW_STUDY = TINY_STUDY.replace("depth = 2", "depth = [1, 2, 3]").replace("epochs = 3", "epochs = 12").replace(
-    '[[mapping]]\nname = "linear"\n', ""
+SLOW_STUDY = (
+    TINY_STUDY.replace("depth = 2", "depth = [1, 2, 3]")
+    .replace("epochs = 3", "epochs = 12")
+    .replace('[[mapping]]\nname = "linear"\n', "")
 )
 
 
@@ -76,7 +78,10 @@ def test_kill_9_at_random_moments_then_resume_gives_exactly_one_result_set_per_r
     done = finished_runs(db)
     assert len(done) == 12
     assert {k: done[k] for k in kept} == kept
-    duplicates = read(db, "SELECT run_id, split, metric, comparison, k, count(*) FROM results GROUP BY ALL HAVING count(*) > 1")
+    duplicates = read(
+        db,
+        "SELECT run_id, split, metric, comparison, k, count(*) FROM results GROUP BY ALL HAVING count(*) > 1",
+    )
     assert duplicates == []
     per_run = read(db, "SELECT count(*) FROM results GROUP BY run_id")
     assert len(per_run) == 12 and len(set(per_run)) == 1
@@ -94,7 +99,12 @@ def test_a_run_left_running_by_a_dead_process_is_shown_stale_and_redone(cli, wri
     status = cli("status", "--db", db).out
     assert "stale runs were left by a process that died" in status
     assert cli("run", study, "--db", db).code == 0
-    assert read(db, "SELECT count(*) FROM runs WHERE status = 'finished' AND run_id IN (SELECT unnest(?::VARCHAR[]))".replace("?::VARCHAR[]", repr(sorted(stale_ids)).replace('"', "'"))) == [(len(stale_ids),)]
+    assert read(
+        db,
+        "SELECT count(*) FROM runs WHERE status = 'finished' AND run_id IN (SELECT unnest(?::VARCHAR[]))".replace(
+            "?::VARCHAR[]", repr(sorted(stale_ids)).replace('"', "'")
+        ),
+    ) == [(len(stale_ids),)]
 
 
 def test_a_second_runner_on_the_same_database_stops_with_a_clear_message(write_study, db):
@@ -105,7 +115,11 @@ def test_a_second_runner_on_the_same_database_stops_with_a_clear_message(write_s
         second = start_run(study, db)
         out, err = second.communicate(timeout=120)
         assert second.returncode == 1
-        assert "is in use by another xmodal run" in err and f"pid {first.pid}" in err and "--wait" in err
+        assert (
+            "is in use by another xmodal run" in err
+            and f"pid {first.pid}" in err
+            and "--wait" in err
+        )
         waiting = start_run(study, db, "--wait")
         assert first.wait(timeout=300) == 0
         out, err = waiting.communicate(timeout=300)
@@ -129,12 +143,16 @@ def test_queries_work_while_a_study_is_writing(write_study, db):
     assert counts and counts == sorted(counts)
 
 
-def test_a_changed_study_gets_new_ids_only_for_changed_runs_and_keeps_old_results(cli, write_study, db):
+def test_a_changed_study_gets_new_ids_only_for_changed_runs_and_keeps_old_results(
+    cli, write_study, db
+):
     path = write_study()
     cli("run", path, "--db", db)
     old_ids = {r for (r,) in rows(db, "SELECT run_id FROM runs")}
     write_study(TINY_STUDY.replace("hidden = 32", "hidden = 48"))
-    plan = {r["run_id"]: r["status"] for r in json.loads(cli("plan", path, "--db", db, "--json").out)}
+    plan = {
+        r["run_id"]: r["status"] for r in json.loads(cli("plan", path, "--db", db, "--json").out)
+    }
     assert sorted(plan.values()).count("cached") == 4 and sorted(plan.values()).count("new") == 4
     assert cli("run", path, "--db", db).output.count("4 finished, 4 skipped") == 1
     assert old_ids <= {r for (r,) in rows(db, "SELECT run_id FROM runs")}
@@ -149,7 +167,9 @@ def test_an_unwritable_database_path_is_a_clear_error(cli, write_study, tmp_path
     assert "Traceback" not in result.output and "results.duckdb" in result.output
 
 
-def test_a_full_disk_stops_the_study_and_keeps_every_recorded_run(cli, write_study, db, monkeypatch):
+def test_a_full_disk_stops_the_study_and_keeps_every_recorded_run(
+    cli, write_study, db, monkeypatch
+):
     real = Store.record_run
     calls = {"n": 0}
 

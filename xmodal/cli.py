@@ -50,7 +50,7 @@ def _load(path: Path, *, deep: bool) -> tuple[Study, list[Cell], StudyData]:
     registry = plugins.get_registry()
     study = load_study(path, registry)
     cells = make_plan(study, registry)
-    shared = StudyData(registry, k_hint=max_k(cells))
+    shared = StudyData(registry, k_hint=max_k(cells, registry))
     if deep:
         check_runs(study, cells, shared)
     return study, cells, shared
@@ -259,6 +259,30 @@ def query(
         console.print(table)
         if limit and len(rows) > limit:
             console.print(f"… {len(rows) - limit} more row(s); use --limit 0 or --format csv")
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="study name (as `xmodal status` lists it)")],
+    db: DbOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="directory for report.md and PNGs (default: report-STUDY)"),
+    ] = None,
+) -> None:
+    """Write a paper-style report (Markdown tables, PNG figures) of a study's results."""
+    from xmodal.report import build_report
+
+    made = build_report(_store(db), study, out or Path(f"report-{study}"))
+    if made.headline is not None:
+        table = Table(*made.headline.columns, title=made.headline.title)
+        for row in made.headline.rows:
+            table.add_row(*row)
+        console.print(table)
+        if made.headline.note:
+            console.print(made.headline.note)
+    for path in (made.markdown, *made.figures):
+        console.print(f"wrote {path}")
 
 
 def _cell_text(value: Any) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from xmodal.errors import XmodalError
+from xmodal.views import MIGRATION as PAPER_VIEWS
 
 DEFAULT_DB = "xmodal.duckdb"
 
@@ -100,6 +101,8 @@ MIGRATIONS: list[str] = [
         JOIN runs r USING (run_id)
         JOIN results res USING (run_id);
     """,
+    # 2: the paper's tables and figures as views (xmodal/views.py, docs/report.md).
+    PAPER_VIEWS,
 ]
 
 RUN_COLUMNS = (

@@ -1,0 +1,271 @@
+"""`xmodal report` and the paper_* views: tables, figures and clean errors from a small study."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import struct
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, TINY_STUDY, rows
+from xmodal.store import Store
+from xmodal.views import VIEW_NAMES, VIEWS
+
+STUDY = """\
+[study]
+name = "paper-mini"
+description = "a tiny stand-in for the paper's experiments"
+seeds = [0]
+
+[data]
+dataset = "synthetic"
+pairs = [["text", "image"]]
+directions = ["forward", "backward"]
+split = "kfold"
+folds = 2
+
+[data.params]
+n_items = 200
+dim_text = 12
+dim_image = 16
+
+[[mapping]]
+name = "mlp"
+depth = [0, 1, 2]
+hidden = 16
+
+[[loss]]
+name = "mse"
+
+[[loss]]
+name = "cosine"
+
+[train]
+epochs = 4
+batch_size = 50
+probe_every = 2
+
+[probes]
+trained = true
+untrained = true
+
+[[metric]]
+name = "mnno"
+k = [5, 10]
+
+[[metric]]
+name = "regression"
+
+[[metric]]
+name = "retrieval"
+k = [1, 10]
+labels = false
+
+[[metric]]
+name = "similarity_correlation"
+ratings_file = ["RATINGS"]
+spaces = ["input", "predicted"]
+"""
+
+# 2 directions × 2 folds × 3 depths × (2 losses trained + 1 untrained)
+N_RUNS = 36
+# The report needs only these plugins; loading no others keeps these tests about the report.
+PLUGINS = "synthetic,mappings,losses,metrics,retrieval,ratings_metric"
+
+
+@pytest.fixture(autouse=True)
+def only_needed_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XMODAL_LOAD_PLUGINS", PLUGINS)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82"), f"{path} is truncated"
+    return width, height
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Run the study once for the whole module (into its own database)."""
+    from xmodal import plugins
+    from xmodal.cli import main
+
+    where = tmp_path_factory.mktemp("report")
+    rng = random.Random(0)
+    ratings = where / "pairs.tsv"
+    ratings.write_text(
+        "".join(
+            f"item{rng.randrange(200)}\titem{rng.randrange(200)}\t{rng.uniform(0, 10):.2f}\n"
+            for _ in range(300)
+        )
+    )
+    study = where / "study.toml"
+    study.write_text(STUDY.replace("RATINGS", str(ratings)))
+    db = where / "results.duckdb"
+    saved = os.environ.get("XMODAL_LOAD_PLUGINS")
+    os.environ["XMODAL_LOAD_PLUGINS"] = PLUGINS
+    plugins.reset()
+    try:
+        main(["run", str(study), "--db", str(db), "-j", "1"])
+    except SystemExit as exc:
+        assert not exc.code, "the study failed to run"
+    finally:
+        plugins.reset()
+        if saved is None:
+            del os.environ["XMODAL_LOAD_PLUGINS"]
+        else:
+            os.environ["XMODAL_LOAD_PLUGINS"] = saved
+    return db, where
+
+
+def test_views_return_the_expected_rows(ran):
+    db, _ = ran
+    assert rows(db, "SELECT count(*) FROM paper_runs WHERE study = 'paper-mini'") == [(N_RUNS,)]
+    table1 = rows(
+        db,
+        "SELECT direction, depth, loss, state, n, pred_input, pred_target, input_target "
+        "FROM paper_table1 WHERE study = 'paper-mini' AND k = 10 AND split = 'test' ORDER BY ALL",
+    )
+    # 2 directions × 3 depths × (mse, cosine, untrained); n = 2 folds each
+    assert len(table1) == 18
+    assert {r[4] for r in table1} == {2}
+    assert {r[2] for r in table1} == {"mse", "cosine", None}
+    assert all(0 <= v <= 1 for r in table1 for v in r[5:])
+    untrained = rows(
+        db, "SELECT count(*) FROM paper_untrained WHERE study = 'paper-mini' AND k = 10"
+    )
+    assert untrained == [(6,)]
+    depth = rows(
+        db,
+        "SELECT DISTINCT comparison FROM paper_depth WHERE study = 'paper-mini' ORDER BY 1",
+    )
+    assert depth == [("input-target",), ("pred-input",), ("pred-target",)]
+    epochs = rows(
+        db,
+        "SELECT DISTINCT epoch, split FROM paper_curves WHERE study = 'paper-mini' "
+        "AND metric = 'mnno' AND k = 10 AND comparison = 'pred-target' ORDER BY ALL",
+    )
+    assert epochs == [(e, s) for e in (0, 2, 4) for s in ("test", "train")]
+    fit = rows(db, "SELECT count(*), count(r2), count(recall_at_10) FROM paper_fit")
+    assert fit == [(18, 18, 18)]
+    ratings = rows(
+        db,
+        "SELECT source, count(*), count(rho_before), count(rho_after), min(coverage) "
+        "FROM paper_ratings WHERE study = 'paper-mini' GROUP BY ALL",
+    )
+    assert ratings[0][:4] == ("pairs", 18, 18, 18) and 0 < ratings[0][4] < 1
+
+
+def test_views_follow_the_latest_study_version(ran, tmp_path):
+    """A new version of the study that plans fewer runs narrows every view to its runs."""
+    import shutil
+
+    from xmodal import plugins
+    from xmodal.cli import main
+
+    db, where = ran
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(db, copy)
+    study = tmp_path / "study.toml"
+    text = (where / "study.toml").read_text().replace("depth = [0, 1, 2]", "depth = [0]")
+    study.write_text(text.replace('[[loss]]\nname = "cosine"\n', ""))
+    plugins.reset()
+    try:
+        main(["run", str(study), "--db", str(copy)])
+    except SystemExit as exc:
+        assert not exc.code
+    finally:
+        plugins.reset()
+    depths = rows(copy, "SELECT DISTINCT depth FROM paper_table1 WHERE study = 'paper-mini'")
+    assert depths == [(0,)]
+
+
+def test_report_writes_markdown_figures_and_prints_the_headline(ran, cli, tmp_path):
+    db, _ = ran
+    out = tmp_path / "out"
+    result = cli("report", "paper-mini", "--db", db, "--out", out)
+    assert result.code == 0, result.output
+    assert "mNNO@10, trained mappings" in result.out
+    assert "f(X),X" in result.out
+    text = (out / "report.md").read_text()
+    assert "## Table 1: mNNO@10 of trained mappings on test items (cosine)" in text
+    table = [line for line in text.splitlines() if line.startswith("| synthetic | text → image")]
+    # Table 1 (3 depths × 2 losses) + untrained (3) + fit (3 × 3) + ratings (9) per direction
+    lines = [
+        ln
+        for ln in text.split("## Table 1")[1].split("##")[0].splitlines()
+        if ln.startswith("| synthetic")
+    ]
+    assert len(lines) == 12
+    assert any(re.search(r"\| mlp \| 2 \| cosine \| 0\.\d{3} ± 0\.\d{3} \|", ln) for ln in lines)
+    assert table
+    for section in ("Untrained networks", "Regression fit and retrieval", "Spearman correlation"):
+        assert section in text
+    for name in ("depth.png", "curves.png", "untrained.png", "ratings.png"):
+        path = out / name
+        assert path.exists(), name
+        assert f"({name})" in text
+        width, height = _png_size(path)
+        assert width > 400 and height > 300
+
+
+def test_unknown_study_suggests_close_names(ran, cli, tmp_path):
+    db, _ = ran
+    result = cli("report", "paper-mni", "--db", db, "--out", tmp_path / "o")
+    assert result.code == 1
+    assert "no study named 'paper-mni'" in result.err
+    assert "did you mean 'paper-mini'" in result.err
+    assert "Traceback" not in result.output
+
+
+def test_study_without_finished_runs_is_a_clear_error(cli, write_study, db, tmp_path):
+    cli("run", write_study(), "--db", db)
+    # A study version whose runs never finished (recorded directly: `run` would run them).
+    Store(db).record_study("later", "h", "later.toml", TINY_STUDY, ["never-ran"])
+    result = cli("report", "later", "--db", db, "--out", tmp_path / "o")
+    assert result.code == 1
+    assert "has no finished runs" in result.err and "xmodal run" in result.err
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_out_is_a_clear_error(ran, cli, tmp_path):
+    db, _ = ran
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = cli("report", "paper-mini", "--db", db, "--out", locked / "sub")
+    finally:
+        locked.chmod(0o700)
+    assert result.code == 1
+    assert "--out" in result.err and "cannot create" in result.err
+    assert "Traceback" not in result.output
+
+
+def test_out_that_is_a_file_is_a_clear_error(ran, cli, tmp_path):
+    db, _ = ran
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = cli("report", "paper-mini", "--db", db, "--out", afile)
+    assert result.code == 1
+    assert "--out" in result.err
+    assert "Traceback" not in result.output
+
+
+def test_missing_database_is_a_clear_error(cli, tmp_path):
+    result = cli("report", "x", "--db", tmp_path / "none.duckdb", "--out", tmp_path / "o")
+    assert result.code == 1
+    assert "no results database" in result.err
+
+
+def test_docs_show_every_views_sql():
+    doc = (REPO / "docs" / "report.md").read_text()
+    for name in VIEW_NAMES:
+        assert VIEWS[name].strip() in doc, f"docs/report.md does not show the SQL of {name}"
