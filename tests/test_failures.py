@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import torch
 
 from tests.conftest import TINY_STUDY, rows
 from xmodal import hookimpl, plugins
-from xmodal.components import MappingSpec
+from xmodal.components import DatasetSpec, MappingSpec
+from xmodal.data import PairedData
 from xmodal.params import Param
 
 
@@ -77,3 +79,29 @@ def test_ctrl_c_keeps_finished_runs_and_leaves_no_trace_of_the_interrupted_one(
     statuses = rows(db, "SELECT status, count(*) FROM runs GROUP BY ALL")
     assert statuses == [("finished", 2)]
     assert rows(db, "SELECT count(DISTINCT run_id) FROM results") == [(2,)]
+
+
+def test_data_the_metric_cannot_use_fails_the_runs_with_a_recorded_error(cli, write_study, db):
+    """Zero vectors have no cosine neighbours: the runs fail with the kNN error, no traceback."""
+
+    def load(params):
+        text = np.zeros((40, 4), dtype=np.float32)
+        image = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
+        return PairedData(
+            ids=tuple(map(str, range(40))),
+            features={"text": text, "image": image},
+            split=np.array(["train", "test"] * 20),
+        )
+
+    spec = DatasetSpec("zeros", load, lambda params: ["text", "image"])
+    plugin = types.SimpleNamespace(register_datasets=hookimpl(lambda register: register(spec)))
+    plugins.reset(plugins.load_manager(extra=[("zeros-plugin", plugin)]))
+    study = TINY_STUDY.replace('dataset = "synthetic"', 'dataset = "zeros"').replace(
+        "[data.params]\nn_items = 240\ndim_text = 16\ndim_image = 24\n", ""
+    )
+    result = cli("run", write_study(study), "--db", db)
+    assert result.code == 1 and "Traceback" not in result.output
+    errors = rows(
+        db, "SELECT DISTINCT split_part(error, chr(10), 1) FROM runs WHERE status = 'failed'"
+    )
+    assert len(errors) == 1 and "zero" in errors[0][0].lower()

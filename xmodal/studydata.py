@@ -93,8 +93,14 @@ class StudyData:
                 index = train_idx if split == "train" else test_idx
                 key = (*split_key(cell), split, name)
                 include_self = cell.probes["include_self"]
-                if not self.neighbors.has(key, similarity, include_self):
+                if self.neighbors.has(key, similarity, include_self):
+                    continue
+                try:
                     self.neighbors.get(key, data.features[name][index], 1, similarity, include_self)
+                except Exception:  # e.g. zero rows under cosine
+                    # Left to the runs that need these lists: each then fails with this error,
+                    # recorded in the store, while runs that do not need them go on.
+                    continue
 
     def export(self, directory: Path | None) -> DataHandle:
         """Describe this data for workers: arrays as .npy files in `directory`, or inline if None."""
