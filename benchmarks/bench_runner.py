@@ -44,7 +44,7 @@ depth = [1, 2, 3]
 hidden = 256
 
 [train]
-epochs = 10
+epochs = 40
 batch_size = 64
 
 [[metric]]
