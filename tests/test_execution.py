@@ -72,3 +72,10 @@ def test_failures_in_workers_are_recorded_like_local_ones(cli, write_study, db):
     failed = rows(db, "SELECT error FROM runs WHERE status = 'failed'")
     assert len(failed) == 4 and all("FloatingPointError" in e for (e,) in failed)
     assert rows(db, "SELECT count(*) FROM runs WHERE status = 'finished'") == [(4,)]
+
+
+def test_fail_fast_in_a_pool_leaves_no_run_marked_running(cli, write_study, db):
+    study = TINY_STUDY.replace("batch_size = 32", 'batch_size = 32\noptimizer = "sgd"\nlr = 1e30')
+    result = cli("run", write_study(study), "--db", db, "--workers", "2", "--fail-fast")
+    assert result.code == 1 and "--fail-fast" in result.output
+    assert rows(db, "SELECT count(*) FROM runs WHERE status = 'running'") == [(0,)]

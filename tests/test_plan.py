@@ -80,3 +80,14 @@ def test_kfold_adds_one_run_per_fold():
     cells = plan_of(kfold)
     assert sorted({c.fold for c in cells}) == [0, 1, 2]
     assert len(cells) == 2 * 2 * 3
+
+
+def test_an_integer_spelling_of_a_float_setting_is_the_same_run():
+    spelled = TINY_STUDY.replace("batch_size = 32", "batch_size = 32\nweight_decay = 0\nlr = 1")
+    as_floats = TINY_STUDY.replace(
+        "batch_size = 32", "batch_size = 32\nweight_decay = 0.0\nlr = 1.0"
+    )
+    assert ids(spelled) == ids(as_floats)
+    assert ids(TINY_STUDY.replace("batch_size = 32", "batch_size = 32\nweight_decay = 0")) == ids(
+        TINY_STUDY
+    )

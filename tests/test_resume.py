@@ -108,25 +108,24 @@ def test_a_run_left_running_by_a_dead_process_is_shown_stale_and_redone(cli, wri
 
 
 def test_a_second_runner_on_the_same_database_stops_with_a_clear_message(write_study, db):
-    study = write_study(SLOW_STUDY.replace("epochs = 12", "epochs = 80"))
-    first = start_run(study, db)
+    # The first runner's study takes minutes; it is killed once the others have been tried.
+    first = start_run(write_study(SLOW_STUDY.replace("epochs = 12", "epochs = 5000")), db)
     try:
-        wait_for(db, "SELECT count(*) FROM runs WHERE status IN ('running', 'finished')")
-        second = start_run(study, db)
+        wait_for(db, "SELECT count(*) FROM runs WHERE status = 'running'")
+        second = start_run(write_study(SLOW_STUDY, "other.toml"), db)
         out, err = second.communicate(timeout=120)
         assert second.returncode == 1
-        assert (
-            "is in use by another xmodal run" in err
-            and f"pid {first.pid}" in err
-            and "--wait" in err
-        )
-        waiting = start_run(study, db, "--wait")
-        assert first.wait(timeout=300) == 0
-        out, err = waiting.communicate(timeout=300)
-        assert waiting.returncode == 0, err
-        assert "0 finished, 12 skipped" in out
+        assert "is in use by another xmodal run" in err
+        assert f"pid {first.pid}" in err and "--wait" in err
+        waiting = start_run(write_study(SLOW_STUDY, "other.toml"), db, "--wait")
+        time.sleep(6)
+        assert waiting.poll() is None, "--wait should queue behind the first runner"
     finally:
         first.kill()
+        first.wait()
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err
+    assert "12 finished" in out
 
 
 def test_queries_work_while_a_study_is_writing(write_study, db):

@@ -146,3 +146,40 @@ def test_the_quickstart_finishes_and_reports_every_comparison(cli, db):
     assert result.code == 0, result.output
     comparisons = rows(db, "SELECT DISTINCT comparison FROM results WHERE metric = 'mnno'")
     assert sorted(c for (c,) in comparisons) == ["input-target", "pred-input", "pred-target"]
+
+
+def test_study_results_covers_the_current_version_once(cli, write_study, db):
+    path = write_study()
+    cli("run", path, "--db", db)
+    n = rows(db, "SELECT count(*) FROM results")[0][0]
+    write_study(TINY_STUDY.replace('name = "tiny"', 'name = "tiny"\ndescription = "v2"'))
+    cli("run", path, "--db", db)
+    assert rows(db, "SELECT count(*) FROM study_results")[0][0] == n
+    # Going back to the first version makes it the current one again.
+    write_study(TINY_STUDY.replace("hidden = 32", "hidden = 40"))
+    cli("run", path, "--db", db)
+    write_study()
+    cli("run", path, "--db", db)
+    current = rows(
+        db,
+        "SELECT DISTINCT config->>'$.mapping_params.hidden' FROM study_results WHERE mapping = 'mlp'",
+    )
+    assert current == [("[32]",)]
+
+
+def test_a_forced_redo_that_fails_keeps_the_earlier_results(cli, write_study, db, monkeypatch):
+    path = write_study()
+    cli("run", path, "--db", db)
+    before = rows(db, "SELECT run_id, metric, comparison, k, value FROM results ORDER BY ALL")
+    import xmodal.executors
+
+    def broken(cell, shared):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(xmodal.executors, "execute", broken)
+    result = cli("run", path, "--db", db, "--force")
+    assert result.code == 1 and "earlier finished results are kept" in result.output
+    assert (
+        rows(db, "SELECT run_id, metric, comparison, k, value FROM results ORDER BY ALL") == before
+    )
+    assert rows(db, "SELECT DISTINCT status FROM runs") == [("finished",)]

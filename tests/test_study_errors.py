@@ -113,3 +113,13 @@ def test_valid_study_passes(cli, write_study):
     result = cli("validate", write_study())
     assert result.code == 0, result.output
     assert "8 run(s)" in result.output
+
+
+def test_k_is_checked_against_every_split_the_probe_curves_visit(cli, write_study):
+    text = TINY_STUDY.replace("batch_size = 32", "batch_size = 32\nprobe_every = 1").replace(
+        "k = [1, 5, 10]", "k = [1, 5, 100]"
+    )
+    text += '\n[probes]\nsplits = ["train"]\n'
+    result = cli("validate", write_study(text))
+    assert result.code == 2
+    assert "metric[0].k" in result.output and "larger than the test split" in result.output

@@ -143,6 +143,7 @@ _ray_data: dict[str, StudyData] = {}
 def _run_on_ray(handle_id: str, handle: DataHandle, cell: Cell, threads: int) -> Outcome | Failure:
     # Ray reuses worker processes: attach the study's data once per process, not once per run.
     if handle_id not in _ray_data:
+        _ray_data.clear()  # a long-lived cluster worker keeps only the current study's data
         torch.set_num_threads(threads)
         _ray_data[handle_id] = StudyData.attach(handle, get_registry())
     return _attempt(cell, _ray_data[handle_id])

@@ -59,11 +59,17 @@ class RunLock:
             raise XmodalError(
                 f"{self.db}: cannot create the run lock {path}: {exc.strerror}"
             ) from None
+        # `holder()` (xmodal status) takes the lock shared for a moment: retry briefly before
+        # deciding that another runner holds it.
+        grace = time.monotonic() + 1.0
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not self.wait and time.monotonic() < grace:
+                    time.sleep(0.05)
+                    continue
                 if not self.wait:
                     handle.seek(0)
                     info = handle.read()

@@ -134,12 +134,19 @@ def _is_sweep(param: Param, value: Any) -> bool:
     return not param.many or any(isinstance(v, list) for v in value) or value == []
 
 
+def _canonical(param: Param, value: Any) -> Any:
+    """`lr = 1` and `lr = 1.0` are the same setting: float parameters hold floats."""
+    if param.type is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def sweep_values(param: Param, value: Any) -> list[Any]:
     """The values a (possibly swept) parameter takes, normalised (`many` params become lists)."""
     values = value if _is_sweep(param, value) else [value]
     if param.many:
-        values = [v if isinstance(v, list) else [v] for v in values]
-    return values
+        return [[_canonical(param, x) for x in (v if isinstance(v, list) else [v])] for v in values]
+    return [_canonical(param, v) for v in values]
 
 
 def expand(schema: Mapping[str, Param], given: Mapping[str, Any]) -> list[dict[str, Any]]:

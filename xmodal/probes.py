@@ -74,7 +74,10 @@ class NeighborCache:
         full_key = (*key, similarity, include_self)
         cached = self._lists.get(full_key)
         if cached is None or cached.shape[1] < k:
-            k_max = min(max(k, self.k_hint), len(vectors) - (0 if include_self else 1))
+            # The hint is capped by the space's size; k itself is not, so a k too large for
+            # the space gets knn's own error instead of silently fewer neighbours.
+            limit = len(vectors) - (0 if include_self else 1)
+            k_max = max(k, min(self.k_hint, limit))
             cached = knn(vectors, k_max, similarity=similarity, include_self=include_self).indices
             self._lists[full_key] = cached
         return cached[:, :k]
@@ -87,8 +90,7 @@ class Probe:
     spaces: Mapping[str, Spaces]
     cache: NeighborCache
     include_self: bool
-    info: Mapping[str, Any] = attrs.Factory(dict)
-    _predicted_lists: dict[tuple[Any, ...], np.ndarray] = attrs.Factory(dict)
+    _predicted: NeighborCache | None = None
 
     @property
     def splits(self) -> list[str]:
@@ -100,14 +102,6 @@ class Probe:
         if role != "predicted":
             key = spaces.input_key if role == "input" else spaces.target_key
             return self.cache.get(key, spaces.of(role), k, similarity, self.include_self)
-        key = (split, similarity)
-        cached = self._predicted_lists.get(key)
-        if cached is None or cached.shape[1] < k:
-            k_max = min(
-                max(k, self.cache.k_hint), len(spaces.predicted) - (0 if self.include_self else 1)
-            )
-            cached = knn(
-                spaces.predicted, k_max, similarity=similarity, include_self=self.include_self
-            ).indices
-            self._predicted_lists[key] = cached
-        return cached[:, :k]
+        if self._predicted is None:  # this run's own predictions: cached for this run only
+            self._predicted = NeighborCache(k_hint=self.cache.k_hint)
+        return self._predicted.get((split,), spaces.predicted, k, similarity, self.include_self)

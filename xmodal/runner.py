@@ -23,7 +23,7 @@ from xmodal.plan import Cell
 from xmodal.plugins import Registry
 from xmodal.store import Store, now
 from xmodal.study import Study
-from xmodal.studydata import StudyData, split_key
+from xmodal.studydata import StudyData, probed_splits, split_key
 
 
 @attrs.frozen
@@ -82,7 +82,8 @@ def check_runs(study: Study, cells: list[Cell], shared: StudyData) -> None:
         except Exception as exc:
             problems.append(
                 Problem(
-                    "data", f"dataset {cell.dataset!r} failed to load: {type(exc).__name__}: {exc}"
+                    "data",
+                    f"dataset {cell.dataset!r} failed to load: {type(exc).__name__}: {exc}",
                 )
             )
             continue
@@ -96,29 +97,39 @@ def check_runs(study: Study, cells: list[Cell], shared: StudyData) -> None:
                     )
                 )
         try:
-            train_idx, test_idx = shared.split(cell)
+            shared.split(cell)
         except XmodalError as exc:
             problems.append(Problem("data.split", str(exc)))
-            continue
-        sizes = {"train": len(train_idx), "test": len(test_idx)}
-        for i, metric in enumerate(study.metrics):
-            spec = shared.registry.metrics[metric.name]
-            if spec.check is None:
-                continue
-            params = expand(spec.params, metric.params)[0]
-            for split in study.probes["splits"]:
-                info = {
-                    "n": sizes[split],
-                    "split": split,
-                    "include_self": study.probes["include_self"],
-                }
-                for key, message in spec.check(params, info):
-                    problems.append(
-                        Problem(f"metric[{i}].{key}" if key else f"metric[{i}]", message)
-                    )
+    problems.extend(_metric_problems(study, cells, shared))
     if problems:
         unique = list(dict.fromkeys(problems))
         raise StudyError(study.path, [attrs.evolve(p, line=study.line_of(p.path)) for p in unique])
+
+
+def _metric_problems(study: Study, cells: list[Cell], shared: StudyData) -> list[Problem]:
+    """Metric checks against the size of every split a run probes (probe curves included)."""
+    problems: list[Problem] = []
+    seen: set[tuple[Any, ...]] = set()
+    for cell in cells:
+        try:
+            train_idx, test_idx = shared.split(cell)
+        except Exception:  # reported by the data checks
+            continue
+        sizes = {"train": len(train_idx), "test": len(test_idx)}
+        for split in probed_splits(cell):
+            if (split_key(cell), split) in seen:
+                continue
+            seen.add((split_key(cell), split))
+            info = {"n": sizes[split], "split": split, "include_self": cell.probes["include_self"]}
+            for i, metric in enumerate(study.metrics):
+                spec = shared.registry.metrics[metric.name]
+                if spec.check is None:
+                    continue
+                for key, message in spec.check(expand(spec.params, metric.params)[0], info):
+                    problems.append(
+                        Problem(f"metric[{i}].{key}" if key else f"metric[{i}]", message)
+                    )
+    return problems
 
 
 def run_study(
@@ -165,10 +176,16 @@ def run_study(
                 seconds = time.perf_counter() - started.pop(cell.run_id)
                 if isinstance(result, Failure):
                     failed += 1
-                    row = run_row(cell, "failed", started=None, error=result.error)
-                    row["error"] = f"{result.error}\n{result.traceback}"
-                    store.record_run({**row, "study": study.name}, [], [])
-                    emit(RunEvent("fail", cell, done, total, seconds, error=result.error))
+                    error = result.error
+                    if statuses.get(cell.run_id) == "finished":
+                        # A forced redo that fails must not wipe the results it was to replace
+                        # (mark_running left a finished row as it was).
+                        error += " (its earlier finished results are kept)"
+                    else:
+                        row = run_row(cell, "failed", started=None, error=result.error)
+                        row["error"] = f"{result.error}\n{result.traceback}"
+                        store.record_run({**row, "study": study.name}, [], [])
+                    emit(RunEvent("fail", cell, done, total, seconds, error=error))
                     if fail_fast:
                         raise XmodalError(f"run {cell.run_id} failed (--fail-fast): {result.error}")
                 else:
@@ -176,12 +193,14 @@ def run_study(
                     finished += 1
                     emit(RunEvent("finish", cell, done, total, seconds))
         except KeyboardInterrupt:
-            store.clear_running(list(started))
             raise Interrupted(
                 f"interrupted: {finished} run(s) finished in this session are saved; "
                 f"run the same command again to resume ({total - done} left)"
             ) from None
         finally:
+            # Runs still in flight when the loop stops (Ctrl-C, --fail-fast, a dead worker)
+            # were never recorded: forget their `running` marks so they do not look stale.
+            store.clear_running(list(started))
             runner.close()
     return RunSummary(planned=total, skipped=total - len(pending), finished=finished, failed=failed)
 

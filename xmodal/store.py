@@ -103,6 +103,18 @@ MIGRATIONS: list[str] = [
     """,
     # 2: the paper's tables and figures as views (xmodal/views.py, docs/report.md).
     PAPER_VIEWS,
+    # 3: study_results counted a result once per study version and carried runs.study twice;
+    # it now covers each study's current version only (older versions: join study_runs).
+    """
+    CREATE OR REPLACE VIEW study_results AS
+        WITH latest AS (SELECT name, arg_max(hash, created) AS hash FROM studies GROUP BY name)
+        SELECT sr.study, r.* EXCLUDE (study), res.split AS result_split, res.metric,
+               res.comparison, res.k, res.similarity, res.epoch, res.value
+        FROM latest l
+        JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
+        JOIN runs r USING (run_id)
+        JOIN results res USING (run_id);
+    """,
 ]
 
 RUN_COLUMNS = (
@@ -194,7 +206,10 @@ class Store:
         """Remember a study version and the runs it plans (idempotent)."""
         with self.writing() as con:
             con.execute(
-                "INSERT INTO studies VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                # `created` is refreshed whenever a version is run, so going back to an earlier
+                # version of a study makes it the current one again.
+                "INSERT INTO studies VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (name, hash) DO UPDATE SET created = excluded.created",
                 [name, study_hash, path, source, now()],
             )
             con.execute(

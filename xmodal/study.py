@@ -258,8 +258,8 @@ class _Builder:
             self.problems.append(
                 Problem(
                     "probes",
-                    "turns off both probes, so nothing would run",
-                    allowed="trained = true and/or untrained = true",
+                    "turns off every probe, so nothing would run",
+                    allowed="trained, untrained or identity = true",
                 )
             )
         execution = self.table(doc, "execution", required=False)
