@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import stats
 
 from xmodal import hookimpl
 from xmodal.components import MetricSpec, ResultRow
+from xmodal.linalg import matmul
 from xmodal.neighbors import overlap_per_item
 from xmodal.params import Param
 from xmodal.probes import Probe, check_k_fits
@@ -42,11 +42,6 @@ COMPARISONS = {
 SIMILARITIES = ("cosine", "euclidean")
 _COMPARISON_PARAM = Param(str, default=list(COMPARISONS), many=True, choices=tuple(COMPARISONS))
 _FLOAT64_WORK = 2e9  # multiply-adds below which CKA runs in float64
-
-
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b through torch: numpy's OpenBLAS threads would keep spinning next to torch training."""
-    return (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
 
 
 # --- linear CKA ------------------------------------------------------------------------------

@@ -40,10 +40,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
 from xmodal import hookimpl
 from xmodal.components import MetricSpec, ResultRow
+from xmodal.linalg import matmul
 from xmodal.params import Param
 from xmodal.probes import Probe
 
@@ -67,11 +67,6 @@ PARAMS = {
     ),
     "map_at": Param(int, default="all", min=1, also=("all",), doc='mAP cut-off K, or "all"'),
 }
-
-
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b through torch: numpy's OpenBLAS threads would keep spinning next to torch training."""
-    return (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
 
 
 def _prepare(

@@ -106,11 +106,13 @@ MIGRATIONS: list[str] = [
     # 3: study_results counted a result once per study version and carried runs.study twice;
     # it now covers each study's current version only (older versions: join study_runs).
     """
+    CREATE VIEW current_studies AS
+        SELECT name, arg_max(hash, created) AS hash, max(created) AS created
+        FROM studies GROUP BY name;
     CREATE OR REPLACE VIEW study_results AS
-        WITH latest AS (SELECT name, arg_max(hash, created) AS hash FROM studies GROUP BY name)
         SELECT sr.study, r.* EXCLUDE (study), res.split AS result_split, res.metric,
                res.comparison, res.k, res.similarity, res.epoch, res.value
-        FROM latest l
+        FROM current_studies l
         JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
         JOIN runs r USING (run_id)
         JOIN results res USING (run_id);
@@ -177,6 +179,10 @@ class Store:
         con = self._connect(read_only=True)
         try:
             yield con
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"{self.path}: {exc} (run `xmodal run` once to update an older database)"
+            ) from None
         finally:
             con.close()
 
@@ -308,17 +314,13 @@ class Store:
     def study_status(self) -> list[tuple[Any, ...]]:
         """Per study (latest version): planned, finished, failed, running and pending run counts."""
         sql = """
-            WITH latest AS (
-                SELECT name, arg_max(hash, created) AS hash, max(created) AS created
-                FROM studies GROUP BY name
-            )
             SELECT l.name, l.hash, count(sr.run_id) AS planned,
                    count(*) FILTER (WHERE r.status = 'finished') AS finished,
                    count(*) FILTER (WHERE r.status = 'failed') AS failed,
                    count(*) FILTER (WHERE r.status = 'running') AS running,
                    count(*) FILTER (WHERE r.status IS NULL) AS pending,
                    l.created
-            FROM latest l
+            FROM current_studies l
             LEFT JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
             LEFT JOIN runs r USING (run_id)
             GROUP BY ALL ORDER BY l.name
