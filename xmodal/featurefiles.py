@@ -6,9 +6,10 @@ pyarrow (parquet) and safetensors are optional: `pip install 'xmodal[files]'`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,17 +98,24 @@ def check_matrix(path: Path, matrix: Any) -> np.ndarray:
     return matrix
 
 
-def _npy(path: Path, name: str, columns: Columns) -> FeatureTable:
+@contextlib.contextmanager
+def _numpy_errors(path: Path, kind: str) -> Iterator[None]:
+    """numpy's load errors as one-line FeatureFileErrors; object arrays are refused, never unpickled."""
     try:
-        return FeatureTable(path, np.load(path, allow_pickle=False))
+        yield
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise FeatureFileError(
                 f"{path}: holds Python objects (ragged rows?); not loaded"
             ) from None
-        raise FeatureFileError(f"{path}: not a readable .npy file ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise FeatureFileError(f"{path}: not a readable .npy file ({exc})") from None
+        raise FeatureFileError(f"{path}: not a readable {kind} file ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise FeatureFileError(f"{path}: not a readable {kind} file ({exc})") from None
+
+
+def _npy(path: Path, name: str, columns: Columns) -> FeatureTable:
+    with _numpy_errors(path, ".npy"):
+        return FeatureTable(path, np.load(path, allow_pickle=False))
 
 
 def _pick(path: Path, keys: Sequence[str], name: str, reserved: set[str]) -> str:
@@ -124,20 +132,11 @@ def _pick(path: Path, keys: Sequence[str], name: str, reserved: set[str]) -> str
 
 
 def _npz(path: Path, name: str, columns: Columns) -> FeatureTable:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.files)
-            reserved = {columns.id, columns.labels, columns.split, "ids"}
-            key = _pick(path, keys, name, reserved)
-            arrays = {k: archive[k] for k in keys if k == key or k in reserved}
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise FeatureFileError(
-                f"{path}: holds Python objects (ragged rows?); not loaded"
-            ) from None
-        raise FeatureFileError(f"{path}: not a readable .npz file ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise FeatureFileError(f"{path}: not a readable .npz file ({exc})") from None
+    with _numpy_errors(path, ".npz"), np.load(path, allow_pickle=False) as archive:
+        keys = list(archive.files)
+        reserved = {columns.id, columns.labels, columns.split, "ids"}
+        key = _pick(path, keys, name, reserved)
+        arrays = {k: archive[k] for k in keys if k == key or k in reserved}
     ids = arrays.get(columns.id, arrays.get("ids"))
     return FeatureTable(
         path,
