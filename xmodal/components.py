@@ -25,6 +25,13 @@ class DatasetSpec:
     called during validation); `load(params)` returns a `PairedData` with those feature sets.
     `describe(params)`, when given, lists `FeatureSetInfo`s for `xmodal datasets`; it must not
     load or encode anything expensive.
+    `fingerprint(params)`, when given, returns a short string that changes whenever the data
+    `load(params)` would return changes (e.g. a digest of the bytes of the files it reads, and
+    the name, version and weights of any encoder). It enters every run's identity, so changed data
+    is never mistaken for data already run. It must be cheaper than `load` (file digests are cached
+    by path, size and modification time: `xmodal.fingerprint`). A dataset without one is
+    fingerprinted by a digest of the arrays `load(params)` returns (the data is then loaded by
+    `xmodal plan` too).
     """
 
     name: str
@@ -33,6 +40,7 @@ class DatasetSpec:
     params: Mapping[str, Param] = _schema()
     description: str = ""
     describe: Callable[[Mapping[str, Any]], Iterable[FeatureSetInfo]] | None = None
+    fingerprint: Callable[[Mapping[str, Any]], str] | None = None
 
 
 @attrs.frozen
