@@ -12,6 +12,9 @@ files are read from its sub-directory (e.g. `XMODAL_DATA_DIR=/data` and `benchma
 when only one is (as for the IAPR TC-12 test files shipped here), `PairedData.split` is None
 and the study must say `split = "kfold"` or `"random"` — marking every item "test" would only
 make `split = "dataset"` fail later with an empty training set.
+
+Its fingerprint is a digest of the bytes of every CSV it reads (with their file names), so
+replacing a file gives new runs; moving the directory does not.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from xmodal import hookimpl
 from xmodal.components import DatasetSpec, FeatureSetInfo
 from xmodal.data import PairedData
 from xmodal.errors import XmodalError
+from xmodal.fingerprint import combine, files_digest
 from xmodal.params import Param
 
+READER_VERSION = "1"  # bump when the same files would load as other data
 SPLITS = {"TR": "train", "TS": "test"}
 FILE_PATTERN = re.compile(r"^(TR|TS)_(.+)\.csv$")
 PARAMS = {
@@ -121,6 +126,12 @@ def feature_sets(params: Mapping[str, Any]) -> list[str]:
     return list(files(data_dir(params)))
 
 
+def fingerprint(params: Mapping[str, Any]) -> str:
+    """A digest of every CSV the dataset reads (bytes and file name)."""
+    paths = [path for by_split in files(data_dir(params)).values() for path in by_split.values()]
+    return combine("collell2018", READER_VERSION, files_digest(paths))
+
+
 def load(params: Mapping[str, Any]) -> PairedData:
     directory = data_dir(params)
     found = files(directory)
@@ -195,6 +206,7 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
             feature_sets=feature_sets,
             describe=describe,
             params=PARAMS,
+            fingerprint=fingerprint,
             description="Collell & Moens (2018) released CSVs (TR_/TS_<features>.csv), e.g. IAPR TC-12",
         )
     )

