@@ -7,9 +7,16 @@
     features = ["text=feats/text.npy", "image=feats/image.parquet"]
 
 Each `features` entry is "name=path" (or just a path: the feature set is named after the file
-stem). Relative paths resolve against `base_dir` when set, else the current directory (the
-runner does not know the study file's directory). Items pair up by id (an id column/array in the
-file, or an `ids` file); when no file has ids, rows pair up by position.
+stem). A path to a .parquet, .npz or .safetensors file may end in ":column" to name the column,
+array or tensor this feature set reads ("image=feats.parquet:image"), so one file can supply
+several feature sets; two sets reading the same data of the same file are refused. Relative paths
+resolve against `base_dir` when set, else the current directory (the runner does not know the
+study file's directory). Items pair up by id (an id column/array in the file, or an `ids` file);
+when no file has ids, rows pair up by position.
+
+Its fingerprint is a digest of the bytes of every file it reads (feature, id and split files,
+each under its role) and of the parameters that decide how they are read; the paths themselves
+are left out, so moving the files keeps it.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
 from xmodal import hookimpl
@@ -26,17 +34,26 @@ from xmodal.components import DatasetSpec, FeatureSetInfo
 from xmodal.data import PairedData
 from xmodal.featurefiles import (
     FORMATS,
+    SELECTABLE,
     Columns,
     FeatureFileError,
     FeatureTable,
+    check_path,
+    npy_header,
     read_features,
     read_id_list,
+    split_column,
 )
+from xmodal.fingerprint import combine, files_digest, value_digest
 from xmodal.params import Param
 
+READER_VERSION = "1"  # bump when the same files and parameters would load as other data
 PARAMS = {
     "features": Param(
-        str, many=True, doc='"name=path" per feature set (.npy .npz .parquet .csv .safetensors)'
+        str,
+        many=True,
+        doc='"name=path" or "name=path:column" per feature set (.npy .npz .parquet .csv '
+        ".safetensors)",
     ),
     "ids": Param(
         str, default=[], many=True, doc='id files: "name=path", or one path for every set'
@@ -47,7 +64,7 @@ PARAMS = {
     ),
     "split_column": Param(str, default="split", doc="column/array of 'train'/'test' marks"),
     "vector_column": Param(
-        str, default="", doc="parquet list column of vectors (auto if only one)"
+        str, default="", doc="parquet list column of vectors for every file (auto if only one)"
     ),
     "split_files": Param(str, default=[], many=True, doc='"train=ids.txt", "test=ids.txt"'),
     "drop_unpaired": Param(bool, default=False, doc="drop ids missing from some file (else error)"),
@@ -73,35 +90,116 @@ def _named(entries: list[str], what: str) -> dict[str, str]:
     return out
 
 
+@attrs.frozen
+class Source:
+    """Where one feature set's vectors come from: a file and, optionally, a column in it."""
+
+    path: str  # as written in the study (relative to base_dir)
+    column: str = ""
+
+
+def _sources(params: Mapping[str, Any]) -> dict[str, Source]:
+    """{feature set: source} from the `features` entries; a bare "f.parquet:col" is named col."""
+    out: dict[str, Source] = {}
+    for entry in params["features"]:
+        name, eq, rest = entry.partition("=")
+        path, column = split_column((rest if eq else entry).strip())
+        if not eq:
+            name = column or Path(path).stem
+        name = name.strip()
+        if not name or not path:
+            raise FeatureFileError(
+                f'features entry {entry!r} is not of the form "name=path" or "name=path:column"'
+            )
+        if name in out:
+            raise FeatureFileError(f"features: feature set {name!r} is named twice")
+        suffix = Path(path).suffix.lower()
+        if suffix not in FORMATS:
+            raise FeatureFileError(
+                f"features: {name!r} = {path!r} has an unsupported format (use {', '.join(FORMATS)})"
+            )
+        if column and suffix not in SELECTABLE:
+            raise FeatureFileError(
+                f"features: {name!r} = {entry!r}: a {suffix} file holds one matrix, so no column "
+                f"can be named (columns can be named in {', '.join(SELECTABLE)} files)"
+            )
+        out[name] = Source(path, column)
+    return out
+
+
 def _resolve(params: Mapping[str, Any], path: str) -> Path:
     base = Path(params["base_dir"]).expanduser() if params["base_dir"] else Path.cwd()
     full = Path(path).expanduser()
     return full if full.is_absolute() else base / full
 
 
-def feature_sets(params: Mapping[str, Any]) -> list[str]:
-    named = _named(params["features"], "features")
-    for name, path in named.items():
-        if Path(path).suffix.lower() not in FORMATS:
+def _same_file_key(path: Path) -> str:
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # a symlink loop: reported when the file is read
+        return str(path.absolute())
+
+
+def _refuse_shared(reads: Mapping[str, tuple[Path, str | None]]) -> None:
+    """Two feature sets reading the same vectors of the same file is almost surely a mistake
+    (e.g. both reading `vector_column`); refuse it, naming both. `column` is the column read,
+    None for the whole file (.npy, .csv), "" for a parquet file whose column is not named."""
+    seen: dict[tuple[str, str | None], str] = {}
+    for name, (path, column) in reads.items():
+        key = (_same_file_key(path), column)
+        first = seen.setdefault(key, name)
+        if first == name:
+            continue
+        if column is None:
             raise FeatureFileError(
-                f"features: {name!r} = {path!r} has an unsupported format (use {', '.join(FORMATS)})"
+                f"features: {first!r} and {name!r} both read {path}, so they would be the same "
+                "feature set; name different files (to pair a set with itself, copy the file)"
             )
-    if len(named) < 2:
+        which = f"column {column!r} of {path}" if column else f"{path} without naming a column"
+        raise FeatureFileError(
+            f"features: {first!r} and {name!r} both read {which}; name the column each one "
+            f'reads, e.g. "{first}={path.name}:<column>", "{name}={path.name}:<other column>"'
+        )
+
+
+def feature_sets(params: Mapping[str, Any]) -> list[str]:
+    sources = _sources(params)
+    if len(sources) < 2:
         raise FeatureFileError("features: name at least two feature files to pair")
-    return list(named)
+    reads: dict[str, tuple[Path, str | None]] = {}
+    for name, source in sources.items():
+        suffix = Path(source.path).suffix.lower()
+        if source.column:
+            reads[name] = (_resolve(params, source.path), source.column)
+        elif suffix == ".parquet":  # every unnamed parquet read takes the same column
+            reads[name] = (_resolve(params, source.path), params["vector_column"])
+        elif suffix not in SELECTABLE:
+            reads[name] = (_resolve(params, source.path), None)
+        # .npz/.safetensors without a column pick the array named after the set: checked on load
+    _refuse_shared(reads)
+    return list(sources)
 
 
-def _tables(params: Mapping[str, Any]) -> dict[str, FeatureTable]:
-    columns = Columns(
+def _columns(params: Mapping[str, Any], source: Source) -> Columns:
+    return Columns(
         id=params["id_column"], labels=params["label_column"], split=params["split_column"],
-        vector=params["vector_column"], header=params["header"],
+        vector=params["vector_column"], header=params["header"], select=source.column,
     )  # fmt: skip
-    tables = {}
+
+
+def _id_files(params: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """(one id file for every set, or None; {feature set: its own id file})."""
     id_files = params["ids"]
     shared_ids = id_files[0] if len(id_files) == 1 and "=" not in id_files[0] else None
     per_set = _named(id_files, "ids") if id_files and shared_ids is None else {}
-    for name, path in _named(params["features"], "features").items():
-        table = read_features(_resolve(params, path), name, columns)
+    return shared_ids, per_set
+
+
+def _tables(params: Mapping[str, Any]) -> dict[str, FeatureTable]:
+    tables = {}
+    shared_ids, per_set = _id_files(params)
+    for name, source in _sources(params).items():
+        table = read_features(_resolve(params, source.path), name, _columns(params, source))
         id_path = per_set.get(name, shared_ids)
         if id_path is not None:
             ids = read_id_list(_resolve(params, id_path))
@@ -110,22 +208,29 @@ def _tables(params: Mapping[str, Any]) -> dict[str, FeatureTable]:
                     f"{_resolve(params, id_path)}: has {len(ids)} ids but {table.path} has "
                     f"{table.matrix.shape[0]} rows"
                 )
-            table = FeatureTable(table.path, table.matrix, ids, table.labels, table.split)
+            table = attrs.evolve(table, ids=ids)
         tables[name] = table
+    _refuse_shared({name: (t.path, t.column) for name, t in tables.items()})
     return tables
+
+
+def _where(table: FeatureTable, tables: Mapping[str, FeatureTable]) -> str:
+    """The table's file, with its column when another feature set reads the same file."""
+    shared = sum(t.path == table.path for t in tables.values()) > 1
+    return f"{table.path}:{table.column}" if shared and table.column else str(table.path)
 
 
 def _ids(tables: Mapping[str, FeatureTable]) -> dict[str, tuple[str, ...]]:
     with_ids = [t for t in tables.values() if t.ids is not None]
     if with_ids and len(with_ids) < len(tables):
-        missing = [str(t.path) for t in tables.values() if t.ids is None]
+        missing = [_where(t, tables) for t in tables.values() if t.ids is None]
         raise AlignmentError(
             f"some files carry item ids and {', '.join(missing)} do not; give their ids with "
             '`ids = ["name=ids.txt"]` or drop the id column to pair rows by position'
         )
     if with_ids:
-        return {str(t.path): t.ids for t in tables.values()}  # type: ignore[misc]
-    counts = {str(t.path): t.matrix.shape[0] for t in tables.values()}
+        return {_where(t, tables): t.ids for t in tables.values()}  # type: ignore[misc]
+    counts = {_where(t, tables): t.matrix.shape[0] for t in tables.values()}
     if len(set(counts.values())) > 1:
         raise AlignmentError(
             "without item ids, rows pair up by position, but the files have different row counts: "
@@ -155,17 +260,17 @@ def _split_marks(params: Mapping[str, Any], ids: tuple[str, ...], tables: Mappin
         return marks.astype(str)
     for table in tables.values():
         if table.split is not None:
-            return np.array([table.split[r] for r in index[str(table.path)]])
+            return np.array([table.split[r] for r in index[_where(table, tables)]])
     return None
 
 
 def load(params: Mapping[str, Any]) -> PairedData:
     tables = _tables(params)
     ids, index = align(_ids(tables), params["drop_unpaired"])
-    features = {name: t.matrix[index[str(t.path)]] for name, t in tables.items()}
+    features = {name: t.matrix[index[_where(t, tables)]] for name, t in tables.items()}
     labels = next(
         (
-            tuple(t.labels[r] for r in index[str(t.path)])
+            tuple(t.labels[r] for r in index[_where(t, tables)])
             for t in tables.values()
             if t.labels is not None
         ),
@@ -176,25 +281,52 @@ def load(params: Mapping[str, Any]) -> PairedData:
         features=features,
         split=_split_marks(params, ids, tables, index),
         labels=labels,
-        source="files: " + ", ".join(f"{n}={t.path}" for n, t in tables.items()),
+        source="files: " + ", ".join(f"{n}={_where(t, tables)}" for n, t in tables.items()),
     )
 
 
 def describe(params: Mapping[str, Any]) -> list[FeatureSetInfo]:
     infos = []
-    for name, path in _named(params["features"], "features").items():
-        full = _resolve(params, path)
-        if full.suffix.lower() == ".npy" and full.is_file():
-            try:
-                shape = np.load(full, mmap_mode="r", allow_pickle=False).shape
-            except (OSError, ValueError) as exc:
-                raise FeatureFileError(f"{full}: not a readable .npy file ({exc})") from None
+    for name, source in _sources(params).items():
+        full = _resolve(params, source.path)
+        if full.suffix.lower() == ".npy":
+            check_path(full, "a feature file")
+            shape = npy_header(full)[0]  # the header is enough: nothing is loaded
         else:
-            shape = read_features(full, name).matrix.shape
+            shape = read_features(full, name, _columns(params, source)).matrix.shape
         infos.append(
-            FeatureSetInfo(name, shape[0], shape[1] if len(shape) > 1 else None, str(full))
+            FeatureSetInfo(
+                name,
+                shape[0] if shape else None,
+                shape[1] if len(shape) > 1 else None,
+                f"{full}:{source.column}" if source.column else str(full),
+            )
         )
     return infos
+
+
+def fingerprint(params: Mapping[str, Any]) -> str:
+    """A digest of every file read (feature, id and split files, each under its role) and of
+    the parameters deciding how they are read; not of the paths (moved files keep it)."""
+    roles: list[tuple[str, Path]] = []
+    for name, source in _sources(params).items():
+        roles.append((f"features:{name}:{source.column}", _resolve(params, source.path)))
+    shared_ids, per_set = _id_files(params)
+    if shared_ids is not None:
+        roles.append(("ids:*", _resolve(params, shared_ids)))
+    roles.extend((f"ids:{name}", _resolve(params, path)) for name, path in per_set.items())
+    roles.extend(
+        (f"split:{which}", _resolve(params, path))
+        for which, path in _named(params["split_files"], "split_files").items()
+    )
+    for role, path in roles:
+        check_path(path, "an id file" if role.startswith("ids:") else "a file")
+    how = {
+        key: params[key]
+        for key in ("id_column", "label_column", "split_column", "vector_column", "header",
+                    "drop_unpaired")
+    }  # fmt: skip
+    return combine("files", READER_VERSION, files_digest(roles), value_digest(how))
 
 
 @hookimpl
@@ -205,6 +337,7 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
             load=load,
             feature_sets=feature_sets,
             describe=describe,
+            fingerprint=fingerprint,
             params=PARAMS,
             description="your paired feature files (.npy .npz .parquet .csv .safetensors), by id",
         )

@@ -15,7 +15,7 @@ import pytest
 from xmodal_plugins import files
 
 from xmodal.alignment import AlignmentError
-from xmodal.featurefiles import FeatureFileError, read_features
+from xmodal.featurefiles import Columns, FeatureFileError, read_features, read_id_list
 
 RNG = np.random.default_rng(0)
 
@@ -50,7 +50,7 @@ def test_a_study_naming_two_npy_paths_runs_end_to_end(cli, tmp_path, db, monkeyp
     )
     result = cli("run", "study.toml", "--db", db)
     assert result.code == 0, result.output
-    assert "finished" in result.output
+    assert "0 failed" in result.output
 
 
 def test_rows_pair_by_position_when_no_file_has_ids(tmp_path):
@@ -251,3 +251,247 @@ def test_a_missing_file_becomes_a_study_problem(cli, tmp_path, monkeypatch):
     result = cli("validate", "s.toml")
     assert result.code != 0
     assert "gone.npy: no such file" in result.output
+
+
+# One file, several feature sets: each set may name its column ("name=path:column").
+
+
+def write_multi_parquet(path: Path, n: int = 5) -> dict[str, np.ndarray]:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    vectors = {
+        "image": RNG.standard_normal((n, 4)),
+        "glove": RNG.standard_normal((n, 3)),
+        "minilm": RNG.standard_normal((n, 2)),
+    }
+    columns = {"id": [f"w{i}" for i in range(n)]}
+    columns.update({name: [list(row) for row in m] for name, m in vectors.items()})
+    pq.write_table(pa.table(columns), path)
+    return vectors
+
+
+def test_one_parquet_file_supplies_two_feature_sets_by_named_columns(tmp_path):
+    vectors = write_multi_parquet(tmp_path / "feats.parquet")
+    given = params(
+        features=["image=feats.parquet:image", "text=feats.parquet:glove"], base_dir=str(tmp_path)
+    )
+    assert files.feature_sets(given) == ["image", "text"]
+    data = files.load(given)
+    np.testing.assert_allclose(data.features["image"], vectors["image"].astype(np.float32))
+    np.testing.assert_allclose(data.features["text"], vectors["glove"].astype(np.float32))
+    assert data.ids == tuple(f"w{i}" for i in range(5))
+
+
+def test_a_bare_path_with_a_column_is_named_after_the_column(tmp_path):
+    write_multi_parquet(tmp_path / "feats.parquet")
+    given = params(features=["feats.parquet:image", "feats.parquet:minilm"], base_dir=str(tmp_path))
+    assert files.feature_sets(given) == ["image", "minilm"]
+    assert files.load(given).features["minilm"].shape == (5, 2)
+
+
+def test_a_named_column_wins_over_vector_column(tmp_path):
+    vectors = write_multi_parquet(tmp_path / "feats.parquet")
+    data = files.load(
+        params(
+            features=["image=feats.parquet:image", "text=feats.parquet"],
+            vector_column="glove",
+            base_dir=str(tmp_path),
+        )
+    )
+    np.testing.assert_allclose(data.features["image"], vectors["image"].astype(np.float32))
+    np.testing.assert_allclose(data.features["text"], vectors["glove"].astype(np.float32))
+
+
+def test_npz_arrays_and_safetensors_tensors_can_be_named_too(tmp_path):
+    st = pytest.importorskip("safetensors.numpy")
+    a, b = RNG.standard_normal((4, 3)), RNG.standard_normal((4, 2))
+    np.savez(tmp_path / "both.npz", vis=a, lang=b)
+    data = files.load(
+        params(features=["x=both.npz:vis", "y=both.npz:lang"], base_dir=str(tmp_path))
+    )
+    np.testing.assert_allclose(data.features["y"], b.astype(np.float32))
+    st.save_file(
+        {"p": a.astype(np.float32), "q": b.astype(np.float32)}, str(tmp_path / "t.safetensors")
+    )
+    data = files.load(
+        params(features=["x=t.safetensors:q", "y=t.safetensors:p"], base_dir=str(tmp_path))
+    )
+    np.testing.assert_allclose(data.features["x"], b.astype(np.float32))
+    with pytest.raises(
+        FeatureFileError, match=r"both\.npz: has no array 'nope' \(arrays: vis, lang\)"
+    ):
+        files.load(params(features=["x=both.npz:nope", "y=both.npz:lang"], base_dir=str(tmp_path)))
+
+
+def test_a_colon_is_a_column_only_after_a_known_extension(tmp_path):
+    """Directories may contain ':'; only "<file>.<known ext>:<column>" names a column."""
+    odd = tmp_path / "run:3"
+    odd.mkdir()
+    np.save(odd / "a.npy", np.ones((3, 2)))
+    np.save(odd / "b.npy", np.zeros((3, 2)))
+    data = files.load(params(features=["a=run:3/a.npy", "b=run:3/b.npy"], base_dir=str(tmp_path)))
+    assert set(data.features) == {"a", "b"}
+
+
+def test_a_column_on_a_single_matrix_format_is_refused(tmp_path):
+    with pytest.raises(
+        FeatureFileError, match=r"holds one matrix.*\.npz, \.parquet, \.safetensors"
+    ):
+        files.feature_sets(params(features=["a=a.npy:x", "b=b.npy"]))
+
+
+@pytest.mark.parametrize(
+    ("features", "extra", "message"),
+    [
+        # The reported bug: vector_column applied to every file, both sets read glove.
+        (["image=feats.parquet", "text=feats.parquet"], {"vector_column": "glove"},
+         r"'image' and 'text' both read column 'glove' of .*feats\.parquet"),
+        (["image=feats.parquet:glove", "text=feats.parquet:glove"], {},
+         r"'image' and 'text' both read column 'glove'"),
+        (["image=feats.parquet", "text=feats.parquet"], {},
+         r"both read .*feats\.parquet without naming a column"),
+        (["a=x.npy", "b=./x.npy"], {}, r"'a' and 'b' both read .*x\.npy.*copy the file"),
+    ],
+)  # fmt: skip
+def test_two_sets_reading_the_same_data_are_refused_before_loading(
+    tmp_path, features, extra, message
+):
+    with pytest.raises(FeatureFileError, match=message):
+        files.feature_sets(params(features=features, base_dir=str(tmp_path), **extra))
+
+
+def test_two_sets_landing_on_the_same_npz_array_are_refused_on_load(tmp_path):
+    np.savez(tmp_path / "one.npz", features=np.ones((3, 2)))
+    given = params(features=["a=one.npz", "b=one.npz"], base_dir=str(tmp_path))
+    files.feature_sets(given)  # which array each picks is only known on reading
+    with pytest.raises(FeatureFileError, match=r"'a' and 'b' both read column 'features'"):
+        files.load(given)
+
+
+def test_a_parquet_file_with_several_vector_columns_needs_one_named(tmp_path):
+    write_multi_parquet(tmp_path / "feats.parquet")
+    np.save(tmp_path / "other.npy", np.ones((5, 2)))
+    with pytest.raises(FeatureFileError) as err:
+        files.load(params(features=["a=feats.parquet", "b=other.npy"], base_dir=str(tmp_path)))
+    message = str(err.value)
+    assert "feats.parquet" in message and "image, glove, minilm" in message
+    assert '"a=feats.parquet:image"' in message
+
+
+def test_naming_an_id_column_or_a_scalar_column_as_vectors_is_refused(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"id": ["a", "b"], "v": [[1.0], [2.0]], "x": [1.0, 2.0]}), tmp_path / "f.parquet"
+    )
+    with pytest.raises(FeatureFileError, match=r"f\.parquet:id: that column holds item ids"):
+        read_features(tmp_path / "f.parquet", "a", Columns(select="id"))
+    with pytest.raises(FeatureFileError, match=r"column 'x' is not a list column"):
+        read_features(tmp_path / "f.parquet", "a", Columns(select="x"))
+
+
+def test_validate_refuses_two_sets_reading_one_column(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_multi_parquet(tmp_path / "feats.parquet")
+    Path("s.toml").write_text(
+        textwrap.dedent("""\
+        [study]
+        name = "ambiguous"
+        [data]
+        dataset = "files"
+        split = "kfold"
+        [data.params]
+        features = ["image=feats.parquet", "text=feats.parquet"]
+        vector_column = "glove"
+        [[mapping]]
+        name = "linear"
+        """)
+    )
+    result = cli("validate", "s.toml")
+    assert result.code != 0
+    assert "both read column 'glove'" in result.output
+    assert "Traceback" not in result.output
+
+
+# Files that are not what their name says: each error names the file and says what is wrong.
+
+
+def test_a_directory_named_like_a_feature_file(tmp_path):
+    (tmp_path / "a.npy").mkdir()
+    with pytest.raises(FeatureFileError, match=r"a\.npy: is a directory, not a feature file"):
+        read_features(tmp_path / "a.npy")
+
+
+def test_a_symlink_loop(tmp_path):
+    loop = tmp_path / "loop.npy"
+    loop.symlink_to("loop.npy")
+    with pytest.raises(FeatureFileError, match=r"loop\.npy: is a symbolic link loop"):
+        read_features(loop)
+    with pytest.raises(FeatureFileError, match=r"loop\.npy: is a symbolic link loop"):
+        files.fingerprint(params(features=["loop.npy", "b.npy"], base_dir=str(tmp_path)))
+
+
+def test_a_broken_symlink_says_where_it_points(tmp_path):
+    (tmp_path / "a.npy").symlink_to("gone.npy")
+    with pytest.raises(FeatureFileError, match=r"a\.npy: is a broken symbolic link.*'gone\.npy'"):
+        read_features(tmp_path / "a.npy")
+
+
+def npy_with_header(
+    path: Path, shape: tuple[int, ...], dtype: str = "<f4", data: bytes = b""
+) -> Path:
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    path.write_bytes(header.getvalue() + data)
+    return path
+
+
+def test_a_npy_header_claiming_a_huge_shape_is_refused_before_allocating(tmp_path):
+    path = npy_with_header(tmp_path / "huge.npy", (2**50, 8), data=b"\0" * 64)
+    with pytest.raises(FeatureFileError) as err:
+        read_features(path)
+    message = str(err.value)
+    assert str(path) in message and "truncated or corrupt" in message
+    assert "(1125899906842624, 8)" in message and "32.0 PiB" in message and "64 bytes" in message
+
+
+def test_a_npz_member_claiming_a_huge_shape_is_refused_before_allocating(tmp_path):
+    import zipfile
+
+    member = npy_with_header(tmp_path / "m.npy", (2**40, 1000), data=b"\0" * 16).read_bytes()
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("features.npy", member)
+    with pytest.raises(FeatureFileError, match=r"huge\.npz\[features\]: is truncated or corrupt"):
+        read_features(tmp_path / "huge.npz")
+
+
+def test_a_huge_npy_id_file_is_refused_too(tmp_path):
+    path = npy_with_header(tmp_path / "ids.npy", (2**50,), dtype="<i8")
+    with pytest.raises(FeatureFileError, match=r"ids\.npy: is truncated or corrupt"):
+        read_id_list(path)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_random_bytes_are_not_a_valid_file_rather_than_python_objects(tmp_path, suffix):
+    path = tmp_path / f"noise{suffix}"
+    path.write_bytes(np.random.default_rng(1).bytes(4096))
+    with pytest.raises(FeatureFileError) as err:
+        read_features(path)
+    assert f"noise{suffix}: is not a valid {suffix} file" in str(err.value)
+    assert "Python objects" not in str(err.value)
+
+
+def test_datasets_describe_reads_only_npy_headers_and_checks_them(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((7, 3), np.float32))
+    np.save(tmp_path / "b.npy", np.ones((7, 2), np.float32))
+    infos = files.describe(params(features=["a.npy", "b.npy"], base_dir=str(tmp_path)))
+    assert [(i.name, i.n_items, i.dim) for i in infos] == [("a", 7, 3), ("b", 7, 2)]
+    npy_with_header(tmp_path / "b.npy", (2**50, 8))
+    with pytest.raises(FeatureFileError, match=r"b\.npy: is truncated or corrupt"):
+        files.describe(params(features=["a.npy", "b.npy"], base_dir=str(tmp_path)))

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import math
+import os
+import stat
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import attrs
 import numpy as np
@@ -35,29 +39,82 @@ class FeatureTable:
     ids: tuple[str, ...] | None = None
     labels: tuple[frozenset[int], ...] | None = None
     split: tuple[str, ...] | None = None
+    column: str | None = None  # the column/array the vectors came from (None: the whole file)
 
 
 @attrs.frozen
 class Columns:
-    """Which columns/arrays hold ids, labels and split marks, and which one holds the vectors."""
+    """Which columns/arrays hold ids, labels and split marks, and which one holds the vectors.
+
+    `select` is the column (parquet), array (.npz) or tensor (.safetensors) that one feature set
+    names for itself ("image=feats.parquet:image"); it wins over `vector`, the parquet list column
+    shared by every file.
+    """
 
     id: str = "id"
     labels: str = "labels"
     split: str = "split"
     vector: str = ""
     header: bool = True
+    select: str = ""
+
+
+# Formats holding several named arrays, so that a feature-set entry may name one ("path:column").
+SELECTABLE = (".npz", ".parquet", ".safetensors")
+
+
+def split_column(path: str) -> tuple[str, str]:
+    """ "feats.parquet:image" -> ("feats.parquet", "image"); any other path -> (path, "").
+
+    Only the text after the last ':' counts as a column, and only when the text before it ends
+    with a known feature-file extension, so paths that merely contain ':' stay paths.
+    """
+    head, colon, tail = path.rpartition(":")
+    if colon and tail.strip() and "/" not in tail and head.lower().endswith(FORMATS):
+        return head, tail.strip()
+    return path, ""
+
+
+def check_path(path: str | Path, what: str = "a file") -> None:
+    """A readable regular file at `path`, or an error saying what is there instead."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise FeatureFileError(
+                f"{path}: is a broken symbolic link (it points to {os.readlink(path)!r}, which "
+                "does not exist)"
+            ) from None
+        raise FeatureFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FeatureFileError(
+                f"{path}: is a symbolic link loop (following it leads back to itself); "
+                "point it at the real file"
+            ) from None
+        raise FeatureFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise FeatureFileError(f"{path}: is a directory, not {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise FeatureFileError(f"{path}: is not a regular file (a device, pipe or socket?)")
 
 
 def read_features(path: str | Path, name: str = "", columns: Columns | None = None) -> FeatureTable:
-    """Read and check `path`; `name` (the feature-set name) picks the array in .npz/.safetensors."""
+    """Read and check `path`; `name` (the feature-set name) picks the array in .npz/.safetensors
+    unless `columns.select` names one."""
     path, columns = Path(path), columns or Columns()
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise FeatureFileError(
             f"{path}: unsupported format {suffix!r} (use one of {', '.join(FORMATS)})"
         )
-    if not path.is_file():
-        raise FeatureFileError(f"{path}: no such file")
+    if columns.select and suffix not in SELECTABLE:
+        raise FeatureFileError(
+            f"{path}:{columns.select}: a {suffix} file holds one matrix, so no column can be "
+            f"named; drop ':{columns.select}' (columns can be named in {', '.join(SELECTABLE)})"
+        )
+    check_path(path, "a feature file")
     if path.stat().st_size == 0:
         raise FeatureFileError(f"{path}: the file is empty")
     reader = {
@@ -111,14 +168,101 @@ def _numpy_errors(path: Path, kind: str) -> Iterator[None]:
         raise FeatureFileError(f"{path}: not a readable {kind} file ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise FeatureFileError(f"{path}: not a readable {kind} file ({exc})") from None
+    except MemoryError as exc:
+        raise FeatureFileError(f"{path}: too large to load into memory ({exc})") from None
+
+
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def _npy_header(f: IO[bytes], size: int, where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an .npy stream's header declares, checked against its `size` in bytes.
+
+    Refuses what `np.load` would mishandle: a stream that is not .npy at all (it would be taken
+    for a pickle), object arrays, and a header claiming more data than the file holds (it would
+    try to allocate it: "Unable to allocate 35.5 PiB").
+    """
+    fmt = np.lib.format
+    start = f.read(len(NPY_MAGIC))
+    if start != NPY_MAGIC:
+        raise FeatureFileError(
+            f"{where}: is not a valid .npy file (it does not start with the .npy signature "
+            "\\x93NUMPY); write arrays with numpy.save"
+        )
+    f.seek(0)
+    try:
+        version = fmt.read_magic(f)
+        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+        if version not in read_header:
+            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+        shape, _, dtype = read_header[version](f, max_header_size=1 << 20)
+    except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+        raise FeatureFileError(f"{where}: is not a valid .npy file (bad header: {exc})") from None
+    if dtype.hasobject:
+        raise FeatureFileError(
+            f"{where}: holds Python objects (ragged rows?), which are never unpickled; save a "
+            "numeric (items, dims) array"
+        )
+    claimed = math.prod(shape) * dtype.itemsize
+    available = size - f.tell()
+    if claimed > available:
+        raise FeatureFileError(
+            f"{where}: is truncated or corrupt: its header declares a {dtype} array of shape "
+            f"{tuple(shape)} ({_size(claimed)}) but the file holds {_size(max(available, 0))} "
+            "of data"
+        )
+    return tuple(shape), dtype
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """The checked shape and dtype of an .npy file, read from its header only."""
+    try:
+        with path.open("rb") as f:
+            return _npy_header(f, os.fstat(f.fileno()).st_size, str(path))
+    except OSError as exc:
+        raise FeatureFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _check_npz(path: Path) -> None:
+    """Every .npy member of an .npz archive has a sound header (see `_npy_header`)."""
+    with path.open("rb") as f:
+        start = f.read(4)
+    if start not in ZIP_MAGIC:
+        raise FeatureFileError(
+            f"{path}: is not a valid .npz file (not a zip archive); write it with numpy.savez"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as member:
+                        _npy_header(member, info.file_size, f"{path}[{info.filename[:-4]}]")
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise FeatureFileError(f"{path}: not a readable .npz file ({exc})") from None
 
 
 def _npy(path: Path, name: str, columns: Columns) -> FeatureTable:
+    npy_header(path)
     with _numpy_errors(path, ".npy"):
         return FeatureTable(path, np.load(path, allow_pickle=False))
 
 
-def _pick(path: Path, keys: Sequence[str], name: str, reserved: set[str]) -> str:
+def _pick(path: Path, keys: Sequence[str], name: str, reserved: set[str], select: str = "") -> str:
+    if select:
+        if select not in keys:
+            raise FeatureFileError(
+                f"{path}: has no array {select!r} (arrays: {', '.join(keys) or 'none'})"
+            )
+        return select
     candidates = [k for k in keys if k not in reserved]
     for key in (name, "features"):
         if key and key in keys:
@@ -132,10 +276,11 @@ def _pick(path: Path, keys: Sequence[str], name: str, reserved: set[str]) -> str
 
 
 def _npz(path: Path, name: str, columns: Columns) -> FeatureTable:
+    _check_npz(path)
     with _numpy_errors(path, ".npz"), np.load(path, allow_pickle=False) as archive:
         keys = list(archive.files)
         reserved = {columns.id, columns.labels, columns.split, "ids"}
-        key = _pick(path, keys, name, reserved)
+        key = _pick(path, keys, name, reserved, columns.select)
         arrays = {k: archive[k] for k in keys if k == key or k in reserved}
     ids = arrays.get(columns.id, arrays.get("ids"))
     return FeatureTable(
@@ -144,6 +289,7 @@ def _npz(path: Path, name: str, columns: Columns) -> FeatureTable:
         ids=_ids(path, ids) if ids is not None else None,
         labels=_labels(path, arrays[columns.labels]) if columns.labels in arrays else None,
         split=_split(path, arrays[columns.split]) if columns.split in arrays else None,
+        column=key,
     )
 
 
@@ -153,10 +299,13 @@ def _safetensors(path: Path, name: str, columns: Columns) -> FeatureTable:
         tensors = st.load_file(str(path))
     except Exception as exc:  # safetensors raises its own SafetensorError for corrupt headers
         raise FeatureFileError(f"{path}: not a readable .safetensors file ({exc})") from None
-    key = _pick(path, list(tensors), name, {columns.labels})
+    key = _pick(path, list(tensors), name, {columns.labels}, columns.select)
     labels = tensors.get(columns.labels)
     return FeatureTable(
-        path, tensors[key], labels=_labels(path, labels) if labels is not None else None
+        path,
+        tensors[key],
+        labels=_labels(path, labels) if labels is not None else None,
+        column=key,
     )
 
 
@@ -164,19 +313,48 @@ def _parquet(path: Path, name: str, columns: Columns) -> FeatureTable:
     pq = require("pyarrow.parquet", "files", f"reading {path}", package="pyarrow")
     pa = require("pyarrow", "files", f"reading {path}")
     try:
-        table = pq.read_table(path)
+        schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as exc:
         raise FeatureFileError(f"{path}: not a readable parquet file ({exc})") from None
-    names = table.column_names
-    meta = {columns.id, columns.labels, columns.split}
+    names = list(schema.names)
+    meta = {columns.id: "item ids", columns.labels: "labels", columns.split: "split marks"}
     rest = [c for c in names if c not in meta]
-    lists = [c for c in rest if pa.types.is_list(table.schema.field(c).type)
-             or pa.types.is_fixed_size_list(table.schema.field(c).type)
-             or pa.types.is_large_list(table.schema.field(c).type)]  # fmt: skip
-    vector = columns.vector or (lists[0] if len(lists) == 1 else "")
+    is_list = lambda c: any(  # noqa: E731
+        test(schema.field(c).type)
+        for test in (pa.types.is_list, pa.types.is_fixed_size_list, pa.types.is_large_list)
+    )
+    lists = [c for c in rest if is_list(c)]
+    if columns.select and columns.select in meta:
+        raise FeatureFileError(
+            f"{path}:{columns.select}: that column holds {meta[columns.select]}, not vectors"
+        )
+    vector = columns.select or columns.vector or (lists[0] if len(lists) == 1 else "")
+    if vector and vector not in names:
+        raise FeatureFileError(f"{path}: no column {vector!r} (columns: {', '.join(names)})")
+    if vector and not is_list(vector):
+        raise FeatureFileError(
+            f"{path}: column {vector!r} is not a list column (one vector per row); its type is "
+            f"{schema.field(vector).type}"
+        )
+    if not vector and lists:
+        raise FeatureFileError(
+            f"{path}: has several vector (list) columns ({', '.join(lists)}); name the one each "
+            f'feature set reads, e.g. "{name or "name"}={path.name}:{lists[0]}"'
+        )
+    if not vector:
+        bad = [c for c in rest if not (pa.types.is_floating(schema.field(c).type)
+                                       or pa.types.is_integer(schema.field(c).type))]  # fmt: skip
+        if bad:
+            raise FeatureFileError(
+                f"{path}: column(s) {', '.join(bad[:5])} are not numeric; vectors are read from "
+                f"one list column, or one numeric column per dimension (id column: {columns.id!r})"
+            )
+    wanted = [c for c in names if c in meta or (c == vector if vector else True)]
+    try:
+        table = pq.read_table(path, columns=wanted)  # only the columns this feature set needs
+    except (pa.ArrowException, OSError) as exc:
+        raise FeatureFileError(f"{path}: not a readable parquet file ({exc})") from None
     if vector:
-        if vector not in names:
-            raise FeatureFileError(f"{path}: no column {vector!r} (columns: {', '.join(names)})")
         rows = table.column(vector).to_pylist()
         if any(r is None for r in rows):
             raise FeatureFileError(f"{path}: column {vector!r} has missing (null) vectors")
@@ -190,17 +368,6 @@ def _parquet(path: Path, name: str, columns: Columns) -> FeatureTable:
         except (TypeError, ValueError):
             raise FeatureFileError(f"{path}: column {vector!r} does not hold numbers") from None
     else:
-        if lists:
-            raise FeatureFileError(
-                f"{path}: several list columns ({', '.join(lists)}); set vector_column"
-            )
-        bad = [c for c in rest if not (pa.types.is_floating(table.schema.field(c).type)
-                                       or pa.types.is_integer(table.schema.field(c).type))]  # fmt: skip
-        if bad:
-            raise FeatureFileError(
-                f"{path}: column(s) {', '.join(bad[:5])} are not numeric; vectors are read from "
-                f"one numeric column per dimension (id column: {columns.id!r})"
-            )
         if any(table.column(c).null_count for c in rest):
             raise FeatureFileError(f"{path}: some vector columns have missing (null) values")
         matrix = (
@@ -209,7 +376,8 @@ def _parquet(path: Path, name: str, columns: Columns) -> FeatureTable:
             else np.zeros((table.num_rows, 0))
         )
     get = lambda c: table.column(c).to_pylist() if c in names else None  # noqa: E731
-    return _table(path, matrix, get(columns.id), get(columns.labels), get(columns.split))
+    out = _table(path, matrix, get(columns.id), get(columns.labels), get(columns.split))
+    return attrs.evolve(out, column=vector or None)
 
 
 def _csv(path: Path, name: str, columns: Columns) -> FeatureTable:
@@ -292,9 +460,9 @@ def _split(path: Path, values: Any) -> tuple[str, ...]:
 def read_id_list(path: str | Path) -> tuple[str, ...]:
     """Item ids from a text file (one per line) or a .npy array of strings or integers."""
     path = Path(path)
-    if not path.is_file():
-        raise FeatureFileError(f"{path}: no such file")
+    check_path(path, "an id file")
     if path.suffix.lower() == ".npy":
+        npy_header(path)
         try:
             return _ids(path, np.load(path, allow_pickle=False).reshape(-1))
         except (ValueError, OSError, EOFError) as exc:
