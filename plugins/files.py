@@ -42,7 +42,7 @@ from xmodal.featurefiles import (
     npy_header,
     read_features,
     read_id_list,
-    split_column,
+    split_path_column,
 )
 from xmodal.fingerprint import combine, files_digest, value_digest
 from xmodal.params import Param
@@ -103,7 +103,7 @@ def _sources(params: Mapping[str, Any]) -> dict[str, Source]:
     out: dict[str, Source] = {}
     for entry in params["features"]:
         name, eq, rest = entry.partition("=")
-        path, column = split_column((rest if eq else entry).strip())
+        path, column = split_path_column((rest if eq else entry).strip())
         if not eq:
             name = column or Path(path).stem
         name = name.strip()

@@ -1,6 +1,10 @@
 """Reading one feature file (.npy, .npz, .parquet, .csv, .safetensors) into a checked matrix.
 
 Every error names the file. Nothing is unpickled: .npy/.npz load with `allow_pickle=False`.
+Before anything is read the path is checked (a directory, a symlink loop or a broken link is
+named as such), and .npy headers (also inside .npz) are checked against the file's size, so a
+corrupt header is reported instead of numpy trying to allocate petabytes. A .parquet, .npz or
+.safetensors file can supply several feature sets, each naming its column ("path:column").
 pyarrow (parquet) and safetensors are optional: `pip install 'xmodal[files]'`.
 """
 
@@ -63,7 +67,7 @@ class Columns:
 SELECTABLE = (".npz", ".parquet", ".safetensors")
 
 
-def split_column(path: str) -> tuple[str, str]:
+def split_path_column(path: str) -> tuple[str, str]:
     """ "feats.parquet:image" -> ("feats.parquet", "image"); any other path -> (path, "").
 
     Only the text after the last ':' counts as a column, and only when the text before it ends
@@ -204,7 +208,7 @@ def _npy_header(f: IO[bytes], size: int, where: str) -> tuple[tuple[int, ...], n
         read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
         if version not in read_header:
             raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-        shape, _, dtype = read_header[version](f, max_header_size=1 << 20)
+        shape, _, dtype = read_header[version](f)
     except (ValueError, EOFError, SyntaxError, TypeError) as exc:
         raise FeatureFileError(f"{where}: is not a valid .npy file (bad header: {exc})") from None
     if dtype.hasobject:

@@ -208,7 +208,7 @@ def array_digest(*arrays: Any) -> str:
         a = np.ascontiguousarray(a)
         head = f"{a.dtype.str}{a.shape}".encode()
         h.update(b"A" + len(head).to_bytes(8, "little") + head)
-        h.update(memoryview(a.reshape(-1)).cast("B") if a.size else b"")
+        h.update(a.reshape(-1).view(np.uint8) if a.size else b"")
     return _short(h)
 
 
