@@ -320,7 +320,8 @@ def fingerprint(params: Mapping[str, Any]) -> str:
         for which, path in _named(params["split_files"], "split_files").items()
     )
     for role, path in roles:
-        check_path(path, "an id file" if role.startswith("ids:") else "a file")
+        kind = role.partition(":")[0]
+        check_path(path, {"features": "a feature file", "ids": "an id file"}.get(kind, "a file"))
     how = {
         key: params[key]
         for key in ("id_column", "label_column", "split_column", "vector_column", "header",
