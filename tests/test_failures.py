@@ -44,7 +44,7 @@ def test_a_failed_run_is_recorded_with_its_error_and_the_study_goes_on(cli, writ
     use_plugin(plugin_with_mapping(build))
     result = cli("run", write_study(STUDY), "--db", db)
     assert result.code == 1
-    assert "2 finished" in result.output and "2 failed" in result.output
+    assert "2 trained" in result.output and "2 failed" in result.output
     failed = rows(db, "SELECT error FROM runs WHERE status = 'failed'")
     assert len(failed) == 2 and all("boom" in e for (e,) in failed)
     assert rows(
@@ -81,8 +81,8 @@ def test_ctrl_c_keeps_finished_runs_and_leaves_no_trace_of_the_interrupted_one(
     assert rows(db, "SELECT count(DISTINCT run_id) FROM results") == [(2,)]
 
 
-def test_data_the_metric_cannot_use_fails_the_runs_with_a_recorded_error(cli, write_study, db):
-    """Zero vectors have no cosine neighbours: the runs fail with the kNN error, no traceback."""
+def test_all_zero_rows_under_cosine_are_refused_before_anything_runs(cli, write_study, db):
+    """Zero vectors have no cosine neighbours: validate names their items and rows up front."""
 
     def load(params):
         text = np.zeros((40, 4), dtype=np.float32)
@@ -99,9 +99,10 @@ def test_data_the_metric_cannot_use_fails_the_runs_with_a_recorded_error(cli, wr
     study = TINY_STUDY.replace('dataset = "synthetic"', 'dataset = "zeros"').replace(
         "[data.params]\nn_items = 240\ndim_text = 16\ndim_image = 24\n", ""
     )
-    result = cli("run", write_study(study), "--db", db)
-    assert result.code == 1 and "Traceback" not in result.output
-    errors = rows(
-        db, "SELECT DISTINCT split_part(error, chr(10), 1) FROM runs WHERE status = 'failed'"
-    )
-    assert len(errors) == 1 and "zero" in errors[0][0].lower()
+    path = write_study(study)
+    for command in ("validate", "run"):
+        result = cli(command, path, "--db", db)
+        assert result.code == 2 and "Traceback" not in result.output
+        assert "feature set 'text': 40 all-zero row(s)" in result.output
+        assert "'0' (row 0), '1' (row 1)" in result.output and "and 35 more" in result.output
+    assert not db.exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import attrs
+
 from tests.conftest import TINY_STUDY
 from xmodal.plan import make_plan
 from xmodal.plugins import get_registry
@@ -47,7 +49,6 @@ def test_what_changes_results_changes_the_run_id():
     for old, new in [
         ("epochs = 3", "epochs = 4"),
         ("n_items = 240", "n_items = 241"),
-        ("k = [1, 5, 10]", "k = [1, 5]"),
     ]:
         changed = TINY_STUDY.replace(old, new)
         trained = {c.run_id for c in plan_of(changed) if c.probe == "trained"}
@@ -91,3 +92,33 @@ def test_an_integer_spelling_of_a_float_setting_is_the_same_run():
     assert ids(TINY_STUDY.replace("batch_size = 32", "batch_size = 32\nweight_decay = 0")) == ids(
         TINY_STUDY
     )
+
+
+def test_metrics_are_measurements_of_a_run_not_part_of_its_id():
+    fewer_k = TINY_STUDY.replace("k = [1, 5, 10]", "k = [1, 5]")
+    assert ids(fewer_k) == ids(TINY_STUDY)
+    before = {m.measurement_id for c in plan_of(TINY_STUDY) for m in c.measurements()}
+    after = {m.measurement_id for c in plan_of(fewer_k) for m in c.measurements()}
+    assert before and after and not before & after
+
+
+def test_the_data_fingerprint_is_part_of_the_run_id():
+    registry = get_registry()
+    study = parse_study(TINY_STUDY, "s.toml", registry)
+    one = make_plan(study, registry, lambda name, params: "data-v1")
+    two = make_plan(study, registry, lambda name, params: "data-v2")
+    assert {c.data_fingerprint for c in one} == {"data-v1"}
+    assert not {c.run_id for c in one} & {c.run_id for c in two}
+
+
+def test_a_dataset_without_a_fingerprint_is_fingerprinted_by_its_arrays():
+    registry = get_registry()
+    study = parse_study(TINY_STUDY, "s.toml", registry)
+    spec = registry.datasets[study.dataset.name]
+    bare = attrs.evolve(spec, fingerprint=None)
+    registry.datasets[study.dataset.name] = bare
+    try:
+        cells = make_plan(study, registry)
+    finally:
+        registry.datasets[study.dataset.name] = spec
+    assert {c.data_fingerprint.split(":")[0] for c in cells} == {"arrays"}

@@ -125,7 +125,7 @@ def test_a_second_runner_on_the_same_database_stops_with_a_clear_message(write_s
         first.wait()
     out, err = waiting.communicate(timeout=300)
     assert waiting.returncode == 0, err
-    assert "12 finished" in out
+    assert "12 trained" in out
 
 
 def test_queries_work_while_a_study_is_writing(write_study, db):
@@ -150,10 +150,12 @@ def test_a_changed_study_gets_new_ids_only_for_changed_runs_and_keeps_old_result
     old_ids = {r for (r,) in rows(db, "SELECT run_id FROM runs")}
     write_study(TINY_STUDY.replace("hidden = 32", "hidden = 48"))
     plan = {
-        r["run_id"]: r["status"] for r in json.loads(cli("plan", path, "--db", db, "--json").out)
+        r["run_id"]: (r["action"], r["status"])
+        for r in json.loads(cli("plan", path, "--db", db, "--json").out)
     }
-    assert sorted(plan.values()).count("cached") == 4 and sorted(plan.values()).count("new") == 4
-    assert cli("run", path, "--db", db).output.count("4 finished, 4 skipped") == 1
+    assert sorted(plan.values()).count(("cached", "finished")) == 4
+    assert sorted(plan.values()).count(("train", "new")) == 4
+    assert cli("run", path, "--db", db).output.count("4 trained, 0 measured") == 1
     assert old_ids <= {r for (r,) in rows(db, "SELECT run_id FROM runs")}
     assert rows(db, "SELECT count(DISTINCT hash) FROM studies WHERE name = 'tiny'") == [(2,)]
 
@@ -169,16 +171,16 @@ def test_an_unwritable_database_path_is_a_clear_error(cli, write_study, tmp_path
 def test_a_full_disk_stops_the_study_and_keeps_every_recorded_run(
     cli, write_study, db, monkeypatch
 ):
-    real = Store.record_run
+    real = Store.record
     calls = {"n": 0}
 
-    def record_until_full(self, run, results, curves):
+    def record_until_full(self, record):
         calls["n"] += 1
         if calls["n"] == 3:
             raise StoreError(f"{self.path}: write failed: IO Error: No space left on device")
-        return real(self, run, results, curves)
+        return real(self, record)
 
-    monkeypatch.setattr(Store, "record_run", record_until_full)
+    monkeypatch.setattr(Store, "record", record_until_full)
     result = cli("run", write_study(), "--db", db)
     assert result.code == 1 and "No space left on device" in result.output
     assert rows(db, "SELECT count(*) FROM runs WHERE status = 'finished'") == [(2,)]

@@ -12,7 +12,7 @@ from tests.conftest import TINY_STUDY, rows
 def test_a_study_runs_and_records_mnno_for_three_comparisons(cli, write_study, db):
     result = cli("run", write_study(), "--db", db)
     assert result.code == 0, result.output
-    assert "8 finished" in result.output
+    assert "8 trained" in result.output
     counts = rows(
         db,
         "SELECT run_id, count(DISTINCT comparison) FROM results WHERE metric = 'mnno' AND k = 10 GROUP BY run_id",
@@ -30,10 +30,10 @@ def test_a_rerun_skips_every_finished_run(cli, write_study, db):
     before = rows(db, "SELECT run_id, finished_at FROM runs ORDER BY run_id")
     result = cli("run", study, "--db", db)
     assert result.code == 0
-    assert "0 finished, 8 skipped" in result.output
+    assert "0 trained, 0 measured from stored predictions, 8 cached" in result.output
     assert rows(db, "SELECT run_id, finished_at FROM runs ORDER BY run_id") == before
     assert "8 run(s) (8 cached)" in cli("plan", study, "--db", db).output
-    assert {r["status"] for r in json.loads(cli("plan", study, "--db", db, "--json").out)} == {
+    assert {r["action"] for r in json.loads(cli("plan", study, "--db", db, "--json").out)} == {
         "cached"
     }
 
@@ -42,7 +42,7 @@ def test_force_redoes_runs_without_duplicating_rows(cli, write_study, db):
     study = write_study()
     cli("run", study, "--db", db)
     n_results = rows(db, "SELECT count(*) FROM results")[0][0]
-    assert "8 finished" in cli("run", study, "--db", db, "--force").output
+    assert "8 trained" in cli("run", study, "--db", db, "--force").output
     assert rows(db, "SELECT count(*) FROM results")[0][0] == n_results
 
 

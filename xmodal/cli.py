@@ -6,20 +6,26 @@ import csv
 import io
 import json
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from xmodal import plugins
+from xmodal.artifacts import ArtifactStore
 from xmodal.errors import XmodalError
-from xmodal.locking import holder
+from xmodal.executors import check_executor
+from xmodal.locking import RunLock, holder
 from xmodal.plan import Cell, make_plan
-from xmodal.runner import RunEvent, check_runs, max_k, run_study
-from xmodal.store import Store, default_db_path
+from xmodal.runner import RunEvent, check_runs, max_k, run_study, stages
+from xmodal.signals import sigterm_as_interrupt
+from xmodal.store import QueryInterrupted, Store, default_db_path, schema_objects
 from xmodal.study import Study, load_study
 from xmodal.studydata import StudyData
 
@@ -46,11 +52,25 @@ def _store(db: Path | None) -> Store:
     return Store(db or default_db_path())
 
 
-def _load(path: Path, *, deep: bool) -> tuple[Study, list[Cell], StudyData]:
+MaxRunsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-runs",
+        min=1,
+        help="refuse a study that declares more runs (default: $XMODAL_MAX_RUNS or 10000)",
+        show_default=False,
+    ),
+]
+
+
+def _load(
+    path: Path, *, deep: bool, max_runs: int | None = None
+) -> tuple[Study, list[Cell], StudyData]:
     registry = plugins.get_registry()
-    study = load_study(path, registry)
-    cells = make_plan(study, registry)
-    shared = StudyData(registry, k_hint=max_k(cells, registry))
+    study = load_study(path, registry, max_runs=max_runs)
+    shared = StudyData(registry)
+    cells = make_plan(study, registry, shared.fingerprint)
+    shared.neighbors.k_hint = max_k(cells, registry)
     if deep:
         check_runs(study, cells, shared)
     return study, cells, shared
@@ -68,10 +88,12 @@ def _describe(cell: Cell) -> str:
 
 
 @app.command()
-def validate(study: StudyPath) -> None:
+def validate(study: StudyPath, max_runs: MaxRunsOption = None) -> None:
     """Check a study file and every run it expands to, before anything runs."""
-    loaded, cells, _ = _load(study, deep=True)
-    console.print(f"[green]ok[/green] {study}: study {loaded.name!r}, {len(cells)} run(s)")
+    loaded, cells, _ = _load(study, deep=True, max_runs=max_runs)
+    console.print(
+        f"[green]ok[/green] {escape(str(study))}: study {loaded.name!r}, {len(cells)} run(s)"
+    )
 
 
 @app.command()
@@ -79,27 +101,36 @@ def plan(
     study: StudyPath,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+    max_runs: MaxRunsOption = None,
 ) -> None:
-    """Show the expanded grid: one row per run, its id, and whether it is cached, pending or new."""
-    loaded, cells, _ = _load(study, deep=False)
+    """Show the expanded grid: one row per run, its id, and what running it will do.
+
+    action: train (train or initialise, then measure), measure (only the measurements it lacks,
+    from its stored predictions) or cached. status: new, pending (planned by an earlier version,
+    never run), failed, running or finished.
+    """
+    loaded, cells, _ = _load(study, deep=False, max_runs=max_runs)
     store = _store(db)
-    statuses = store.run_statuses([c.run_id for c in cells])
+    plan_stages = {s.cell.run_id: s for s in stages(cells, store, ArtifactStore(store.path))}
     earlier = store.earlier_runs(loaded.name, loaded.source_hash)
 
     def state(cell: Cell) -> str:
-        status = statuses.get(cell.run_id)
-        if status == "finished":
-            return "cached"
-        if status is not None:
-            return status
-        return "pending" if cell.run_id in earlier or not earlier else "new"
+        stage = plan_stages[cell.run_id]
+        if stage.previous is not None:
+            return stage.previous
+        return "pending" if cell.run_id in earlier else "new"
 
     if as_json:
-        rows = [{"run_id": c.run_id, "status": state(c), **c.config()} for c in cells]
+        rows = [
+            {"run_id": c.run_id, "action": plan_stages[c.run_id].action, "status": state(c),
+             "measurements": len(plan_stages[c.run_id].missing), **c.config()}
+            for c in cells
+        ]  # fmt: skip
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
+    actions = [plan_stages[c.run_id].action for c in cells]
     states = [state(c) for c in cells]
-    counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+    counts = ", ".join(f"{actions.count(a)} {a}" for a in ("train", "measure", "cached") if a in actions)
     table = Table(title=f"{loaded.name}: {len(cells)} run(s) ({counts})")
     for column in (
         "run id",
@@ -112,16 +143,23 @@ def plan(
         "loss",
         "state",
         "seed",
-        "status",
+        "action",
     ):
         table.add_column(column)
-    colours = {"cached": "green", "failed": "red", "new": "cyan", "running": "magenta"}
-    for c, status in zip(cells, states, strict=True):
-        style = colours.get(status, "yellow")
+    colours = {"cached": "green", "failed": "red", "new": "cyan", "running": "magenta",
+               "measure": "blue", "train": "yellow", "finished": "green"}  # fmt: skip
+
+    def coloured(text: str) -> str:
+        style = colours.get(text, "yellow")
+        return f"[{style}]{text}[/{style}]"
+
+    for c, status, action in zip(cells, states, actions, strict=True):
         table.add_row(
-            c.run_id, c.dataset, f"{c.input_features}→{c.target_features}", c.direction,
-            "" if c.fold is None else str(c.fold), c.mapping, "" if c.depth is None else str(c.depth),
-            c.loss or "-", c.probe, str(c.seed), f"[{style}]{status}[/{style}]",
+            *map(escape, (  # names come from the study file: shown as text, not rich markup
+                c.run_id, c.dataset, f"{c.input_features}→{c.target_features}", c.direction,
+                "" if c.fold is None else str(c.fold), c.mapping,
+                "" if c.depth is None else str(c.depth), c.loss or "-", c.probe, str(c.seed))),
+            coloured(action) + (f" ({status})" if action == "train" else ""),
         )  # fmt: skip
     console.print(table)
 
@@ -142,7 +180,11 @@ def run(
         str | None, typer.Option(help="local, process or ray (default: the study's, or local)")
     ] = None,
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster address (with --executor ray)")
+        str | None,
+        typer.Option(
+            envvar="XMODAL_RAY_ADDRESS",
+            help="Ray cluster address (with --executor ray); never taken from the study file",
+        ),
     ] = None,
     threads: Annotated[
         int | None,
@@ -151,22 +193,23 @@ def run(
     wait: Annotated[
         bool, typer.Option("--wait", help="if another run holds the database, wait for it")
     ] = False,
+    max_runs: MaxRunsOption = None,
 ) -> None:
     """Execute a study: finished runs are skipped, each run's results are saved as it ends."""
-    loaded, cells, shared = _load(study, deep=True)
+    loaded, cells, shared = _load(study, deep=True, max_runs=max_runs)
     store = _store(db)
     settings = loaded.execution
     workers = workers or settings.get("workers", 1)
     executor = executor or settings.get("executor", "local")
-    if executor not in ("local", "process", "ray"):
-        raise XmodalError(f"--executor {executor!r} is not one of local, process, ray")
+    check_executor(executor, address)  # Ray installed, cluster reachable: before any write
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as progress:
+    # SIGTERM stops the study like Ctrl-C: finished runs kept, no stale marks or temp data.
+    with sigterm_as_interrupt(), Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task(loaded.name, total=len(cells))
 
         def on_event(event: RunEvent) -> None:
@@ -174,20 +217,21 @@ def run(
                 progress.update(task, description=f"{loaded.name}: {_describe(event.cell)}")
             elif event.kind == "fail":
                 progress.console.print(
-                    f"[red]failed[/red] {event.cell.run_id} {_describe(event.cell)}: {event.error}"
+                    f"[red]failed[/red] {escape(f'{event.cell.run_id} {_describe(event.cell)}: {event.error}')}"
                 )
             if event.kind != "start":
                 progress.update(task, completed=event.done)
 
         summary = run_study(
             loaded, cells, store, shared, force=force, fail_fast=fail_fast, executor=executor,
-            workers=workers, address=address or settings.get("address") or None, wait=wait,
+            workers=workers, address=address or None, wait=wait,
             threads=settings.get("threads", 1) if threads is None else threads, on_event=on_event,
         )  # fmt: skip
         progress.update(task, description=loaded.name)
     console.print(
-        f"{loaded.name}: {summary.finished} finished, {summary.skipped} skipped (already finished), "
-        f"{summary.failed} failed, of {summary.planned} run(s) → {store.path}"
+        f"{loaded.name}: {summary.finished} trained, {summary.measured} measured from stored "
+        f"predictions, {summary.skipped} cached, {summary.failed} failed, of {summary.planned} "
+        f"run(s) → {store.path}"
     )
     if summary.failed:
         raise typer.Exit(1)
@@ -219,29 +263,75 @@ def status(db: DbOption = None) -> None:
         # A run marked running while no xmodal run holds the database was left by a dead process.
         alive = live is not None and live.get("study") == name
         table.add_row(
-            name, version, str(planned), f"[green]{finished}[/green]",
+            escape(str(name)), escape(str(version)), str(planned), f"[green]{finished}[/green]",
             f"[red]{failed}[/red]" if failed else "0",
             str(running if alive else 0), f"[yellow]{running}[/yellow]" if running and not alive else "0",
             str(pending), str(created)[:19],
         )  # fmt: skip
     console.print(table)
     if live:
-        console.print(f"xmodal run in progress: study {live.get('study')!r}, pid {live.get('pid')}")
+        console.print(
+            f"xmodal run in progress: study {live.get('study')!r}, pid {live.get('pid')}",
+            markup=False,
+        )
     if any(r[5] for r in rows) and live is None:
         console.print("stale runs were left by a process that died; `xmodal run` redoes them")
 
 
 @app.command()
+def gc(
+    db: DbOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="only say what would be removed")
+    ] = False,
+) -> None:
+    """Remove stored predictions that no study version refers to (and leftover temporary files).
+
+    Runs whose predictions are removed keep their results; a metric added to them later
+    retrains them first (the plan then shows `train`).
+    """
+    store = _store(db)
+    artifacts = ArtifactStore(store.path)
+    with RunLock(store.path, "(xmodal gc)"):
+        report = artifacts.gc(store.referenced_artifacts(), dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    console.print(
+        f"{artifacts.root}: {verb} {report.removed} unreferenced artifact(s) and "
+        f"{report.temporary} temporary file(s), {report.removed_bytes / 1e6:.1f} MB; "
+        f"kept {report.kept}",
+        markup=False,
+    )
+
+
+def _query_help() -> str:
+    tables, views = schema_objects()
+    return (
+        "Query the results with one read-only SQL statement (docs/queries.md).\n\n"
+        f"Tables: {', '.join(tables)}.\n\n"
+        f"Views: {', '.join(views)}. study_results holds every study's current version: "
+        "filter it by study (WHERE study = 'NAME') so that studies do not mix.\n\n"
+        "Nothing can be written and no other file read (ATTACH, COPY, SET, PRAGMA ... are "
+        "refused)."
+    )
+
+
+@app.command(help=_query_help())
 def query(
-    sql: Annotated[str, typer.Argument(help="one SQL statement (read-only)")],
+    sql: Annotated[str, typer.Argument(help="one SQL statement that reads (SELECT, WITH, ...)")],
     db: DbOption = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
     limit: Annotated[int, typer.Option(help="rows to show in table format (0 = all)")] = 200,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0, help="interrupt the query after SECONDS (0 = no limit)"),
+    ] = 60.0,
 ) -> None:
-    """Query the results with SQL (tables: studies, study_runs, runs, results, curves)."""
     if fmt not in ("table", "csv", "json"):
         raise XmodalError(f"--format {fmt!r} is not one of table, csv, json")
-    columns, rows = _store(db).query(sql)
+    try:
+        columns, rows = _store(db).query(sql, timeout=timeout or None)
+    except KeyboardInterrupt:  # Ctrl-C while waiting for the database, before the query ran
+        raise QueryInterrupted("query interrupted (Ctrl-C); a query changes nothing") from None
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -253,7 +343,10 @@ def query(
             json.dumps([dict(zip(columns, r, strict=True)) for r in rows], indent=2, default=str)
         )
     else:
-        table = Table(*columns)
+        # Text, not markup: '[/]' or a study's '[study]' line are data and shown as they are.
+        table = Table()
+        for column in columns:
+            table.add_column(Text(_visible(column)))
         for row in rows if limit == 0 else rows[:limit]:
             table.add_row(*(_cell_text(v) for v in row))
         console.print(table)
@@ -277,18 +370,26 @@ def report(
     if made.headline is not None:
         table = Table(*made.headline.columns, title=made.headline.title)
         for row in made.headline.rows:
-            table.add_row(*row)
+            table.add_row(*map(escape, row))
         console.print(table)
         if made.headline.note:
             console.print(made.headline.note)
     for path in (made.markdown, *made.figures):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False)
 
 
-def _cell_text(value: Any) -> str:
+def _cell_text(value: Any) -> Text:
+    """A query value as shown in a table: verbatim (no rich markup), control characters visible."""
     if isinstance(value, float):
-        return f"{value:.4f}"
-    return "NULL" if value is None else str(value)
+        return Text(f"{value:.4f}")
+    return Text("NULL" if value is None else _visible(str(value)))
+
+
+def _visible(text: str) -> str:
+    """Control characters (an ESC could drive the terminal) as escapes; newlines and tabs kept."""
+    return "".join(
+        ch if ch in "\n\t" or unicodedata.category(ch) != "Cc" else repr(ch)[1:-1] for ch in text
+    )
 
 
 @app.command("plugins")

@@ -1,7 +1,9 @@
-"""One run, start to finish: initialise (and train) the mapping, probe it, return its rows.
+"""One run's work: train (or only initialise) its mapping, or reuse its stored predictions, then
+measure them with every metric it still owes.
 
-Nothing here writes to the store: a run's outcome goes back to the process that owns the run
-loop, which records it in one transaction. So the same function serves every executor.
+Nothing here writes to the store or the artifacts directory: a run's outcome goes back to the
+process that owns the run loop, which stores its predictions and records it in one transaction.
+So the same function serves every executor.
 """
 
 from __future__ import annotations
@@ -9,15 +11,16 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import time
-from collections.abc import Iterable
+import traceback
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 import numpy as np
 import torch
 
-from xmodal.components import ResultRow
-from xmodal.plan import Cell
+from xmodal.artifacts import load_artifact
+from xmodal.plan import Cell, Measurement
 from xmodal.probes import Probe, Spaces
 from xmodal.store import now
 from xmodal.studydata import StudyData, split_key
@@ -25,22 +28,88 @@ from xmodal.train import predict, seeded_model, train
 
 
 @attrs.frozen
-class Outcome:
-    """Everything one run produced, ready to be written in one transaction."""
+class Job:
+    """What the runner asks of one run.
 
-    run: dict[str, Any]
-    results: list[tuple[Any, ...]]
+    `train`: train (or initialise) the mapping and predict the probed splits; otherwise the
+    predictions come from the stored artifact (`artifact_path`, checked against
+    `artifact_digest`) or, for executors without a shared disk, `predictions` itself.
+    `measurements`: the metrics to compute on those predictions (the ones the run lacks).
+    """
+
+    cell: Cell
+    train: bool
+    measurements: tuple[Measurement, ...]
+    artifact_path: str | None = None
+    artifact_digest: str | None = None
+    predictions: Mapping[str, np.ndarray] | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.cell.run_id
+
+
+@attrs.frozen
+class Measured:
+    """One measurement's rows (run_id, measurement_id, split, metric, comparison, k, similarity,
+    epoch, value), or the error its metric raised."""
+
+    measurement: Measurement
+    rows: list[tuple[Any, ...]]
+    seconds: float
+    error: str | None = None
+
+
+@attrs.frozen
+class Outcome:
+    """Everything one job produced, ready to be stored and written in one transaction.
+
+    `run` (the run's row) and `predictions` (to store as its artifact) are set when the job
+    trained; a measure-only job leaves them None.
+    """
+
+    run: dict[str, Any] | None
+    predictions: dict[str, np.ndarray] | None
+    measured: list[Measured]
     curves: list[tuple[Any, ...]]
 
+    @property
+    def errors(self) -> list[str]:
+        return [f"metric {m.measurement.metric!r}: {m.error}" for m in self.measured if m.error]
 
-def execute(cell: Cell, shared: StudyData) -> Outcome:
-    """Train (or only initialise) one mapping, probe it, and return its rows. Writes nothing."""
+
+def execute(job: Job, shared: StudyData) -> Outcome:
+    """Train or reload one run's predictions, then measure them. Writes nothing."""
+    cell = job.cell
+    started = now()
+    t0 = time.perf_counter()
+    curves: list[tuple[Any, ...]] = []
+    run: dict[str, Any] | None = None
+    predictions: dict[str, np.ndarray] | None = None
+    if job.train:
+        model, curves, n_train, n_test = _fit(cell, shared)
+        predictions = _predict(cell, shared, model)
+    elif cell.probe != "identity":
+        predictions = (
+            dict(job.predictions)
+            if job.predictions is not None
+            else load_artifact(str(job.artifact_path), str(job.artifact_digest))
+        )
+    t1 = time.perf_counter()
+    measured = _measure_all(cell, shared, predictions, job.measurements)
+    t2 = time.perf_counter()
+    if job.train:
+        run = run_row(cell, "finished", started=started, train_seconds=t1 - t0,
+                      probe_seconds=t2 - t1, n_train=n_train, n_test=n_test)  # fmt: skip
+    return Outcome(run=run, predictions=predictions, measured=measured, curves=curves)
+
+
+def _fit(cell: Cell, shared: StudyData) -> tuple[torch.nn.Module | None, list, int, int]:
+    """The run's mapping, trained (or only initialised), with its training curves."""
     registry = shared.registry
     data = shared.data(cell)
     train_idx, test_idx = shared.split(cell)
     x, y = data.features[cell.input_features], data.features[cell.target_features]
-    started = now()
-    t0 = time.perf_counter()
     model: torch.nn.Module | None = None
     curves: list[tuple[Any, ...]] = []
     if cell.probe != "identity":
@@ -51,17 +120,22 @@ def execute(cell: Cell, shared: StudyData) -> Outcome:
         if spec.fit is not None:
             model = spec.fit(model, x[train_idx], y[train_idx], cell.mapping_params)
         else:
-            model, curves = _train(cell, shared, model, x, y, train_idx, test_idx)
-    t1 = time.perf_counter()
-    rows = _measure(cell, shared, model, splits=cell.probes["splits"])
-    results = [
-        (cell.run_id, r.split, r.metric, r.comparison, r.k, r.similarity, None, r.value)
-        for r in rows
-    ]
-    t2 = time.perf_counter()
-    run = run_row(cell, "finished", started=started, train_seconds=t1 - t0, probe_seconds=t2 - t1,
-                  n_train=len(train_idx), n_test=len(test_idx))  # fmt: skip
-    return Outcome(run=run, results=results, curves=curves)
+            model, curves = _train(cell, shared, model, x, y, train_idx)
+    return model, curves, len(train_idx), len(test_idx)
+
+
+def _predict(
+    cell: Cell, shared: StudyData, model: torch.nn.Module | None
+) -> dict[str, np.ndarray] | None:
+    """Predicted vectors of every probed split (None for the identity: the input itself)."""
+    if model is None:
+        return None
+    x = shared.data(cell).features[cell.input_features]
+    indices = dict(zip(("train", "test"), shared.split(cell), strict=True))
+    return {
+        split: np.asarray(predict(model, x[indices[split]]), dtype=np.float32)
+        for split in cell.probes["splits"]
+    }
 
 
 def _train(
@@ -71,9 +145,11 @@ def _train(
     x: np.ndarray,
     y: np.ndarray,
     train_idx: np.ndarray,
-    test_idx: np.ndarray,
 ) -> tuple[torch.nn.Module, list[tuple[Any, ...]]]:
-    """Gradient-descent training with its curves: loss per epoch, probes every `probe_every`."""
+    """Gradient-descent training with its curves: loss per epoch, probes every `probe_every`.
+
+    Probe curves measure the metrics the study has while the run trains; they are part of the
+    run (a metric added later gets final measurements, not a curve)."""
     assert cell.loss is not None and cell.train is not None and cell.loss_params is not None
     settings = cell.train
     every = settings["probe_every"]
@@ -81,19 +157,13 @@ def _train(
 
     def probe_curve(epoch: int, current: torch.nn.Module) -> None:
         if every and (epoch % every == 0 or epoch == settings["epochs"]):
-            for r in _measure(cell, shared, current, splits=("train", "test")):
-                curves.append(
-                    (
-                        cell.run_id,
-                        epoch,
-                        r.split,
-                        r.metric,
-                        r.comparison,
-                        r.k,
-                        r.similarity,
-                        r.value,
-                    )
-                )
+            indices = dict(zip(("train", "test"), shared.split(cell), strict=True))
+            predicted = {s: predict(current, x[i]) for s, i in indices.items()}
+            probe = _probe(cell, shared, predicted)
+            for name, params in cell.metrics:
+                for r in shared.registry.metrics[name].compute(probe, params):
+                    curves.append((cell.run_id, epoch, r.split, r.metric, r.comparison, r.k,
+                                   r.similarity, float(r.value)))  # fmt: skip
 
     probe_curve(0, model)
     trained = train(model, shared.registry.losses[cell.loss], cell.loss_params, x[train_idx],
@@ -104,33 +174,56 @@ def _train(
     return trained.model, curves
 
 
-def _measure(
-    cell: Cell, shared: StudyData, model: torch.nn.Module | None, splits: Iterable[str]
-) -> list[ResultRow]:
-    """Every metric of the run on the given splits; `model=None` predicts the input itself."""
+def _probe(
+    cell: Cell, shared: StudyData, predicted: Mapping[str, np.ndarray] | None,
+    splits: Iterable[str] | None = None,
+) -> Probe:  # fmt: skip
+    """What metrics see: input, target and predicted spaces of each split; `predicted=None`
+    predicts the input itself (the identity)."""
     data = shared.data(cell)
-    train_idx, test_idx = shared.split(cell)
+    indices = dict(zip(("train", "test"), shared.split(cell), strict=True))
     x, y = data.features[cell.input_features], data.features[cell.target_features]
     key = split_key(cell)
     spaces = {}
-    for split in splits:
-        index = train_idx if split == "train" else test_idx
+    for split in splits or (predicted.keys() if predicted is not None else cell.probes["splits"]):
+        index = indices[split]
         spaces[split] = Spaces(
             split=split,
             input=x[index],
             target=y[index],
-            predicted=x[index] if model is None else predict(model, x[index]),
+            predicted=x[index] if predicted is None else predicted[split],
             input_key=(*key, split, cell.input_features),
             target_key=(*key, split, cell.target_features),
             ids=tuple(data.ids[i] for i in index),
             labels=tuple(data.labels[i] for i in index) if data.labels is not None else None,
         )
-    probe = Probe(spaces=spaces, cache=shared.neighbors, include_self=cell.probes["include_self"])
-    rows = []
-    for name, params in cell.metrics:
-        for row in shared.registry.metrics[name].compute(probe, params):
-            rows.append(attrs.evolve(row, value=float(row.value)))
-    return rows
+    return Probe(spaces=spaces, cache=shared.neighbors, include_self=cell.probes["include_self"])
+
+
+def _measure_all(
+    cell: Cell,
+    shared: StudyData,
+    predictions: Mapping[str, np.ndarray] | None,
+    measurements: Iterable[Measurement],
+) -> list[Measured]:
+    """Each measurement on the run's probed splits; a metric that raises fails only its own."""
+    probe = _probe(cell, shared, predictions, cell.probes["splits"])
+    out = []
+    for m in measurements:
+        t0 = time.perf_counter()
+        try:
+            rows = [
+                (cell.run_id, m.measurement_id, r.split, r.metric, r.comparison, r.k,
+                 r.similarity, None, float(r.value))
+                for r in shared.registry.metrics[m.metric].compute(probe, m.params)
+            ]  # fmt: skip
+        except Exception as exc:
+            detail = traceback.format_exc(limit=4)
+            out.append(Measured(m, [], time.perf_counter() - t0,
+                                error=f"{type(exc).__name__}: {exc}\n{detail}"))  # fmt: skip
+            continue
+        out.append(Measured(m, rows, time.perf_counter() - t0))
+    return out
 
 
 _PROVENANCE: dict[str, Any] = {}
@@ -183,6 +276,7 @@ def run_row(
         "optimizer": train.get("optimizer"),
         "lr": train.get("lr"),
         "config": cell.config(),
+        "data_fingerprint": cell.data_fingerprint,
         "status": status,
         "error": error,
         "started_at": started,

@@ -1,21 +1,35 @@
-"""Study -> the list of runs (`Cell`s) it declares, each with a stable content-hash id."""
+"""Study -> the list of runs (`Cell`s) it declares, each with a stable content-hash id.
+
+A run has two identities (docs/execution.md, "Two stages"):
+
+- its *run id* hashes what determines the trained (or initialised) mapping and its predictions:
+  the data (by content fingerprint, not by path), pairing, direction, split and fold, mapping,
+  loss, training settings, state, seed and the probed splits;
+- each of its *measurements* is keyed by the run id plus one metric with its parameters and the
+  neighbour convention (`include_self`). A new metric or k adds measurements, never a new run.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
+from xmodal.errors import Problem, StudyError, XmodalError
 from xmodal.params import expand
 from xmodal.plugins import Registry
 from xmodal.study import TRAIN_PARAMS, Component, Study
 
 # Bump when the meaning of a run's configuration changes, so old ids are not mistaken for new runs.
-RUN_FORMAT = 1
+# 2: metrics left the run id (measurements have their own), the data fingerprint entered it.
+RUN_FORMAT = 2
+
+# (dataset name, its parameters) -> a digest of the data those parameters load.
+Fingerprinter = Callable[[str, Mapping[str, Any]], str]
 
 
 @attrs.frozen
@@ -25,6 +39,7 @@ class Cell:
     run_id: str
     dataset: str
     dataset_params: Mapping[str, Any]
+    data_fingerprint: str
     input_features: str
     target_features: str
     direction: str
@@ -43,7 +58,7 @@ class Cell:
     @property
     def data_key(self) -> str:
         """Identifies the loaded dataset this run reads (shared by many runs)."""
-        return canonical_hash({"dataset": self.dataset, "params": self.dataset_params})
+        return data_key(self.dataset, self.dataset_params)
 
     @property
     def depth(self) -> int | None:
@@ -51,16 +66,49 @@ class Cell:
         return depth if isinstance(depth, int) else (0 if self.mapping == "linear" else None)
 
     def config(self) -> dict[str, Any]:
-        return config_of(self)
+        """The run's configuration as recorded: its identity plus the metrics it measures."""
+        config = config_of(self)
+        config["probes"] = dict(self.probes)
+        config["metrics"] = [{"name": n, "params": dict(p)} for n, p in self.metrics]
+        return config
+
+    def measurements(self) -> list[Measurement]:
+        """The measurements this run owes its study: one per metric configuration."""
+        include_self = bool(self.probes["include_self"])
+        return [
+            Measurement(measurement_id(self.run_id, name, params, include_self), name, params)
+            for name, params in self.metrics
+        ]
+
+
+@attrs.frozen
+class Measurement:
+    """One metric, with its parameters, applied to one run's stored predictions."""
+
+    measurement_id: str
+    metric: str
+    params: Mapping[str, Any]
+
+
+def measurement_id(run_id: str, metric: str, params: Mapping[str, Any], include_self: bool) -> str:
+    return canonical_hash(
+        {"run": run_id, "metric": metric, "params": dict(params), "include_self": include_self}
+    )
 
 
 def config_of(cell: Cell) -> dict[str, Any]:
-    """The canonical configuration the run id hashes (everything except the id)."""
+    """The canonical configuration the run id hashes: what the run's predictions depend on."""
     config = attrs.asdict(cell, recurse=True)
     config.pop("run_id")
-    config["metrics"] = [{"name": n, "params": dict(p)} for n, p in cell.metrics]
+    config.pop("metrics")
+    config["probes"] = {"splits": list(cell.probes["splits"])}
     config["format"] = RUN_FORMAT
     return config
+
+
+def data_key(dataset: str, params: Mapping[str, Any]) -> str:
+    """Identifies one dataset configuration within a process (its content: `data_fingerprint`)."""
+    return canonical_hash({"dataset": dataset, "params": params})
 
 
 def canonical_hash(obj: Any) -> str:
@@ -78,9 +126,33 @@ def _variants(
     return out
 
 
-def make_plan(study: Study, registry: Registry) -> list[Cell]:
-    """Expand every sweep of the study into runs, in a stable order; duplicates collapse."""
+def _fingerprint_of(
+    study: Study, fingerprint: Fingerprinter, name: str, params: Mapping[str, Any]
+) -> str:
+    """The data's fingerprint, or the study's error when the data cannot be read."""
+    try:
+        return fingerprint(name, params)
+    except XmodalError as exc:
+        message = f"dataset {name!r}: the data cannot be read: {exc}"
+    except OSError as exc:
+        message = f"dataset {name!r}: the data cannot be read: {exc}"
+    raise StudyError(study.path, [Problem("data", message, line=study.line_of("data"))])
+
+
+def make_plan(
+    study: Study, registry: Registry, fingerprint: Fingerprinter | None = None
+) -> list[Cell]:
+    """Expand every sweep of the study into runs, in a stable order; duplicates collapse.
+
+    `fingerprint` digests a dataset configuration's data (default: a fresh `StudyData`'s, which
+    asks the dataset's own `fingerprint` or, lacking one, loads the data and digests the arrays).
+    """
+    if fingerprint is None:
+        from xmodal.studydata import StudyData  # studydata builds on this module
+
+        fingerprint = StudyData(registry).fingerprint
     datasets = _variants(registry, "datasets", (study.dataset,))
+    fingerprints = [_fingerprint_of(study, fingerprint, name, params) for name, params in datasets]
     mappings = _variants(registry, "mappings", study.mappings)
     losses = _variants(registry, "losses", study.losses)
     metrics = tuple(_variants(registry, "metrics", study.metrics))
@@ -108,13 +180,14 @@ def make_plan(study: Study, registry: Registry) -> list[Cell]:
         run_id = canonical_hash(config_of(cell))
         cells.setdefault(run_id, attrs.evolve(cell, run_id=run_id))
 
-    for (dname, dparams), pair, direction, fold in itertools.product(
-        datasets, study.pairs, study.directions, folds
+    for ((dname, dparams), digest), pair, direction, fold in itertools.product(
+        zip(datasets, fingerprints, strict=True), study.pairs, study.directions, folds
     ):
         source, target = pair if direction == "forward" else pair[::-1]
         where = dict(
             dataset=dname,
             dataset_params=dparams,
+            data_fingerprint=digest,
             input_features=source,
             target_features=target,
             direction=direction,

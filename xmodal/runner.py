@@ -1,4 +1,5 @@
-"""The run loop: skip finished runs, hand pending ones to an executor, record each as it ends.
+"""The run loop: decide per run whether it trains, only measures or is cached; hand the work to an
+executor; record each run as it ends.
 
 Only this loop writes to the store, one transaction per run, under a lock that keeps a second
 `xmodal run` off the same database; so an interrupted or killed study loses at most the runs in
@@ -13,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 
+from xmodal.artifacts import ArtifactStore
 from xmodal.errors import Problem, StudyError, XmodalError
-from xmodal.execute import Outcome, run_row
+from xmodal.execute import Job, Outcome, run_row
 from xmodal.executors import Failure, make_executor
 from xmodal.locking import RunLock
 from xmodal.params import expand
-from xmodal.plan import Cell
+from xmodal.plan import Cell, Measurement
 from xmodal.plugins import Registry
-from xmodal.store import Store, now
+from xmodal.store import RunRecord, Store, now
 from xmodal.study import Study
 from xmodal.studydata import StudyData, probed_splits, split_key
 
@@ -45,6 +48,7 @@ class RunSummary:
     finished: int
     failed: int
     interrupted: bool = False
+    measured: int = 0  # runs that were only measured (their predictions were stored)
 
 
 class Interrupted(XmodalError):
@@ -96,6 +100,8 @@ def check_runs(study: Study, cells: list[Cell], shared: StudyData) -> None:
                         allowed=", ".join(data.features),
                     )
                 )
+            elif _uses_cosine(cell):
+                problems.extend(_zero_row_problems(cell.dataset, name, data))
         try:
             shared.split(cell)
         except XmodalError as exc:
@@ -104,6 +110,34 @@ def check_runs(study: Study, cells: list[Cell], shared: StudyData) -> None:
     if problems:
         unique = list(dict.fromkeys(problems))
         raise StudyError(study.path, [attrs.evolve(p, line=study.line_of(p.path)) for p in unique])
+
+
+def _uses_cosine(cell: Cell) -> bool:
+    """Whether any metric of the run compares vectors by cosine (undefined for a zero vector)."""
+    for _, params in cell.metrics:
+        similarity = params.get("similarity")
+        values = similarity if isinstance(similarity, list | tuple) else [similarity]
+        if "cosine" in values:
+            return True
+    return False
+
+
+def _zero_row_problems(dataset: str, name: str, data: Any) -> list[Problem]:
+    """All-zero rows of a feature set, named by item id and row (0-based, as loaded)."""
+    matrix = np.asarray(data.features[name])
+    rows = np.flatnonzero(~np.any(matrix != 0, axis=1))
+    if rows.size == 0:
+        return []
+    shown = ", ".join(f"{data.ids[i]!r} (row {i})" for i in rows[:5])
+    more = f" and {rows.size - 5} more" if rows.size > 5 else ""
+    return [
+        Problem(
+            "data",
+            f"dataset {dataset!r}, feature set {name!r}: {rows.size} all-zero row(s), which have "
+            f"no cosine similarity: items {shown}{more}",
+            allowed='drop or fix those rows, or use similarity = "euclidean"',
+        )
+    ]
 
 
 def _metric_problems(study: Study, cells: list[Cell], shared: StudyData) -> list[Problem]:
@@ -132,6 +166,58 @@ def _metric_problems(study: Study, cells: list[Cell], shared: StudyData) -> list
     return problems
 
 
+@attrs.frozen
+class Stage:
+    """What running a study will do with one of its runs.
+
+    `action` is "train" (train or initialise it, store its predictions, measure), "measure"
+    (its stored predictions get the measurements it lacks) or "cached" (nothing to do).
+    `previous` is the run's recorded status, if any ("finished", "failed", "running").
+    """
+
+    cell: Cell
+    action: str
+    missing: tuple[Measurement, ...]
+    artifact: str | None = None
+    previous: str | None = None
+
+
+def stages(
+    cells: list[Cell], store: Store, artifacts: ArtifactStore, force: bool = False
+) -> list[Stage]:
+    """Decide, per run, whether it trains, only measures, or is cached."""
+    states = store.run_states([c.run_id for c in cells])
+    owed = {c.run_id: c.measurements() for c in cells}
+    made = store.measurement_statuses([m.measurement_id for ms in owed.values() for m in ms])
+    out = []
+    for cell in cells:
+        status, digest = states.get(cell.run_id, (None, None))
+        missing = tuple(m for m in owed[cell.run_id] if made.get(m.measurement_id) != "finished")
+        if force or status != "finished":
+            out.append(Stage(cell, "train", tuple(owed[cell.run_id]), previous=status))
+        elif not missing:
+            out.append(Stage(cell, "cached", (), digest, previous=status))
+        elif cell.probe == "identity" or artifacts.has(digest):
+            out.append(Stage(cell, "measure", missing, digest, previous=status))
+        else:  # its predictions were removed (`xmodal gc`): train again, measure what is missing
+            out.append(Stage(cell, "train", missing, previous=status))
+    return out
+
+
+def _job(stage: Stage, artifacts: ArtifactStore, inline: bool) -> Job:
+    if stage.action == "train" or stage.cell.probe == "identity":
+        return Job(stage.cell, stage.action == "train", stage.missing)
+    digest = str(stage.artifact)
+    return Job(
+        stage.cell,
+        False,
+        stage.missing,
+        artifact_path=str(artifacts.path(digest)),
+        artifact_digest=digest,
+        predictions=artifacts.load(digest) if inline else None,
+    )
+
+
 def run_study(
     study: Study,
     cells: list[Cell],
@@ -147,54 +233,88 @@ def run_study(
     wait: bool = False,
     on_event: Callable[[RunEvent], None] | None = None,
 ) -> RunSummary:
-    """Execute the study's pending runs, writing each run's rows as it finishes."""
+    """Train the study's untrained runs and make its missing measurements, writing each run's
+    rows as it finishes; runs with nothing missing are skipped."""
     emit = on_event or (lambda event: None)
+    artifacts = ArtifactStore(store.path)
     with RunLock(store.path, study.name, wait=wait):
         ids = [c.run_id for c in cells]
-        store.record_study(study.name, study.source_hash, str(Path(study.path)), study.source, ids)
-        statuses = store.run_statuses(ids)
-        pending = [c for c in cells if force or statuses.get(c.run_id) != "finished"]
+        owed = [(m.measurement_id, c.run_id) for c in cells for m in c.measurements()]
+        store.record_study(
+            study.name, study.source_hash, str(Path(study.path)), study.source, ids, owed
+        )
+        plan = stages(cells, store, artifacts, force)
+        pending = [s for s in plan if s.action != "cached"]
         total, done = len(cells), len(cells) - len(pending)
-        for cell in cells:
-            if not force and statuses.get(cell.run_id) == "finished":
-                emit(RunEvent("skip", cell, done, total))
+        for stage in plan:
+            if stage.action == "cached":
+                emit(RunEvent("skip", stage.cell, done, total))
         if not pending:
             return RunSummary(planned=total, skipped=done, finished=0, failed=0)
-        shared.precompute(pending)
-        finished = failed = 0
+        # A measure-only run needs the lists of its missing metrics on its probed splits (no
+        # training curves): `train=None` keeps the train split's lists from being computed.
+        shared.precompute(
+            attrs.evolve(s.cell, metrics=tuple((m.metric, m.params) for m in s.missing), train=None)
+            if s.action == "measure"
+            else s.cell
+            for s in pending
+        )
+        jobs = [_job(s, artifacts, inline=executor == "ray") for s in pending]
+        previous = {s.cell.run_id: s.previous for s in pending}
+        finished = failed = measured = 0
         started: dict[str, Any] = {}
         runner = make_executor(executor, shared, workers, threads, address)
 
-        def on_start(cell: Cell) -> None:
-            store.mark_running({**run_row(cell, "running", started=now()), "study": study.name})
-            started[cell.run_id] = time.perf_counter()
-            emit(RunEvent("start", cell, done, total))
+        def on_start(job: Job) -> None:
+            if job.train:
+                store.mark_running({**run_row(job.cell, "running", started=now()),
+                                    "study": study.name})  # fmt: skip
+            started[job.run_id] = time.perf_counter()
+            emit(RunEvent("start", job.cell, done, total))
 
         try:
-            for cell, result in runner.run(pending, on_start):
+            for job, result in runner.run(jobs, on_start):
                 done += 1
-                seconds = time.perf_counter() - started.pop(cell.run_id)
+                seconds = time.perf_counter() - started.pop(job.run_id)
                 if isinstance(result, Failure):
                     failed += 1
                     error = result.error
-                    if statuses.get(cell.run_id) == "finished":
+                    if not job.train:
+                        if result.error.startswith("ArtifactError"):
+                            store.forget_artifact(job.run_id)
+                            error += " (its predictions will be recomputed on the next run)"
+                    elif previous[job.run_id] == "finished":
                         # A forced redo that fails must not wipe the results it was to replace
                         # (mark_running left a finished row as it was).
                         error += " (its earlier finished results are kept)"
                     else:
-                        row = run_row(cell, "failed", started=None, error=result.error)
+                        row = run_row(job.cell, "failed", started=None, error=result.error)
                         row["error"] = f"{result.error}\n{result.traceback}"
-                        store.record_run({**row, "study": study.name}, [], [])
-                    emit(RunEvent("fail", cell, done, total, seconds, error=error))
+                        _write(
+                            store, RunRecord(job.run_id, {**row, "study": study.name}, [], [], [])
+                        )
+                    emit(RunEvent("fail", job.cell, done, total, seconds, error=error))
                     if fail_fast:
-                        raise XmodalError(f"run {cell.run_id} failed (--fail-fast): {result.error}")
-                else:
-                    _record(store, study, result)
+                        raise XmodalError(f"run {job.run_id} failed (--fail-fast): {result.error}")
+                    continue
+                _write(store, _record_of(job, result, study, artifacts, force))
+                if result.errors:
+                    failed += 1
+                    emit(RunEvent("fail", job.cell, done, total, seconds,
+                                  error="; ".join(e.splitlines()[0] for e in result.errors)))  # fmt: skip
+                    if fail_fast:
+                        raise XmodalError(
+                            f"run {job.run_id} failed (--fail-fast): {result.errors[0].splitlines()[0]}"
+                        )
+                    continue
+                if job.train:
                     finished += 1
-                    emit(RunEvent("finish", cell, done, total, seconds))
+                else:
+                    measured += 1
+                emit(RunEvent("finish", job.cell, done, total, seconds))
         except KeyboardInterrupt:
             raise Interrupted(
-                f"interrupted: {finished} run(s) finished in this session are saved; "
+                f"interrupted: {finished + measured} run(s) finished in this session are saved; "
                 f"run the same command again to resume ({total - done} left)"
             ) from None
         finally:
@@ -202,12 +322,43 @@ def run_study(
             # were never recorded: forget their `running` marks so they do not look stale.
             store.clear_running(list(started))
             runner.close()
-    return RunSummary(planned=total, skipped=total - len(pending), finished=finished, failed=failed)
+    return RunSummary(planned=total, skipped=total - len(pending), finished=finished,
+                      failed=failed, measured=measured)  # fmt: skip
 
 
-def _record(store: Store, study: Study, outcome: Outcome) -> None:
+def _record_of(
+    job: Job, outcome: Outcome, study: Study, artifacts: ArtifactStore, force: bool
+) -> RunRecord:
+    """The store's record of a job: its predictions go to the artifacts first (a crash between
+    the two leaves an unreferenced file, never a run pointing at a missing one)."""
+    run = None
+    if outcome.run is not None:
+        digest = artifacts.put(outcome.predictions) if outcome.predictions is not None else None
+        run = {**outcome.run, "study": study.name, "artifact": digest}
+    stamp = now()
+    include_self = bool(job.cell.probes["include_self"])
+    measurements = [
+        {
+            "measurement_id": m.measurement.measurement_id,
+            "run_id": job.run_id,
+            "metric": m.measurement.metric,
+            "params": dict(m.measurement.params),
+            "include_self": include_self,
+            "status": "failed" if m.error else "finished",
+            "error": m.error,
+            "seconds": m.seconds,
+            "measured_at": stamp,
+        }
+        for m in outcome.measured
+    ]
+    results = [row for m in outcome.measured for row in m.rows]
+    return RunRecord(job.run_id, run, measurements, results, outcome.curves,
+                     replace_all=force and job.train)  # fmt: skip
+
+
+def _write(store: Store, record: RunRecord) -> None:
     try:
-        store.record_run({**outcome.run, "study": study.name}, outcome.results, outcome.curves)
+        store.record(record)
     except KeyboardInterrupt:
         raise Interrupted(
             "interrupted while saving a run; it was rolled back and will be redone"

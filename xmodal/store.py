@@ -9,16 +9,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import duckdb
 
 from xmodal.errors import XmodalError
 from xmodal.views import MIGRATION as PAPER_VIEWS
+from xmodal.views import OVER_CURRENT_RESULTS as PAPER_VIEWS_OVER_CURRENT_RESULTS
 
 DEFAULT_DB = "xmodal.duckdb"
 
@@ -117,6 +121,48 @@ MIGRATIONS: list[str] = [
         JOIN runs r USING (run_id)
         JOIN results res USING (run_id);
     """,
+    # 4: two stages per run. Runs record their data fingerprint and the artifact (stored
+    # predictions) that later measurements read; results belong to measurements (run + metric +
+    # parameters), and each study version lists the measurements it owes. Views show, for each
+    # study's current version, only the measurements that version plans (older rows stay).
+    """
+    ALTER TABLE runs ADD COLUMN data_fingerprint VARCHAR;
+    ALTER TABLE runs ADD COLUMN artifact VARCHAR;
+    ALTER TABLE results ADD COLUMN measurement_id VARCHAR;
+    CREATE TABLE measurements (
+        measurement_id VARCHAR PRIMARY KEY,
+        run_id VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL,
+        params JSON,
+        include_self BOOLEAN,
+        status VARCHAR NOT NULL,
+        error VARCHAR,
+        seconds DOUBLE,
+        measured_at TIMESTAMP
+    );
+    CREATE TABLE study_measurements (
+        study VARCHAR NOT NULL,
+        study_hash VARCHAR NOT NULL,
+        measurement_id VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL,
+        PRIMARY KEY (study, study_hash, measurement_id)
+    );
+    CREATE VIEW current_results AS
+        SELECT sr.study, res.*
+        FROM current_studies l
+        JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
+        JOIN results res ON res.run_id = sr.run_id
+        WHERE res.measurement_id IS NULL
+           OR EXISTS (SELECT 1 FROM study_measurements sm
+                      WHERE sm.study = l.name AND sm.study_hash = l.hash
+                        AND sm.measurement_id = res.measurement_id);
+    CREATE OR REPLACE VIEW study_results AS
+        SELECT x.study, r.* EXCLUDE (study), x.split AS result_split, x.metric, x.comparison,
+               x.k, x.similarity, x.epoch, x.value, x.measurement_id
+        FROM current_results x
+        JOIN runs r USING (run_id);
+    """
+    + PAPER_VIEWS_OVER_CURRENT_RESULTS,
 ]
 
 RUN_COLUMNS = (
@@ -124,9 +170,30 @@ RUN_COLUMNS = (
     "fold", "mapping", "depth", "loss", "state", "seed", "epochs", "batch_size", "optimizer", "lr",
     "n_train", "n_test", "config", "status", "error", "started_at", "finished_at", "train_seconds",
     "probe_seconds", "torch_threads", "xmodal_version", "git_commit", "torch_version", "numpy_version",
+    "data_fingerprint", "artifact",
 )  # fmt: skip
-RESULT_COLUMNS = ("run_id", "split", "metric", "comparison", "k", "similarity", "epoch", "value")
+RESULT_COLUMNS = (
+    "run_id", "measurement_id", "split", "metric", "comparison", "k", "similarity", "epoch", "value"
+)  # fmt: skip
+MEASUREMENT_COLUMNS = (
+    "measurement_id", "run_id", "metric", "params", "include_self", "status", "error", "seconds",
+    "measured_at",
+)  # fmt: skip
 CURVE_COLUMNS = ("run_id", "epoch", "split", "metric", "comparison", "k", "similarity", "value")
+
+
+@attrs.frozen
+class RunRecord:
+    """What one job hands the store: the run's row (when it trained), its curves, and the
+    measurements it made with their result rows. `replace_all` (a forced redo) also forgets the
+    run's measurements that this record does not carry."""
+
+    run_id: str
+    run: dict[str, Any] | None
+    measurements: list[dict[str, Any]]
+    results: list[tuple[Any, ...]]
+    curves: list[tuple[Any, ...]]
+    replace_all: bool = False
 
 
 class StoreError(XmodalError):
@@ -159,57 +226,77 @@ class Store:
                 raise StoreError(f"{self.path}: directory {parent} does not exist")
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.02
+        config = READ_CONFIG if read_only else {}
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                return duckdb.connect(str(self.path), read_only=read_only, config=dict(config))
             except duckdb.IOException as exc:
                 text = str(exc)
-                if "lock" not in text.lower() or time.monotonic() > deadline:
+                if not _is_lock_conflict(text) or time.monotonic() > deadline:
                     raise StoreError(
-                        f"{self.path}: cannot open the results database: {text}"
+                        _database_problem(self.path, "cannot open the results database", exc)
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
             except duckdb.Error as exc:
-                raise StoreError(f"{self.path}: cannot open the results database: {exc}") from None
+                raise StoreError(
+                    _database_problem(self.path, "cannot open the results database", exc)
+                ) from None
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection: statements that write are refused by DuckDB itself."""
+        """A short-lived read-only connection that can reach no file but the database.
+
+        DuckDB refuses statements that write, and with external access disabled and the
+        configuration locked (READ_CONFIG) it also refuses ATTACH, COPY, EXPORT, reading other
+        files, extensions and SET. A database written by a newer xmodal is refused.
+        """
         con = self._connect(read_only=True)
         try:
+            check_schema_version(con, self.path)
             yield con
         except duckdb.Error as exc:
-            raise StoreError(
-                f"{self.path}: {exc} (run `xmodal run` once to update an older database)"
-            ) from None
+            raise StoreError(_read_problem(self.path, con, exc)) from None
         finally:
-            con.close()
+            _close_quietly(con)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A migrated read-write connection inside one transaction (rolled back on any error)."""
         con = self._connect(read_only=False)
         try:
+            check_schema_version(con, self.path)  # before migrate() touches a newer schema
             migrate(con)
             con.begin()
             try:
                 yield con
                 con.commit()
             except BaseException:
-                con.rollback()
+                # After a failed commit (full disk, I/O error) DuckDB has already ended the
+                # transaction, and rollback() would raise "no transaction is active" in place
+                # of the error that matters: report the original one.
+                _rollback_quietly(con)
                 raise
         except duckdb.Error as exc:
-            raise StoreError(f"{self.path}: write failed: {exc}") from None
+            raise StoreError(_database_problem(self.path, "write failed", exc)) from None
         finally:
-            con.close()
+            # Closing may checkpoint; a failure there loses nothing committed (the WAL keeps it)
+            # and must not replace the error being raised.
+            _close_quietly(con)
 
     # -- writes ---------------------------------------------------------------------------------
 
     def record_study(
-        self, name: str, study_hash: str, path: str, source: str, run_ids: Sequence[str]
+        self,
+        name: str,
+        study_hash: str,
+        path: str,
+        source: str,
+        run_ids: Sequence[str],
+        measurements: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Remember a study version and the runs it plans (idempotent)."""
+        """Remember a study version, the runs it plans and the measurements (measurement id,
+        run id) it owes (idempotent)."""
         with self.writing() as con:
             con.execute(
                 # `created` is refreshed whenever a version is run, so going back to an earlier
@@ -218,45 +305,59 @@ class Store:
                 "ON CONFLICT (name, hash) DO UPDATE SET created = excluded.created",
                 [name, study_hash, path, source, now()],
             )
-            con.execute(
-                "DELETE FROM study_runs WHERE study = ? AND study_hash = ?", [name, study_hash]
-            )
+            for table in ("study_runs", "study_measurements"):
+                con.execute(
+                    f"DELETE FROM {table} WHERE study = ? AND study_hash = ?", [name, study_hash]
+                )
             if run_ids:
                 con.executemany(
                     "INSERT INTO study_runs VALUES (?, ?, ?, ?)",
                     [[name, study_hash, rid, i] for i, rid in enumerate(run_ids)],
                 )
+            if measurements:
+                con.executemany(
+                    "INSERT INTO study_measurements VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [[name, study_hash, mid, rid] for mid, rid in measurements],
+                )
 
-    def record_run(
-        self, run: dict[str, Any], results: Sequence[Sequence[Any]], curves: Sequence[Sequence[Any]]
-    ) -> None:
-        """Replace everything known about one run with this outcome, in one transaction."""
-        row = [json.dumps(run[c]) if c == "config" else run.get(c) for c in RUN_COLUMNS]
+    def record(self, record: RunRecord) -> None:
+        """Write what one job produced, in one transaction (idempotent: it replaces the run's
+        row and curves when it carries them, and each measurement it carries)."""
         with self.writing() as con:
-            for table in ("results", "curves", "runs"):
-                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run["run_id"]])
-            con.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))})", row)
-            if results:
-                con.executemany(
-                    f"INSERT INTO results VALUES ({', '.join('?' * len(RESULT_COLUMNS))})",
-                    list(results),
-                )
-            if curves:
-                con.executemany(
-                    f"INSERT INTO curves VALUES ({', '.join('?' * len(CURVE_COLUMNS))})",
-                    list(curves),
-                )
+            if record.run is not None:
+                tables = ("results", "measurements") if record.replace_all else ()
+                for table in (*tables, "curves", "runs"):
+                    con.execute(f"DELETE FROM {table} WHERE run_id = ?", [record.run_id])
+                _insert(con, "runs", RUN_COLUMNS, [_run_values(record.run)])
+                _insert(con, "curves", CURVE_COLUMNS, record.curves)
+            ids = [m["measurement_id"] for m in record.measurements]
+            if ids:
+                for table in ("results", "measurements"):
+                    con.execute(
+                        f"DELETE FROM {table} WHERE measurement_id IN (SELECT unnest(?))", [ids]
+                    )
+                rows = [
+                    [json.dumps(m[c]) if c == "params" else m.get(c) for c in MEASUREMENT_COLUMNS]
+                    for m in record.measurements
+                ]
+                _insert(con, "measurements", MEASUREMENT_COLUMNS, rows)
+            _insert(con, "results", RESULT_COLUMNS, record.results)
 
     def mark_running(self, run: dict[str, Any]) -> None:
         """Record that a run has started; a finished run being redone keeps its results until then."""
-        row = [json.dumps(run[c]) if c == "config" else run.get(c) for c in RUN_COLUMNS]
         with self.writing() as con:
             con.execute(
-                f"INSERT INTO runs VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
+                f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
                 "ON CONFLICT (run_id) DO UPDATE SET status = 'running', started_at = excluded.started_at, "
                 "error = NULL WHERE runs.status <> 'finished'",
-                row,
+                _run_values(run),
             )
+
+    def forget_artifact(self, run_id: str) -> None:
+        """The run's stored predictions are unusable: its next run trains it again."""
+        with self.writing() as con:
+            con.execute("UPDATE runs SET artifact = NULL WHERE run_id = ?", [run_id])
 
     def clear_running(self, run_ids: Sequence[str]) -> None:
         """Forget the `running` marks of runs that were stopped cleanly before they ended."""
@@ -270,33 +371,66 @@ class Store:
     # -- reads ----------------------------------------------------------------------------------
 
     def run_statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
-        """Status of each of `run_ids` that the store knows ('finished' or 'failed')."""
+        """Status of each of `run_ids` that the store knows ('finished', 'failed', 'running')."""
+        return {rid: status for rid, (status, _) in self.run_states(run_ids).items()}
+
+    def run_states(self, run_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """(status, artifact digest) of each of `run_ids` that the store knows."""
         if not self.path.exists() or not run_ids:
             return {}
         with self.reading() as con:
             if not _has_table(con, "runs"):
                 return {}
+            artifact = "artifact" if _has_column(con, "runs", "artifact") else "NULL"
             rows = con.execute(
-                "SELECT run_id, status FROM runs WHERE run_id IN (SELECT unnest(?))",
+                f"SELECT run_id, status, {artifact} FROM runs "
+                "WHERE run_id IN (SELECT unnest(?))",
                 [list(run_ids)],
+            ).fetchall()
+        return {rid: (status, digest) for rid, status, digest in rows}
+
+    def measurement_statuses(self, measurement_ids: Sequence[str]) -> dict[str, str]:
+        """Status ('finished' or 'failed') of each of `measurement_ids` that the store knows."""
+        if not self.path.exists() or not measurement_ids:
+            return {}
+        with self.reading() as con:
+            if not _has_table(con, "measurements"):
+                return {}
+            rows = con.execute(
+                "SELECT measurement_id, status FROM measurements "
+                "WHERE measurement_id IN (SELECT unnest(?))",
+                [list(measurement_ids)],
             ).fetchall()
         return dict(rows)
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run one read-only SQL statement; return column names and rows."""
+    def referenced_artifacts(self) -> set[str]:
+        """Artifact digests of runs that some study version plans (what `xmodal gc` keeps)."""
+        if not self.path.exists():
+            return set()
+        with self.reading() as con:
+            if not _has_column(con, "runs", "artifact"):
+                return set()
+            rows = con.execute(
+                "SELECT DISTINCT r.artifact FROM runs r JOIN study_runs sr USING (run_id) "
+                "WHERE r.artifact IS NOT NULL"
+            ).fetchall()
+        return {digest for (digest,) in rows}
+
+    def query(
+        self, sql: str, timeout: float | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one read-only SQL statement; return column names and rows.
+
+        Only statements that read are accepted (`check_query`), on a `reading()` connection that
+        can reach no other file. `timeout` seconds (None or 0: no limit) interrupt the query;
+        Ctrl-C interrupts it at once (QueryInterrupted). Nothing is ever written.
+        """
+        check_query(sql)
         with self.reading() as con:
             try:
-                cursor = con.execute(sql)
+                return _execute_interruptibly(con, sql, timeout)
             except duckdb.Error as exc:
-                text = str(exc)
-                if "read-only" in text or "read only" in text:
-                    raise StoreError(
-                        "xmodal query is read-only: statements that change the database are refused"
-                    ) from None
-                raise StoreError(f"query failed: {text}") from None
-            if cursor.description is None:
-                return [], []
-            return [d[0] for d in cursor.description], cursor.fetchall()
+                raise StoreError(_query_problem(self.path, con, exc)) from None
 
     def earlier_runs(self, study: str, current_hash: str) -> set[str]:
         """Run ids planned by earlier versions of a study (to tell new runs from old pending ones)."""
@@ -312,17 +446,34 @@ class Store:
         return {r for (r,) in rows}
 
     def study_status(self) -> list[tuple[Any, ...]]:
-        """Per study (latest version): planned, finished, failed, running and pending run counts."""
+        """Per study (latest version): planned, finished, failed, running and pending run counts.
+
+        A run counts as finished when it is trained and every measurement the version owes is
+        made; failed when its training or one of those measurements failed; pending otherwise.
+        """
         sql = """
+            WITH owed AS (
+                SELECT sm.study, sm.study_hash, sm.run_id, count(*) AS owed,
+                       count(*) FILTER (WHERE m.status = 'finished') AS made,
+                       count(*) FILTER (WHERE m.status = 'failed') AS broken
+                FROM study_measurements sm LEFT JOIN measurements m USING (measurement_id)
+                GROUP BY ALL
+            )
             SELECT l.name, l.hash, count(sr.run_id) AS planned,
-                   count(*) FILTER (WHERE r.status = 'finished') AS finished,
-                   count(*) FILTER (WHERE r.status = 'failed') AS failed,
+                   count(*) FILTER (WHERE r.status = 'finished'
+                                    AND coalesce(o.made, 0) = coalesce(o.owed, 0)) AS finished,
+                   count(*) FILTER (WHERE r.status = 'failed' OR coalesce(o.broken, 0) > 0)
+                       AS failed,
                    count(*) FILTER (WHERE r.status = 'running') AS running,
-                   count(*) FILTER (WHERE r.status IS NULL) AS pending,
+                   count(*) FILTER (WHERE r.status IS NULL
+                                    OR (r.status = 'finished' AND coalesce(o.broken, 0) = 0
+                                        AND coalesce(o.made, 0) < coalesce(o.owed, 0)))
+                       AS pending,
                    l.created
             FROM current_studies l
             LEFT JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
             LEFT JOIN runs r USING (run_id)
+            LEFT JOIN owed o ON o.study = l.name AND o.study_hash = l.hash AND o.run_id = sr.run_id
             GROUP BY ALL ORDER BY l.name
         """
         if not self.path.exists():
@@ -330,7 +481,264 @@ class Store:
         with self.reading() as con:
             if not _has_table(con, "studies"):
                 return []
+            if not _has_table(con, "study_measurements"):
+                raise StoreError(
+                    f"{self.path}: this database predates measurements; "
+                    "run any study once (`xmodal run`) to update it"
+                )
             return con.execute(sql).fetchall()
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_name = ? AND column_name = ?",
+            [table, column],
+        ).fetchone()[0]
+    )
+
+
+def _run_values(run: dict[str, Any]) -> list[Any]:
+    return [json.dumps(run[c]) if c == "config" else run.get(c) for c in RUN_COLUMNS]
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], rows: Sequence[Any]
+) -> None:
+    """Insert rows by column name, so a column added later never shifts the values."""
+    if rows:
+        con.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [list(r) for r in rows],
+        )
+
+
+# -- safe reading ----------------------------------------------------------------------------------
+
+# Every read-only connection: no file but the database itself (no ATTACH, COPY, EXPORT, read_csv
+# of other files, extensions, secrets), and no SET/PRAGMA that could turn that back on.
+READ_CONFIG: dict[str, Any] = {"enable_external_access": False, "lock_configuration": True}
+
+# Statement kinds `xmodal query` runs. SELECT covers WITH, FROM-first, VALUES, DESCRIBE, SHOW,
+# SUMMARIZE and UNPIVOT; PIVOT parses as MULTI; EXPLAIN [ANALYZE] runs a SELECT.
+QUERY_STATEMENTS = ("SELECT", "EXPLAIN", "MULTI")
+QUERY_HELP = (
+    "xmodal query runs one statement that reads: SELECT (or WITH, FROM, VALUES, DESCRIBE, SHOW, "
+    "SUMMARIZE, PIVOT, EXPLAIN)"
+)
+
+
+class QueryInterrupted(StoreError):
+    """Ctrl-C stopped a running query (nothing is written by a query, so nothing is lost)."""
+
+    exit_code = 130
+
+
+class QueryTimeout(StoreError):
+    """A query ran longer than its --timeout and was interrupted."""
+
+
+def schema_objects() -> tuple[list[str], list[str]]:
+    """The tables and the views the migrations create (and do not drop), in order of creation."""
+    names: dict[str, str] = {}
+    pattern = re.compile(
+        r"\b(CREATE(?:\s+OR\s+REPLACE)?|DROP)\s+(TABLE|VIEW)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(\w+)",
+        re.IGNORECASE,
+    )
+    for sql in MIGRATIONS:
+        for verb, kind, name in pattern.findall(sql):
+            if verb.upper() == "DROP":
+                names.pop(name, None)
+            else:
+                names.setdefault(name, kind.upper())
+    tables = [n for n, kind in names.items() if kind == "TABLE"]
+    return tables, [n for n, kind in names.items() if kind == "VIEW"]
+
+
+def check_query(sql: str) -> None:
+    """Refuse anything but one statement that reads, before the database is opened."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise StoreError(f"query failed: {exc}") from None
+    if not statements:
+        raise StoreError(f"no SQL statement given; {QUERY_HELP}")
+    if len(statements) > 1:
+        raise StoreError(f"{len(statements)} statements given; {QUERY_HELP}, one at a time")
+    kind = statements[0].type.name
+    if kind not in QUERY_STATEMENTS or (kind == "MULTI" and not _starts_with(sql, "PIVOT")):
+        raise StoreError(
+            f"xmodal query is read-only: {kind} statements are refused; {QUERY_HELP}.\n"
+            "  (tables and settings: DESCRIBE runs, SHOW TABLES, SELECT * FROM duckdb_settings())"
+        )
+
+
+def _starts_with(sql: str, keyword: str) -> bool:
+    return sql.lstrip(" \t\r\n(").upper().startswith(keyword)
+
+
+def _execute_interruptibly(
+    con: duckdb.DuckDBPyConnection, sql: str, timeout: float | None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run `sql` in a helper thread so that a timeout or Ctrl-C can `interrupt()` it promptly.
+
+    DuckDB releases the GIL while it works, but the main thread only sees SIGINT between Python
+    bytecodes: executing there would leave Ctrl-C waiting for the query to end.
+    """
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            cursor = con.execute(sql)
+            if cursor.description is None:
+                outcome["value"] = ([], [])
+            else:
+                outcome["value"] = ([d[0] for d in cursor.description], cursor.fetchall())
+        except BaseException as exc:  # handed to the calling thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="xmodal-query", daemon=True)
+    deadline = time.monotonic() + timeout if timeout else None
+    timed_out = False
+    worker.start()
+    try:
+        while worker.is_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+                con.interrupt()
+                break
+            wait = 0.1 if deadline is None else min(0.1, max(deadline - time.monotonic(), 0.0))
+            worker.join(wait)
+    except KeyboardInterrupt:
+        _stop(con, worker)
+        raise QueryInterrupted("query interrupted (Ctrl-C); a query changes nothing") from None
+    _stop(con, worker)
+    if "value" in outcome:
+        return outcome["value"]  # finished just as the timeout struck: keep the answer
+    if timed_out:
+        raise QueryTimeout(
+            f"query timed out after {timeout:g} s (interrupted; nothing was changed); "
+            "narrow it, or pass --timeout SECONDS (0 = no limit)"
+        )
+    raise outcome["error"]
+
+
+def _stop(con: duckdb.DuckDBPyConnection, worker: threading.Thread) -> None:
+    """Wait for an interrupted query's thread to end, so the connection is closed only then."""
+    while worker.is_alive():
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C only repeats the request
+            worker.join(0.1)
+        con.interrupt()
+
+
+def _query_problem(path: Path, con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> str:
+    text = str(exc)
+    if any(marker in text.lower() for marker in _DAMAGE):
+        return _database_problem(path, "query failed", exc)
+    if isinstance(exc, duckdb.PermissionException) or "disabled by configuration" in text:
+        first = text.splitlines()[0] if text else type(exc).__name__
+        return (
+            "xmodal query reads the results database only: other files, ATTACH, COPY, EXPORT, "
+            f"extensions and secrets are refused ({first})"
+        )
+    if "read-only" in text or "read only" in text or "configuration has been locked" in text:
+        return f"xmodal query is read-only: statements that change anything are refused ({text})"
+    return f"query failed: {text}{_older_schema_hint(con, exc)}"
+
+
+def _is_lock_conflict(text: str) -> bool:
+    """Another process holds the file (DuckDB's wording), as opposed to any other I/O error."""
+    low = text.lower()
+    return "could not set lock" in low or "conflicting lock" in low
+
+
+_DAMAGE = (
+    "not a valid duckdb database",
+    "corrupt",
+    "checksum",
+    "could not read enough bytes",
+    "invalid block",
+    "serialization error",
+)
+
+
+def _database_problem(path: Path, action: str, exc: BaseException) -> str:
+    """One message for an error on the database file, with the fix its cause calls for."""
+    text = str(exc)
+    low = text.lower()
+    if any(marker in low for marker in _DAMAGE):
+        return (
+            f"{path}: {action}: the file is damaged or is not an xmodal results database "
+            f"({text.splitlines()[0]}).\n"
+            "  Restore it from a backup, or move it aside: the next `xmodal run` starts a new "
+            "database (finished runs are computed again)."
+        )
+    if "no space left" in low or "disk full" in low or "quota" in low:
+        return (
+            f"{path}: {action}: {text}\n"
+            "  Free disk space and run the same command again: every run recorded before is kept."
+        )
+    return f"{path}: {action}: {text}"
+
+
+def _read_problem(path: Path, con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> str:
+    """A failed internal read: a damaged file, an older schema, or the plain DuckDB error."""
+    hint = _older_schema_hint(con, exc)
+    if hint:
+        return f"{path}: {exc}{hint}"
+    return _database_problem(path, "cannot read the results database", exc)
+
+
+def _older_schema_hint(con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> str:
+    """When a table or view is missing from a database an older xmodal wrote: how to upgrade it."""
+    if not isinstance(exc, duckdb.CatalogException):
+        return ""
+    try:
+        version = schema_version(con)
+    except duckdb.Error:
+        return ""
+    if version is None or version >= len(MIGRATIONS):
+        return ""
+    return (
+        f"\n  This database has schema {version}, written by an older xmodal; this xmodal writes "
+        f"schema {len(MIGRATIONS)}. The next `xmodal run` on it upgrades it."
+    )
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The newest migration applied to this database (None: not an xmodal database yet)."""
+    if not _has_table(con, "schema_migrations"):
+        return None
+    (version,) = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return version
+
+
+def check_schema_version(con: duckdb.DuckDBPyConnection, path: Path | str | None = None) -> None:
+    """Refuse a database written by a newer xmodal: its tables may not mean what ours do."""
+    try:
+        version = schema_version(con)
+    except duckdb.Error as exc:
+        raise StoreError(
+            _database_problem(Path(path or "?"), "cannot read the results database", exc)
+        ) from None
+    known = len(MIGRATIONS)
+    if version is not None and version > known:
+        where = f"{path}: " if path is not None else ""
+        raise StoreError(
+            f"{where}written by a newer xmodal (schema {version}, this xmodal knows up to "
+            f"{known}); upgrade xmodal to read or add to it"
+        )
+
+
+def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):
+        con.rollback()
+
+
+def _close_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):
+        con.close()
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -8,7 +8,7 @@ object store) and attached in each worker, so no worker reloads or recomputes an
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import attrs
 import numpy as np
 
 from xmodal.data import PairedData
-from xmodal.plan import Cell, canonical_hash
+from xmodal.plan import Cell, canonical_hash, data_key
 from xmodal.plugins import Registry
 from xmodal.probes import NeighborCache
 from xmodal.splits import split_indices
@@ -64,15 +64,33 @@ class StudyData:
     def __init__(self, registry: Registry, k_hint: int = 10) -> None:
         self.registry = registry
         self._data: dict[str, PairedData] = {}
+        self._fingerprints: dict[str, str] = {}
         self._splits: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
         self.neighbors = NeighborCache(k_hint=k_hint)
 
     def data(self, cell: Cell) -> PairedData:
-        key = cell.data_key
+        return self._load(cell.dataset, cell.dataset_params)
+
+    def _load(self, dataset: str, params: Mapping[str, Any]) -> PairedData:
+        key = data_key(dataset, params)
         if key not in self._data:
-            spec = self.registry.datasets[cell.dataset]
-            self._data[key] = spec.load(cell.dataset_params)
+            self._data[key] = self.registry.datasets[dataset].load(params)
         return self._data[key]
+
+    def fingerprint(self, dataset: str, params: Mapping[str, Any]) -> str:
+        """A digest of the data `dataset` loads with `params`: the dataset's own fingerprint, or
+        (for a dataset that declares none) a digest of the loaded arrays, kept for the runs."""
+        key = data_key(dataset, params)
+        if key not in self._fingerprints:
+            spec = self.registry.datasets[dataset]
+            if spec.fingerprint is not None:
+                digest = f"{dataset}:{spec.fingerprint(params)}"
+            else:
+                from xmodal.fingerprint import paired_data_digest
+
+                digest = f"arrays:{paired_data_digest(self._load(dataset, params))}"
+            self._fingerprints[key] = digest
+        return self._fingerprints[key]
 
     def split(self, cell: Cell) -> tuple[np.ndarray, np.ndarray]:
         key = split_key(cell)

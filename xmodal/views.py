@@ -162,3 +162,15 @@ VIEWS: dict[str, str] = dict(
 
 # Schema migration 2: every view above, in order.
 MIGRATION: str = "".join(VIEWS.values())
+
+
+def _over_current_results(sql: str) -> str:
+    return sql.replace("CREATE VIEW", "CREATE OR REPLACE VIEW").replace(
+        "JOIN results x ON x.run_id = p.run_id",
+        "JOIN current_results x ON x.run_id = p.run_id AND x.study = p.study",
+    )
+
+
+# Schema migration 4: the same views over `current_results` (the measurements each study's
+# current version plans), so a metric whose parameters changed shows only its current rows.
+OVER_CURRENT_RESULTS: str = "".join(_over_current_results(v) for v in VIEWS.values())
