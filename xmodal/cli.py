@@ -23,8 +23,10 @@ from xmodal.errors import XmodalError
 from xmodal.executors import check_executor
 from xmodal.locking import RunLock, holder
 from xmodal.plan import Cell, make_plan
+from xmodal.recorder import Recorder
 from xmodal.runner import RunEvent, check_runs, max_k, run_study, stages
 from xmodal.signals import sigterm_as_interrupt
+from xmodal.spool import Spool
 from xmodal.store import QueryInterrupted, Store, default_db_path, schema_objects
 from xmodal.study import Study, load_study
 from xmodal.studydata import StudyData
@@ -233,6 +235,13 @@ def run(
         f"predictions, {summary.skipped} cached, {summary.failed} failed, of {summary.planned} "
         f"run(s) → {store.path}"
     )
+    if summary.spooled:
+        err.print(
+            f"{summary.spooled} finished run(s) wait in {Spool(store.path).path}: the database "
+            "stayed busy (a reader holds it); the next `xmodal run` or `xmodal gc` on it records "
+            "them",
+            markup=False,
+        )
     if summary.failed:
         raise typer.Exit(1)
 
@@ -276,6 +285,13 @@ def status(db: DbOption = None) -> None:
         )
     if any(r[5] for r in rows) and live is None:
         console.print("stale runs were left by a process that died; `xmodal run` redoes them")
+    waiting = len(Spool(store.path))
+    if waiting:
+        console.print(
+            f"{waiting} finished run(s) wait in the spool {Spool(store.path).path} "
+            "(the database was busy); the next `xmodal run` or `xmodal gc` records them",
+            markup=False,
+        )
 
 
 @app.command()
@@ -293,6 +309,12 @@ def gc(
     store = _store(db)
     artifacts = ArtifactStore(store.path)
     with RunLock(store.path, "(xmodal gc)"):
+        recorder = Recorder(store)
+        if not recorder.flush(store.lock_timeout):
+            raise XmodalError(
+                f"{store.path} is busy (a reader holds it) and {recorder.waiting()} finished "
+                "run(s) wait in the spool, whose predictions must be kept; try again later"
+            )
         report = artifacts.gc(store.referenced_artifacts(), dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     console.print(

@@ -24,6 +24,8 @@ from xmodal.locking import RunLock
 from xmodal.params import expand
 from xmodal.plan import Cell, Measurement
 from xmodal.plugins import Registry
+from xmodal.recorder import Recorder
+from xmodal.spool import check_free_space
 from xmodal.store import RunRecord, Store, now
 from xmodal.study import Study
 from xmodal.studydata import StudyData, probed_splits, split_key
@@ -49,6 +51,7 @@ class RunSummary:
     failed: int
     interrupted: bool = False
     measured: int = 0  # runs that were only measured (their predictions were stored)
+    spooled: int = 0  # finished runs still waiting in the spool (the database stayed busy)
 
 
 class Interrupted(XmodalError):
@@ -232,12 +235,19 @@ def run_study(
     threads: int = 1,
     wait: bool = False,
     on_event: Callable[[RunEvent], None] | None = None,
+    write_wait: float | None = None,
 ) -> RunSummary:
     """Train the study's untrained runs and make its missing measurements, writing each run's
     rows as it finishes; runs with nothing missing are skipped."""
     emit = on_event or (lambda event: None)
     artifacts = ArtifactStore(store.path)
     with RunLock(store.path, study.name, wait=wait):
+        recorder = Recorder(store, write_wait)
+        if not recorder.flush(store.lock_timeout):  # runs an earlier runner had to spool
+            raise XmodalError(
+                f"{store.path} is busy (a reader holds it) and {recorder.waiting()} finished "
+                f"run(s) wait in {recorder.spool.path}; close the reader and run again"
+            )
         ids = [c.run_id for c in cells]
         owed = [(m.measurement_id, c.run_id) for c in cells for m in c.measurements()]
         store.record_study(
@@ -251,6 +261,7 @@ def run_study(
                 emit(RunEvent("skip", stage.cell, done, total))
         if not pending:
             return RunSummary(planned=total, skipped=done, finished=0, failed=0)
+        check_free_space(store.path, _space_needed(pending, shared), "the run's predictions")
         # A measure-only run needs the lists of its missing metrics on its probed splits (no
         # training curves): `train=None` keeps the train split's lists from being computed.
         shared.precompute(
@@ -267,8 +278,8 @@ def run_study(
 
         def on_start(job: Job) -> None:
             if job.train:
-                store.mark_running({**run_row(job.cell, "running", started=now()),
-                                    "study": study.name})  # fmt: skip
+                row = {**run_row(job.cell, "running", started=now()), "study": study.name}
+                recorder.best_effort(lambda: recorder.store.mark_running(row))
             started[job.run_id] = time.perf_counter()
             emit(RunEvent("start", job.cell, done, total))
 
@@ -281,7 +292,9 @@ def run_study(
                     error = result.error
                     if not job.train:
                         if result.error.startswith("ArtifactError"):
-                            store.forget_artifact(job.run_id)
+                            recorder.best_effort(
+                                lambda rid=job.run_id: recorder.store.forget_artifact(rid)
+                            )
                             error += " (its predictions will be recomputed on the next run)"
                     elif previous[job.run_id] == "finished":
                         # A forced redo that fails must not wipe the results it was to replace
@@ -291,13 +304,14 @@ def run_study(
                         row = run_row(job.cell, "failed", started=None, error=result.error)
                         row["error"] = f"{result.error}\n{result.traceback}"
                         _write(
-                            store, RunRecord(job.run_id, {**row, "study": study.name}, [], [], [])
+                            recorder,
+                            RunRecord(job.run_id, {**row, "study": study.name}, [], [], []),
                         )
                     emit(RunEvent("fail", job.cell, done, total, seconds, error=error))
                     if fail_fast:
                         raise XmodalError(f"run {job.run_id} failed (--fail-fast): {result.error}")
                     continue
-                _write(store, _record_of(job, result, study, artifacts, force))
+                _write(recorder, _record_of(job, result, study, artifacts, force))
                 if result.errors:
                     failed += 1
                     emit(RunEvent("fail", job.cell, done, total, seconds,
@@ -320,10 +334,11 @@ def run_study(
         finally:
             # Runs still in flight when the loop stops (Ctrl-C, --fail-fast, a dead worker)
             # were never recorded: forget their `running` marks so they do not look stale.
-            store.clear_running(list(started))
+            recorder.best_effort(lambda: recorder.store.clear_running(list(started)))
             runner.close()
+        spooled = recorder.finish()
     return RunSummary(planned=total, skipped=total - len(pending), finished=finished,
-                      failed=failed, measured=measured)  # fmt: skip
+                      failed=failed, measured=measured, spooled=spooled)  # fmt: skip
 
 
 def _record_of(
@@ -356,9 +371,22 @@ def _record_of(
                      replace_all=force and job.train)  # fmt: skip
 
 
-def _write(store: Store, record: RunRecord) -> None:
+def _space_needed(stages: list[Stage], shared: StudyData) -> int:
+    """Bytes the predictions of the runs to train take (artifact and, at worst, spool), plus a
+    margin for their result rows."""
+    total = 0
+    for stage in stages:
+        if stage.action != "train" or stage.cell.probe == "identity":
+            continue
+        target = shared.data(stage.cell).features[stage.cell.target_features]
+        sizes = dict(zip(("train", "test"), map(len, shared.split(stage.cell)), strict=True))
+        total += sum(sizes[s] for s in stage.cell.probes["splits"]) * target.shape[1] * 4
+    return 2 * total + 16 * 2**20
+
+
+def _write(recorder: Recorder, record: RunRecord) -> None:
     try:
-        store.record(record)
+        recorder.record(record)
     except KeyboardInterrupt:
         raise Interrupted(
             "interrupted while saving a run; it was rolled back and will be redone"
