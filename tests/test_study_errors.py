@@ -103,10 +103,10 @@ def test_run_refuses_an_invalid_study_before_running_anything(cli, write_study, 
     assert not db.exists()
 
 
-def test_missing_study_file_is_a_clear_error(cli, tmp_path):
+def test_missing_study_file_is_a_study_error(cli, tmp_path):
     result = cli("validate", tmp_path / "nope.toml")
-    assert result.code == 1
-    assert "no such study file" in result.output
+    assert result.code == 2
+    assert "nope.toml: no such study file" in result.output
 
 
 def test_valid_study_passes(cli, write_study):

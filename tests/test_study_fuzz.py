@@ -17,6 +17,7 @@ from xmodal.plugins import get_registry
 from xmodal.runner import check_runs, max_k
 from xmodal.study import parse_study
 from xmodal.studydata import StudyData
+from xmodal.tomlpos import key_lines, scan
 
 BASE = tomllib.loads(TINY_STUDY)
 KEYS = ["name", "depth", "k", "epochs", "dataset", "pairs", "seeds", "hidden", "lr", "split", "folds",
@@ -101,3 +102,54 @@ def test_a_corrupted_valid_file_is_never_more_than_a_study_error(position, junk)
         validate(TINY_STUDY[:position] + junk + TINY_STUDY[position:])
     except StudyError as error:
         assert error.exit_code == 2
+
+
+documents = st.dictionaries(
+    st.sampled_from(KEYS),
+    st.one_of(
+        scalars.filter(lambda v: v == v),  # tomli-w writes no NaN a test could compare
+        st.dictionaries(st.sampled_from(KEYS), scalars, max_size=3),
+        st.lists(
+            st.dictionaries(st.sampled_from(KEYS), scalars, min_size=1, max_size=2),
+            min_size=1,
+            max_size=3,
+        ),
+        st.lists(st.lists(scalars, max_size=3), max_size=3),
+    ),
+    max_size=5,
+)
+
+
+def leaf_paths(value, prefix=""):
+    """Every key path of a parsed document, elements of arrays of tables indexed."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            path = f"{prefix}.{key}" if prefix else key
+            yield path
+            yield from leaf_paths(inner, path)
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for index, inner in enumerate(value):
+            yield from leaf_paths(inner, f"{prefix}[{index}]")
+
+
+@settings(max_examples=150, deadline=None)
+@given(documents)
+def test_the_position_scanner_finds_every_key_tomllib_reads(doc):
+    try:
+        text = tomli_w.dumps(doc)
+    except (TypeError, ValueError):
+        return
+    parsed = tomllib.loads(text)
+    lines = key_lines(text)
+    source = text.split("\n")  # TOML lines: not split at \x85 or \u2028 as splitlines() does
+    for path in leaf_paths(parsed):
+        assert path in lines, (path, text)
+        last = path.rsplit(".", 1)[-1].split("[")[0]
+        assert last in source[lines[path] - 1], (path, lines[path], text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300))
+def test_the_position_scanner_never_raises(text):
+    layout = scan(text, max_depth=8)
+    assert layout.depth >= 0

@@ -23,6 +23,7 @@ class Problem:
     allowed: str | None = None
     suggestion: str | None = None
     line: int | None = None
+    notes: tuple[str, ...] = ()  # further lines of explanation, shown indented under the message
 
 
 class StudyError(XmodalError):
@@ -37,15 +38,26 @@ class StudyError(XmodalError):
 
     def render(self) -> str:
         lines = [f"{self.file}: {len(self.problems)} problem(s) found"]
-        for p in self.problems:
+        for p in self.problems[:MAX_SHOWN]:
             where = f"{self.file}:{p.line}" if p.line else self.file
-            key = f" {p.path}:" if p.path else ""
+            key = f" {_cut(p.path)}:" if p.path else ""
             lines.append(f"  {where}:{key} {p.message}")
+            lines.extend(f"      {note}" for note in p.notes)
             if p.allowed:
                 lines.append(f"      allowed: {p.allowed}")
             if p.suggestion:
-                lines.append(f"      did you mean {p.suggestion!r}?")
+                lines.append(f"      did you mean {_cut(p.suggestion)!r}?")
+        if len(self.problems) > MAX_SHOWN:
+            lines.append(f"  … and {len(self.problems) - MAX_SHOWN} more problem(s)")
         return "\n".join(lines)
+
+
+# A file with thousands of mistakes still gets an error that fits on a screen or two.
+MAX_SHOWN = 40
+
+
+def _cut(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

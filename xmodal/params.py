@@ -48,16 +48,29 @@ class Param:
         else:
             text = _TYPE_NAMES[self.type]
             if self.min is not None and self.max is not None:
-                text += f" in [{self.min:g}, {self.max:g}]"
+                text += f" in [{_number(self.min)}, {_number(self.max)}]"
             elif self.min is not None:
-                text += f" >= {self.min:g}"
+                text += f" >= {_number(self.min)}"
             elif self.max is not None:
-                text += f" <= {self.max:g}"
+                text += f" <= {_number(self.max)}"
         if self.also:
             text += " or " + ", ".join(repr(a) for a in self.also)
         if self.many:
             text = f"{text}, or a list of them"
         return text
+
+
+def _number(bound: float) -> str:
+    """A bound as written: `2147483647`, not `2.14748e+09`; `0.01` stays `0.01`."""
+    if float(bound).is_integer() and abs(bound) < 1e15:
+        return str(int(bound))
+    return f"{bound:g}"
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to one line's worth, for messages about a user's (possibly huge) value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def check_scalar(param: Param, value: Any) -> str | None:
@@ -67,19 +80,19 @@ def check_scalar(param: Param, value: Any) -> str | None:
     if param.type is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if ok and not math.isfinite(value):
-            return f"{value!r} is not a finite number"
+            return f"{shown(value)} is not a finite number"
     elif param.type is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
         ok = isinstance(value, param.type)
     if not ok:
-        return f"{value!r} is a {type(value).__name__}, expected {_TYPE_NAMES[param.type]}"
+        return f"{shown(value)} is a {type(value).__name__}, expected {_TYPE_NAMES[param.type]}"
     if param.choices is not None and value not in param.choices:
-        return f"{value!r} is not allowed"
+        return f"{shown(value)} is not allowed"
     if param.min is not None and value < param.min:
-        return f"{value!r} is out of range"
+        return f"{shown(value)} is out of range"
     if param.max is not None and value > param.max:
-        return f"{value!r} is out of range"
+        return f"{shown(value)} is out of range"
     return None
 
 
@@ -121,7 +134,8 @@ def validate_params(
             problems.extend(_check_one(param, value, keypath))
         if sweep and _is_sweep(param, given[key]) and not given[key]:
             problems.append(Problem(keypath, "is an empty sweep", allowed=param.describe()))
-        if not sweep and _is_sweep(param, given[key]):
+        # An empty list where a list is the value is "an empty list" (said above), not a sweep.
+        if not sweep and _is_sweep(param, given[key]) and not (param.many and given[key] == []):
             problems.append(
                 Problem(keypath, "cannot be swept here (a list is not allowed)", param.describe())
             )
@@ -164,3 +178,34 @@ def expand(schema: Mapping[str, Param], given: Mapping[str, Any]) -> list[dict[s
             default = param.default
             axes.append([list(default) if param.many else default])
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def sweep_length(param: Param, value: Any) -> int:
+    """How many values a (possibly swept) parameter takes, without normalising any of them."""
+    return len(value) if _is_sweep(param, value) else 1
+
+
+def sweep_lengths(schema: Mapping[str, Param], given: Mapping[str, Any]) -> dict[str, int]:
+    """The declared parameters that are sweeps, with their lengths (in schema order)."""
+    lengths = {key: sweep_length(schema[key], given[key]) for key in schema if key in given}
+    return {key: n for key, n in lengths.items() if n != 1}
+
+
+def count_variants(schema: Mapping[str, Param], given: Mapping[str, Any]) -> int:
+    """`len(expand(schema, given))`, computed from the sweep lengths without expanding."""
+    return math.prod(sweep_lengths(schema, given).values())
+
+
+def first_variant(schema: Mapping[str, Param], given: Mapping[str, Any]) -> dict[str, Any]:
+    """`expand(schema, given)[0]` without expanding: each sweep at its first value."""
+    first = {}
+    for key in sorted(schema):
+        param = schema[key]
+        if key in given:
+            value = given[key]
+            if _is_sweep(param, value):
+                value = value[:1]
+            first[key] = sweep_values(param, value)[0]
+        else:
+            first[key] = list(param.default) if param.many else param.default
+    return first

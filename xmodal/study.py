@@ -7,7 +7,10 @@ against the schemas the plugins declare); `xmodal.plan` expands it into runs.
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,18 +19,32 @@ from typing import Any
 import attrs
 
 from xmodal.errors import Problem, StudyError, XmodalError, did_you_mean
-from xmodal.params import Param, expand, validate_params
+from xmodal.params import (
+    Param,
+    count_variants,
+    expand,
+    first_variant,
+    sweep_lengths,
+    validate_params,
+)
 from xmodal.plugins import Registry
-from xmodal.tomlpos import key_lines, locate
+from xmodal.tomlpos import locate, scan
 
 SECTIONS = ("study", "data", "mapping", "loss", "train", "probes", "metric", "execution")
 DIRECTIONS = ("forward", "backward")
 SPLITS = ("dataset", "random", "kfold")
 
+# Limits that keep the cost of reading a study proportional to its size (docs/study-format.md).
+DEFAULT_MAX_RUNS = 10_000  # runs a study may declare; --max-runs N or XMODAL_MAX_RUNS=N raise it
+MAX_RUNS_ENV = "XMODAL_MAX_RUNS"
+MAX_NESTING = 32  # tables and lists inside each other; a valid study needs 6
+MAX_FILE_BYTES = 1 << 20  # a study file is a page or two of TOML, not a data file
+SEED_LIMIT = 2**31  # seeds are stored as 32-bit integers
+
 STUDY_PARAMS = {
     "name": Param(str, doc="study name: letters, digits, '-', '_', '.'"),
     "description": Param(str, default=""),
-    "seeds": Param(int, default=[0], many=True, min=0, doc="one run per seed"),
+    "seeds": Param(int, default=[0], many=True, min=0, max=SEED_LIMIT - 1, doc="one run per seed"),
 }
 DATA_PARAMS = {
     "dataset": Param(str, doc="a registered dataset (see `xmodal plugins`)"),
@@ -57,7 +74,6 @@ TRAIN_PARAMS = {
 EXECUTION_PARAMS = {
     "executor": Param(str, default="local", choices=("local", "process", "ray")),
     "workers": Param(int, default=1, min=1, max=1024),
-    "address": Param(str, default="", doc="Ray cluster address; empty starts a local Ray"),
     "threads": Param(
         int, default=1, min=0, max=1024, doc="torch threads per run; 0 = cores / workers"
     ),
@@ -111,20 +127,97 @@ class Study:
         return locate(dict(self.lines), path)
 
 
-def load_study(path: str | Path, registry: Registry) -> Study:
+def max_runs_limit(max_runs: int | None = None) -> int:
+    """The run limit: the given one, else $XMODAL_MAX_RUNS, else `DEFAULT_MAX_RUNS`."""
+    if max_runs is not None:
+        return max_runs
+    raw = os.environ.get(MAX_RUNS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_RUNS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise XmodalError(f"{MAX_RUNS_ENV}={raw!r} is not a positive whole number of runs")
+    return value
+
+
+def load_study(path: str | Path, registry: Registry, *, max_runs: int | None = None) -> Study:
     """Read and validate a study file; raise `StudyError` listing every problem found."""
     path = Path(path)
+    source = _read(path)
+    return parse_study(source, str(path), registry, max_runs=max_runs)
+
+
+def _read(path: Path) -> str:
+    """The file's text, or a `StudyError` saying why it cannot be a study file."""
+
+    def refuse(reason: str, allowed: str | None = None) -> StudyError:
+        return StudyError(str(path), [Problem("", reason, allowed=allowed)])
+
     try:
-        source = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
-        raise XmodalError(f"{path}: no such study file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise XmodalError(f"{path}: cannot read study file: {exc}") from None
-    return parse_study(source, str(path), registry)
+        raise refuse("no such study file") from None
+    except OSError as exc:  # a symlink loop, a path through a file, a name too long
+        raise refuse(f"cannot read study file: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise refuse(
+            "is a directory, not a study file", "a TOML file, e.g. studies/quickstart.toml"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise refuse("is not a regular file (a device, pipe or socket)", "a TOML file")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise refuse(f"cannot read study file: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise refuse(
+            f"is larger than {MAX_FILE_BYTES >> 20} MiB; a study file declares runs, it holds no data",
+            "at most 1 MiB of TOML",
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise StudyError(
+            str(path),
+            [
+                Problem(
+                    "",
+                    f"is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})",
+                    allowed="TOML files are UTF-8; re-save the file as UTF-8",
+                    line=line,
+                )
+            ],
+        ) from None
 
 
-def parse_study(source: str, file: str, registry: Registry) -> Study:
-    """Validate TOML text as a study; `file` is used in error messages."""
+def parse_study(
+    source: str, file: str, registry: Registry, *, max_runs: int | None = None
+) -> Study:
+    """Validate TOML text as a study; `file` is used in error messages.
+
+    Reading takes time linear in the size of the text: positions come from a one-pass scanner,
+    nesting is limited before `tomllib` (which recurses) sees the text, and the runs a study
+    declares are counted from its sweep lengths, never by expanding them.
+    """
+    limit = max_runs_limit(max_runs)
+    layout = scan(source, MAX_NESTING)
+    if layout.too_deep is not None:
+        raise StudyError(
+            file,
+            [
+                Problem(
+                    "",
+                    f"nests tables or lists more than {MAX_NESTING} levels deep",
+                    allowed="a study nests at most a few levels, e.g. hidden = [[256], [512, 512]]",
+                    line=layout.too_deep,
+                )
+            ],
+        )
     try:
         doc = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:
@@ -132,8 +225,10 @@ def parse_study(source: str, file: str, registry: Registry) -> Study:
         line = int(match.group(1)) if match else None
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise StudyError(file, [Problem("", f"invalid TOML: {message}", line=line)]) from None
-    lines = key_lines(source)
-    builder = _Builder(registry)
+    except RecursionError:  # the scanner's depth limit should make this unreachable
+        raise StudyError(file, [Problem("", "nests tables or lists too deeply to read")]) from None
+    lines = layout.lines
+    builder = _Builder(registry, lines, limit)
     study = builder.build(doc, file, source, lines)
     if builder.problems:
         located = [attrs.evolve(p, line=p.line or locate(lines, p.path)) for p in builder.problems]
@@ -145,15 +240,31 @@ def parse_study(source: str, file: str, registry: Registry) -> Study:
 class _Builder:
     """Collects problems section by section instead of stopping at the first."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self, registry: Registry, lines: Mapping[str, int], max_runs: int = DEFAULT_MAX_RUNS
+    ) -> None:
         self.registry = registry
+        self.lines = dict(lines)
+        self.max_runs = max_runs
         self.problems: list[Problem] = []
+        self.broken: set[str] = set()  # sections missing or of the wrong shape (reported once)
 
     def table(self, doc: Mapping[str, Any], key: str, *, required: bool) -> dict[str, Any]:
         value = doc.get(key)
+        if value is None or not isinstance(value, dict):
+            self.broken.add(key)
         if value is None:
             if required:
                 self.problems.append(Problem(key, f"section [{key}] is missing"))
+            return {}
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            self.problems.append(
+                Problem(
+                    key,
+                    f"is written [[{key}]] (a list of tables); there is one [{key}] table",
+                    allowed=f"[{key}]",
+                )
+            )
             return {}
         if not isinstance(value, dict):
             self.problems.append(
@@ -161,6 +272,13 @@ class _Builder:
             )
             return {}
         return value
+
+    def section(
+        self, schema: Mapping[str, Param], table: Mapping[str, Any], key: str, *, sweep: bool
+    ) -> None:
+        """Check a section's keys, unless the section itself is missing or malformed."""
+        if key not in self.broken:
+            self.problems.extend(validate_params(schema, table, key, sweep=sweep))
 
     def array_of_tables(self, doc: Mapping[str, Any], key: str, default: list) -> list[dict]:
         value = doc.get(key, default)
@@ -203,7 +321,12 @@ class _Builder:
         schema_problems = validate_params(known[name].params, params, path, sweep=sweep)
         self.problems.extend(schema_problems)
         check = getattr(known[name], "check", None)
-        if check is not None and not schema_problems and kind in ("mappings", "losses"):
+        if (
+            check is not None
+            and not schema_problems
+            and kind in ("mappings", "losses")
+            and count_variants(known[name].params, params) <= self.max_runs  # else: _grid says
+        ):
             for variant in expand(known[name].params, params):
                 for key, message in check(variant):
                     self.problems.append(Problem(f"{path}.{key}", message))
@@ -223,7 +346,7 @@ class _Builder:
                     )
                 )
         head = self.table(doc, "study", required=True)
-        self.problems.extend(validate_params(STUDY_PARAMS, head, "study", sweep=False))
+        self.section(STUDY_PARAMS, head, "study", sweep=False)
         name = head.get("name")
         if isinstance(name, str) and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             self.problems.append(
@@ -232,7 +355,7 @@ class _Builder:
 
         data = self.table(doc, "data", required=True)
         data_fields = {k: v for k, v in data.items() if k not in ("params", "pairs")}
-        self.problems.extend(validate_params(DATA_PARAMS, data_fields, "data", sweep=False))
+        self.section(DATA_PARAMS, data_fields, "data", sweep=False)
         dataset = self._dataset(data)
         pairs = self._pairs(data, dataset)
 
@@ -249,9 +372,9 @@ class _Builder:
             for i, t in enumerate(self.array_of_tables(doc, "metric", [{"name": "mnno"}]))
         ]
         train = self.table(doc, "train", required=False)
-        self.problems.extend(validate_params(TRAIN_PARAMS, train, "train", sweep=True))
+        self.section(TRAIN_PARAMS, train, "train", sweep=True)
         probes = self.table(doc, "probes", required=False)
-        self.problems.extend(validate_params(PROBE_PARAMS, probes, "probes", sweep=False))
+        self.section(PROBE_PARAMS, probes, "probes", sweep=False)
         if not any(
             probes.get(p, PROBE_PARAMS[p].default) for p in ("trained", "untrained", "identity")
         ):
@@ -263,7 +386,18 @@ class _Builder:
                 )
             )
         execution = self.table(doc, "execution", required=False)
-        self.problems.extend(validate_params(EXECUTION_PARAMS, execution, "execution", sweep=False))
+        if "address" in execution:
+            execution = {k: v for k, v in execution.items() if k != "address"}
+            self.problems.append(
+                Problem(
+                    "execution.address",
+                    "a study file cannot choose the Ray cluster (whoever wrote the file would pick "
+                    "where the runs go and what comes back); delete this line",
+                    allowed="xmodal run --executor ray --address ADDRESS, or XMODAL_RAY_ADDRESS=ADDRESS",
+                )
+            )
+        self.section(EXECUTION_PARAMS, execution, "execution", sweep=False)
+        self._grid(head, data, dataset, pairs, mappings, losses, train, probes)
         if self.problems or dataset is None:
             return None
         directions = data.get("directions", list(DIRECTIONS))
@@ -291,6 +425,144 @@ class _Builder:
             lines=dict(lines),
             execution={k: execution.get(k, p.default) for k, p in EXECUTION_PARAMS.items()},
         )
+
+    def _variants(
+        self, kind: str, components: list[Component | None]
+    ) -> tuple[int, list[tuple[str, int]]]:
+        """How many parameter sets the components expand to, and the sweeps that make them."""
+        total, sweeps = 0, []
+        for c in components:
+            if c is None:
+                continue
+            lengths = sweep_lengths(self.registry.of(kind)[c.name].params, c.params)
+            total += math.prod(lengths.values())
+            sweeps.extend((f"{c.path}.{key}", n) for key, n in lengths.items())
+        return max(total, 1), sweeps
+
+    def _grid(
+        self,
+        head: Mapping[str, Any],
+        data: Mapping[str, Any],
+        dataset: Component | None,
+        pairs: list[tuple[str, str]],
+        mappings: list[Component | None],
+        losses: list[Component | None],
+        train: Mapping[str, Any],
+        probes: Mapping[str, Any],
+    ) -> None:
+        """Refuse a grid of more than `max_runs` runs, counted from the sweep lengths alone.
+
+        The count follows `xmodal.plan.make_plan` (before duplicate runs collapse): dataset
+        variants x pairs x directions x folds x (identity + mapping variants x seeds x
+        (loss variants x train variants + untrained)). Values that are themselves invalid count
+        as one; they are reported elsewhere.
+        """
+        n_data, data_sweeps = self._variants("datasets", [dataset])
+        n_maps, map_sweeps = self._variants("mappings", mappings)
+        n_loss, loss_sweeps = self._variants("losses", losses)
+        train_lengths = sweep_lengths(TRAIN_PARAMS, train)
+        n_train = math.prod(train_lengths.values())
+        seeds = head.get("seeds", [0])
+        n_seeds = max(len(seeds), 1) if isinstance(seeds, list) else 1
+        directions = data.get("directions", list(DIRECTIONS))
+        n_dirs = (
+            max(len({d for d in directions if isinstance(d, str)}), 1)
+            if isinstance(directions, list)
+            else 1
+        )
+        folds = data.get("folds", 5)
+        kfold = data.get("split") == "kfold" and isinstance(folds, int) and folds > 1
+        n_folds = folds if kfold else 1
+        n_pairs = max(len(pairs), 1)
+        trained = bool(probes.get("trained", True))
+        untrained = bool(probes.get("untrained", True))
+        identity = bool(probes.get("identity", False))
+
+        per_mapping = n_loss * n_train * trained + untrained
+        places = n_data * n_pairs * n_dirs * n_folds
+        total = places * (identity + n_maps * n_seeds * per_mapping)
+
+        sweeps = [*data_sweeps, ("data.pairs", n_pairs), ("data.directions", n_dirs)]
+        sweeps += [("data.folds", n_folds), ("mapping", _count(mappings)), *map_sweeps]
+        sweeps += [("study.seeds", n_seeds)]
+        if trained:
+            sweeps += [("loss", _count(losses)), *loss_sweeps]
+            sweeps += [(f"train.{k}", n) for k, n in train_lengths.items()]
+        sweeps = [(path, n) for path, n in sweeps if n > 1]
+        raise_it = f"raise the limit with --max-runs N or {MAX_RUNS_ENV}=N"
+        if total > self.max_runs:
+            terms = [
+                f"{what} {n:,}"
+                for what, n in (
+                    ("dataset variants", n_data),
+                    ("pairs", n_pairs),
+                    ("directions", n_dirs),
+                    ("folds", n_folds),
+                )
+                if n != 1
+            ]
+            inner = f"mapping variants {n_maps:,} × seeds {n_seeds:,}"
+            if trained:
+                inner += f" × (loss variants {n_loss:,} × train variants {n_train:,}"
+                inner += " + 1 untrained)" if untrained else ")"
+            if identity:
+                inner = f"(1 identity + {inner})"
+            grid = " × ".join([*terms, inner])
+            self.problems.append(
+                self._too_many(
+                    sweeps,
+                    f"the study declares {total:,} runs, more than the limit of {self.max_runs:,}",
+                    [f"runs = {grid}"],
+                    f"at most {self.max_runs:,} runs; cut a sweep, or {raise_it}",
+                )
+            )
+            return
+        # Within the limit, but a list the plan expands may still be huge (e.g. a loss sweep
+        # while trained = false): expanding it would cost as much as running it.
+        for what, count, own in (
+            ("loss", n_loss, loss_sweeps),
+            ("train", n_train, [(f"train.{k}", n) for k, n in train_lengths.items()]),
+        ):
+            if count > self.max_runs:
+                self.problems.append(
+                    self._too_many(
+                        own,
+                        f"[{what}] declares {count:,} variants, more than the limit of "
+                        f"{self.max_runs:,}",
+                        [],
+                        f"at most {self.max_runs:,} variants; cut a sweep, or {raise_it}",
+                        heading="what multiplies the variants:",
+                    )
+                )
+
+    def _too_many(
+        self,
+        sweeps: list[tuple[str, int]],
+        message: str,
+        notes: list[str],
+        allowed: str,
+        heading: str = "what multiplies the runs:",
+    ) -> Problem:
+        """A grid-size problem placed at its longest sweep, naming the sweeps that multiply."""
+        largest = sorted(sweeps, key=lambda s: -s[1])
+        shown = largest[:10]
+        lines = [
+            f"  {path}: {n:,} {'tables' if path in ('mapping', 'loss') else 'values'}"
+            + (f" (line {line})" if (line := self.line(path)) else "")
+            for path, n in shown
+        ]
+        if len(largest) > len(shown):
+            lines.append(f"  … and {len(largest) - len(shown)} smaller sweep(s)")
+        where = largest[0][0] if largest else "study"
+        return Problem(
+            where,
+            message,
+            allowed=allowed,
+            notes=(*notes, heading, *lines) if lines else tuple(notes),
+        )
+
+    def line(self, path: str) -> int | None:
+        return locate(self.lines, path)
 
     def _dataset(self, data: Mapping[str, Any]) -> Component | None:
         if "dataset" not in data:
@@ -362,10 +634,14 @@ class _Builder:
         return [(a, b) for a, b in raw]
 
 
+def _count(components: list[Component | None]) -> int:
+    return sum(c is not None for c in components)
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
 def _first_values(schema: Mapping[str, Param], given: Mapping[str, Any]) -> dict[str, Any]:
     """Parameters with defaults filled and each sweep at its first value (for cheap look-ups)."""
-    return expand(schema, given)[0]
+    return first_variant(schema, given)
