@@ -13,6 +13,7 @@ import time
 import types
 from pathlib import Path
 
+import duckdb
 import numpy as np
 
 from tests.conftest import TINY_STUDY, rows
@@ -265,3 +266,30 @@ def test_kill_9_during_measuring_loses_duplicates_and_redoes_nothing(
     scratch = tmp_path / "scratch.duckdb"
     assert cli("run", extended, "--db", scratch).code == 0
     assert current_results(db) == current_results(scratch)
+
+
+def test_a_database_from_before_measurements_migrates_and_keeps_its_results(cli, write_study, db):
+    from xmodal.store import MIGRATIONS
+
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"
+        )
+        for version, sql in enumerate(MIGRATIONS[:3], start=1):
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations VALUES (?, now())", [version])
+        con.execute("INSERT INTO studies VALUES ('legacy', 'h1', 'old.toml', '', now())")
+        con.execute("INSERT INTO study_runs VALUES ('legacy', 'h1', 'r1', 0)")
+        con.execute(
+            "INSERT INTO runs (run_id, study, dataset, mapping, state, seed, status) "
+            "VALUES ('r1', 'legacy', 'synthetic', 'linear', 'trained', 0, 'finished')"
+        )
+        con.execute(
+            "INSERT INTO results VALUES ('r1', 'test', 'mnno', 'pred-input', 10, 'cosine', NULL, 0.5)"
+        )
+    assert cli("run", write_study(), "--db", db).code == 0
+    assert rows(db, "SELECT max(version) FROM schema_migrations") == [(len(MIGRATIONS),)]
+    assert rows(db, "SELECT run_id, value FROM study_results WHERE study = 'legacy'") == [
+        ("r1", 0.5)
+    ]
+    assert rows(db, "SELECT count(*) FROM paper_table1 WHERE study = 'legacy'") == [(1,)]
