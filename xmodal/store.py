@@ -565,8 +565,14 @@ def check_query(sql: str) -> None:
     if not statements:
         raise StoreError(f"no SQL statement given; {QUERY_HELP}")
     if len(statements) > 1:
-        raise StoreError(f"{len(statements)} statements given; {QUERY_HELP}, one at a time")
-    kind = statements[0].type.name
+        raise StoreError(
+            f"xmodal query is read-only and runs one statement at a time; {len(statements)} "
+            f"were given. {QUERY_HELP}."
+        )
+    try:
+        kind = statements[0].type.name
+    except ValueError:  # a statement kind the Python binding has no name for (UPDATE EXTENSIONS)
+        kind = "this kind of"
     if kind not in QUERY_STATEMENTS or (kind == "MULTI" and not _starts_with(sql, "PIVOT")):
         raise StoreError(
             f"xmodal query is read-only: {kind} statements are refused; {QUERY_HELP}.\n"
@@ -587,6 +593,9 @@ def _execute_interruptibly(
     bytecodes: executing there would leave Ctrl-C waiting for the query to end.
     """
     outcome: dict[str, Any] = {}
+    # An Event, not Thread.join(): a join interrupted by Ctrl-C can leave is_alive() False while
+    # the thread still runs (CPython 3.11), and the connection must not be closed under it.
+    done = threading.Event()
 
     def work() -> None:
         try:
@@ -597,23 +606,25 @@ def _execute_interruptibly(
                 outcome["value"] = ([d[0] for d in cursor.description], cursor.fetchall())
         except BaseException as exc:  # handed to the calling thread
             outcome["error"] = exc
+        finally:
+            done.set()
 
     worker = threading.Thread(target=work, name="xmodal-query", daemon=True)
     deadline = time.monotonic() + timeout if timeout else None
     timed_out = False
     worker.start()
     try:
-        while worker.is_alive():
+        while not done.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 timed_out = True
                 con.interrupt()
                 break
             wait = 0.1 if deadline is None else min(0.1, max(deadline - time.monotonic(), 0.0))
-            worker.join(wait)
+            done.wait(wait)
     except KeyboardInterrupt:
-        _stop(con, worker)
+        _stop(con, done)
         raise QueryInterrupted("query interrupted (Ctrl-C); a query changes nothing") from None
-    _stop(con, worker)
+    _stop(con, done)
     if "value" in outcome:
         return outcome["value"]  # finished just as the timeout struck: keep the answer
     if timed_out:
@@ -624,12 +635,12 @@ def _execute_interruptibly(
     raise outcome["error"]
 
 
-def _stop(con: duckdb.DuckDBPyConnection, worker: threading.Thread) -> None:
+def _stop(con: duckdb.DuckDBPyConnection, done: threading.Event) -> None:
     """Wait for an interrupted query's thread to end, so the connection is closed only then."""
-    while worker.is_alive():
-        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C only repeats the request
-            worker.join(0.1)
+    while not done.is_set():
         con.interrupt()
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C only repeats the request
+            done.wait(0.1)
 
 
 def _query_problem(path: Path, con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> str:
