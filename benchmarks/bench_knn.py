@@ -19,8 +19,14 @@ Speed-ups are ratios of medians from the same invocation. Effective GFLOP/s coun
 space (what a full similarity matrix costs), as a fraction of the fp32 matmul peak measured in
 the same invocation (best of numpy/OpenBLAS and torch sgemm, 4096³).
 
+A size N×d:U is duplicate-heavy: the N items are drawn (with replacement) from U distinct items,
+so each vector of A (and the matching vector of B) appears about N/U times, as exact copies.
+xmodal computes such a space on its distinct rows only; the baselines break the many exact ties
+their own way, so their mNNO may differ from xmodal's (lower index first) there.
+
     python benchmarks/bench_knn.py                       # every size, 3 repeats
     python benchmarks/bench_knn.py --sizes 2000x300,10000x2048 --repeats 5
+    python benchmarks/bench_knn.py --sizes 20000x300:5000,10000x2048:2500
     python benchmarks/bench_knn.py --methods xmodal,faiss
 """
 
@@ -40,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZES = "2000x300,2000x2048,10000x300,10000x2048,20000x300,20000x2048"
+SIZES = "2000x300,2000x2048,10000x300,10000x2048,20000x300,20000x2048,20000x300:5000"
 METHODS = ("xmodal", "full", "sklearn", "faiss")
 K = 10
 
@@ -171,13 +177,29 @@ def spawn(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def make_spaces(n: int, d: int, folder: str) -> None:
-    rng = np.random.default_rng(n + d)
-    A = rng.standard_normal((n, d), dtype=np.float32)
+def make_spaces(n: int, d: int, distinct: int | None, folder: str) -> None:
+    """A and B = noisy linear image of A; with `distinct`, N items drawn from that many."""
+    u = n if distinct is None else distinct
+    rng = np.random.default_rng(n + d + (0 if distinct is None else distinct))
+    A = rng.standard_normal((u, d), dtype=np.float32)
     mix = rng.standard_normal((d, d), dtype=np.float32) / np.float32(np.sqrt(d))
-    B = A @ mix + rng.standard_normal((n, d), dtype=np.float32)
+    B = (A @ mix + rng.standard_normal((u, d), dtype=np.float32)).astype(np.float32)
+    if distinct is not None:
+        pick = rng.integers(0, u, n)
+        A, B = A[pick], B[pick]
     np.save(f"{folder}/A.npy", A)
-    np.save(f"{folder}/B.npy", B.astype(np.float32))
+    np.save(f"{folder}/B.npy", B)
+
+
+def parse_size(text: str) -> tuple[int, int, int | None]:
+    """'NxD' or 'NxD:U' (U distinct items) -> (N, D, U or None)."""
+    shape, _, distinct = text.strip().lower().partition(":")
+    n, d = (int(v) for v in shape.split("x"))
+    return n, d, int(distinct) if distinct else None
+
+
+def size_label(n: int, d: int, distinct: int | None) -> str:
+    return f"{n}x{d}" + (f":{distinct}" if distinct else "")
 
 
 def has_faiss() -> bool:
@@ -190,11 +212,13 @@ def has_faiss() -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default=SIZES, help=f"comma-separated NxD (default {SIZES})")
+    parser.add_argument(
+        "--sizes", default=SIZES, help=f"comma-separated NxD or NxD:U (default {SIZES})"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
     args = parser.parse_args()
-    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
     methods = [m for m in args.methods.split(",") if m]
     if "faiss" in methods and not has_faiss():
         print("faiss is not installed (pip install faiss-cpu): skipping it")
@@ -210,9 +234,9 @@ def main() -> None:
     print("load average at start: {:.2f} {:.2f} {:.2f}\n".format(*os.getloadavg()))
 
     rows = []
-    for n, d in sizes:
+    for n, d, distinct in sizes:
         with tempfile.TemporaryDirectory() as folder:
-            make_spaces(n, d, folder)
+            make_spaces(n, d, distinct, folder)
             runs: dict[str, list[dict]] = {m: [] for m in methods}
             for _ in range(args.repeats):
                 for m in methods:
@@ -226,8 +250,9 @@ def main() -> None:
             same = "yes" if ref is None or values[m] == ref else f"NO ({values[m]!r} vs {ref!r})"
             speedup = med[m] / med["xmodal"] if "xmodal" in med else float("nan")
             gf = flops / med[m] / 1e9
-            rows.append((f"{n}x{d}", m, med[m], speedup, gf, gf / peak, mem[m], values[m], same))
-        _print_rows(rows[-len(methods) :], header=(n, d) == sizes[0])
+            label = size_label(n, d, distinct)
+            rows.append((label, m, med[m], speedup, gf, gf / peak, mem[m], values[m], same))
+        _print_rows(rows[-len(methods) :], header=(n, d, distinct) == sizes[0])
     print("\nspeed-up = method's median / xmodal's median (>1: xmodal is faster)")
     print(
         "load average at end: {:.2f} {:.2f} {:.2f} (above ~0.5 other work shared the CPUs)".format(
@@ -239,12 +264,12 @@ def main() -> None:
 def _print_rows(rows: list[tuple], header: bool) -> None:
     if header:
         print(
-            f"{'size':>11} {'method':>8} {'median s':>9} {'speed-up':>9} {'GFLOP/s':>8} "
+            f"{'size':>16} {'method':>8} {'median s':>9} {'speed-up':>9} {'GFLOP/s':>8} "
             f"{'of peak':>8} {'peak MB':>8} {'mNNO':>8} {'same mNNO':>9}"
         )
     for size, m, sec, sp, gf, frac, mb, value, same in rows:
         print(
-            f"{size:>11} {m:>8} {sec:9.3f} {sp:8.2f}x {gf:8.0f} {frac:8.0%} {mb:8.0f} "
+            f"{size:>16} {m:>8} {sec:9.3f} {sp:8.2f}x {gf:8.0f} {frac:8.0%} {mb:8.0f} "
             f"{value:8.4f} {same:>9}",
             flush=True,
         )

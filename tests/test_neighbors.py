@@ -1,6 +1,19 @@
-"""Exact kNN and mNNO: agreement with a brute-force reference, ties, properties, errors."""
+"""Exact kNN and mNNO: agreement with a brute-force reference, ties, properties, errors.
+
+The reference never lets a BLAS decide a tie: equal rows are merged before the (float64) matrix
+product and expanded afterwards, so equal items get equal similarities by construction, as in
+xmodal. Ties between *different* vectors only occur in data whose products are exact in float64
+whatever the summation order (small integers, ±1 entries).
+"""
 
 from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,18 +22,37 @@ import torch
 from xmodal.neighbors import NeighborError, knn, mnno, overlap, overlap_per_item
 
 
+def distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct float32 rows (-0.0 equal to 0.0) and, per item, the index of its row."""
+    X32 = np.asarray(X, np.float32) + np.float32(0)
+    rows: dict[bytes, int] = {}
+    inv = np.array([rows.setdefault(r.tobytes(), len(rows)) for r in X32], np.int64)
+    first = np.unique(inv, return_index=True)[1]
+    return X32[first], inv
+
+
+def reference_similarities(X: np.ndarray, similarity: str) -> np.ndarray:
+    """N×N float64 similarities; equal rows share one row and column, and are at exactly 1.0
+    (cosine) or 0.0 (negative squared Euclidean distance) from each other."""
+    U, inv = distinct_rows(X)
+    U = U.astype(np.float64)
+    if similarity == "cosine":
+        Un = U / np.linalg.norm(U, axis=1, keepdims=True)
+        S = Un @ Un.T
+    else:
+        sq = (U**2).sum(axis=1)
+        S = -(sq[:, None] + sq[None, :] - 2 * U @ U.T)
+    S = S[inv][:, inv]
+    S[inv[:, None] == inv[None, :]] = 1.0 if similarity == "cosine" else 0.0
+    return S
+
+
 def reference_knn(
     X: np.ndarray, k: int, similarity: str, include_self: bool
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Full N×N similarity matrix in float64, rows sorted by (−similarity, index)."""
-    X = np.asarray(X, np.float64)
-    if similarity == "cosine":
-        Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
-        S = Xn @ Xn.T
-    else:
-        sq = (X**2).sum(axis=1)
-        S = -(sq[:, None] + sq[None, :] - 2 * X @ X.T)
-    n = len(X)
+    """Full N×N similarity matrix, rows sorted by (−similarity, index)."""
+    S = reference_similarities(X, similarity)
+    n = len(S)
     np.fill_diagonal(S, -np.inf)  # the item itself, by index
     cols = np.broadcast_to(np.arange(n), S.shape)
     order = np.lexsort((cols, -S), axis=1)[:, : n - 1]
@@ -32,6 +64,29 @@ def reference_knn(
         idx = np.hstack([np.arange(n)[:, None], idx])
         sims = np.hstack([np.full((n, 1), 1.0 if similarity == "cosine" else 0.0), sims])
     return idx, sims, ties
+
+
+def assert_equal_items_tie(X: np.ndarray, got) -> None:
+    """The contract itself: items with equal vectors have bit-equal similarities to every item,
+    and exactly the self-similarity to each other."""
+    _, inv = distinct_rows(X)
+    n, k = got.indices.shape
+    item = np.repeat(np.arange(n), k)
+    nbr = got.indices.ravel()
+    val = got.similarities.ravel()
+    other = nbr != item
+    if not other.any():  # include_self with k = 1: nothing but the items themselves
+        return
+    pair = inv[item[other]] * (inv.max() + 1) + inv[nbr[other]]
+    v = val[other]
+    order = np.argsort(pair, kind="stable")
+    pair, v = pair[order], v[order]
+    starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+    lo, hi = np.minimum.reduceat(v, starts), np.maximum.reduceat(v, starts)
+    assert lo.tobytes() == hi.tobytes(), "equal items got different similarities"
+    same = inv[item[other]] == inv[nbr[other]]
+    self_sim = np.float32(1.0 if got.similarity == "cosine" else 0.0)
+    assert (val[other][same] == self_sim).all()
 
 
 def assert_matches_reference(X: np.ndarray, k: int, similarity: str, include_self: bool, **kw):
@@ -120,10 +175,159 @@ def test_all_rows_identical(similarity):
     assert got.ties_at_k == n
 
 
-def test_default_block_with_several_blocks():
+@pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
+def test_default_block_with_several_blocks(similarity):
     X = np.random.default_rng(3).standard_normal((1700, 24)).astype(np.float32)
     X[1650:] = X[:50]  # duplicates across the two blocks
-    assert_matches_reference(X, 10, "cosine", False)
+    got = assert_matches_reference(X, 10, similarity, False)
+    assert_equal_items_tie(X, got)
+
+
+# --- equal vectors tie by construction ----------------------------------------------------------
+
+
+def repeated_rows(seed: int, n: int, distinct: int, d: int) -> np.ndarray:
+    """n rows drawn from `distinct` random float vectors: copies scattered over every block."""
+    rng = np.random.default_rng(seed)
+    unique = rng.standard_normal((distinct, d)).astype(np.float32)
+    return unique[rng.integers(0, distinct, n)]
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
+@pytest.mark.parametrize("include_self", [False, True])
+@pytest.mark.parametrize("d", [7, 12, 24])
+@pytest.mark.parametrize("block", [32, 64, 1536])
+def test_equal_rows_tie_to_lower_index_for_any_block_and_dimension(
+    d, block, similarity, include_self
+):
+    X = repeated_rows(d * block, 400, 90, d)
+    for k in (1, 5, 20):
+        got = assert_matches_reference(X, k, similarity, include_self, block_size=block)
+        assert_equal_items_tie(X, got)
+        if k > 1 or not include_self:
+            assert got.ties_at_k > 0  # most items have copies beyond the k-th place
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
+@pytest.mark.parametrize("include_self", [False, True])
+def test_large_groups_and_k_beyond_the_number_of_distinct_vectors(similarity, include_self):
+    rng = np.random.default_rng(11)
+    unique = rng.standard_normal((5, 9)).astype(np.float32)
+    X = np.repeat(unique, [1, 3, 40, 100, 200], axis=0)[rng.permutation(344)]
+    n = len(X)
+    for k in (1, 2, 4, 5, 6, 50, 150, 250, n - 1):
+        got = assert_matches_reference(X, k, similarity, include_self, block_size=64)
+        assert_equal_items_tie(X, got)
+    got = assert_matches_reference(X, n, similarity, True, block_size=32)
+    assert sorted(got.indices[17]) == list(range(n))
+
+
+def test_tied_groups_interleave_by_index():
+    # Item 0 at the origin; four groups at distance 1 whose copies are scattered:
+    # (1, 0): items 1, 9   (0, 1): items 2, 8   (-1, 0): item 3   (0, -1): items 4, 7
+    # then a pair far away (5, 6) and ten distinct points further still (10..19).
+    points = [(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1), (5, 5), (5, 5), (0, -1), (0, 1), (1, 0)]
+    points += [(20 + i, 0) for i in range(10)]
+    X = np.array(points, np.float32)
+    assert knn(X, 2, "euclidean").indices[0].tolist() == [1, 2]
+    assert knn(X, 5, "euclidean").indices[0].tolist() == [1, 2, 3, 4, 7]
+    assert knn(X, 8, "euclidean").indices[0].tolist() == [1, 2, 3, 4, 7, 8, 9, 5]
+    got = knn(X, 6, "euclidean")
+    assert got.indices[9].tolist() == [1, 0, 2, 4, 7, 8]  # copy, origin, then (0, ±1) by index
+    assert got.similarities[9, :2].tolist() == [0.0, -1.0]
+    for k in (1, 2, 3, 5, 8, 12, 19):
+        for include_self in (False, True):
+            got = assert_matches_reference(X, k, "euclidean", include_self, block_size=32)
+            assert_equal_items_tie(X, got)
+
+
+def test_negative_zero_equals_zero():
+    X = np.array([[0.0, 1.0, 2.0], [3.0, 0.5, 0.0], [-0.0, 1.0, 2.0], [1.0, 1.0, -1.0]], np.float32)
+    for similarity in ("cosine", "euclidean"):
+        got = knn(X, 3, similarity)
+        assert got.indices[0, 0] == 2 and got.indices[2, 0] == 0
+        assert got.similarities[0, 0] == got.similarities[2, 0] == (similarity == "cosine")
+        assert_equal_items_tie(X, got)
+
+
+def jittery_mm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make torch.mm round like no real BLAS: flip the last bit of a third of the products,
+    chosen by position in the tile and by call. Identical rows at different places then get
+    different bits, which is what a different GEMM kernel may do."""
+    real_mm = torch.mm
+    calls = itertools.count()
+
+    def mm(a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        res = real_mm(a, b, out=out)
+        bits = res.numpy().view(np.int32)
+        r, c = np.indices(bits.shape)
+        bits ^= ((7 * r + 13 * c + next(calls)) % 3 == 0).astype(np.int32)
+        return res
+
+    monkeypatch.setattr(torch, "mm", mm)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
+@pytest.mark.parametrize("block", [32, 96])
+def test_ties_hold_even_with_a_gemm_that_rounds_by_position(monkeypatch, similarity, block):
+    X = repeated_rows(block, 500, 60, 12)
+    jittery_mm(monkeypatch)
+    for include_self in (False, True):
+        got = assert_matches_reference(X, 20, similarity, include_self, block_size=block)
+        assert_equal_items_tie(X, got)
+
+
+KERNELS = [  # ATen's capability, MKL's instruction set (what changes sgemm's bits), threads
+    ("default", "SSE4_2", 1),
+    ("avx2", "AVX2", 1),
+    ("avx2", "AVX2", 2),
+]
+
+
+def kernel_cases() -> dict[str, np.ndarray]:
+    """Tie-heavy kNN results whose lists must not depend on the CPU kernel or thread count."""
+    out: dict[str, np.ndarray] = {}
+    for d, block, similarity in itertools.product((7, 12, 24), (32, 1536), SIMILARITIES):
+        X = repeated_rows(d, 300, 70, d)
+        got = knn(X, 20, similarity, block_size=block)
+        name = f"{similarity}-d{d}-b{block}"
+        out[name + "-indices"] = got.indices
+        out[name + "-similarities"] = got.similarities
+        out[name + "-ties"] = np.array(got.ties_at_k)
+    return out
+
+
+SIMILARITIES = ("cosine", "euclidean")
+
+
+def test_same_lists_under_other_cpu_kernels_and_thread_counts(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    procs = []
+    for capability, mkl, threads in KERNELS:
+        env = dict(
+            os.environ,
+            ATEN_CPU_CAPABILITY=capability,
+            MKL_ENABLE_INSTRUCTIONS=mkl,
+            PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+        )
+        target = tmp_path / f"{capability}-{mkl}-{threads}.npz"
+        cmd = [sys.executable, __file__, str(target), str(threads)]
+        procs.append((target, subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)))
+    here = kernel_cases()
+    for target, proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+        with np.load(target) as there:
+            assert json.loads(str(there["meta"]))["threads"] in (1, 2)
+            for name, value in here.items():
+                if not name.endswith("-similarities"):
+                    np.testing.assert_array_equal(there[name], value, err_msg=f"{target}: {name}")
+    for name in here:
+        if name.endswith("-indices"):
+            similarity, d = name.split("-")[0], int(name.split("-")[1][1:])
+            idx, _, ties = reference_knn(repeated_rows(d, 300, 70, d), 20, similarity, False)
+            np.testing.assert_array_equal(here[name], idx)
+            assert int(here[name.replace("-indices", "-ties")]) == ties
 
 
 def test_k_larger_than_block():
@@ -310,3 +514,12 @@ def test_overlap_errors():
     with pytest.raises(NeighborError, match="repeats an index"):
         overlap(a, np.zeros((4, 3), np.int64), 3)
     assert issubclass(NeighborError, ValueError)
+
+
+if __name__ == "__main__":  # the child of test_same_lists_under_other_cpu_kernels_and_thread_counts
+    torch.set_num_threads(int(sys.argv[2]))
+    meta = {
+        "threads": torch.get_num_threads(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    np.savez(sys.argv[1], meta=json.dumps(meta), **kernel_cases())

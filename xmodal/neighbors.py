@@ -3,23 +3,45 @@
 mNNO^K(V, Z) = 1/(K·N) · Σ_i |NN^K(v_i) ∩ NN^K(z_i)| (Collell & Moens, ACL 2018), where NN^K(v_i)
 are the indices of the K nearest neighbours of item i inside its own space.
 
+The contract (docs/metrics.md, "Ties"):
+
+- Order is exactly (−similarity, index); the item itself is excluded by index, never by value.
+- Items with equal vectors (equal as float32, with -0.0 equal to 0.0) are one point, by
+  construction: the rows are deduplicated before any matrix product, so the similarity of every
+  such item to every other item is one number, computed once. Equal items therefore tie with
+  each other everywhere, on every CPU, BLAS kernel, tile position, block size and thread count,
+  and the tie goes to the lower index. An item's equal copies are at similarity exactly 1.0
+  (cosine) or 0.0 (euclidean, the negative squared distance), the value include_self gives the
+  item itself.
+- Similarities between *different* vectors are the float32 matrix product's, as the BLAS rounds
+  them: two different vectors whose similarities to a third agree only up to rounding may be
+  ordered either way on another CPU (a float32 near-tie, not a tie).
+
 How the neighbours are found (docs/performance.md has the measurements):
 
+- Equal rows are found once: a 64-bit hash of a few sampled columns flags candidate rows (on
+  data without duplicates that is all, and the plain path below runs unchanged); candidates are
+  then grouped by their exact bytes. With duplicates, the kNN runs on the distinct rows only and
+  each list is expanded afterwards (below), so duplicate-heavy data gets faster.
 - Everything is float32. Cosine normalises the rows once; Euclidean uses ||a||² + ||b||² − 2·a·b.
 - A space's self-similarity is symmetric, so only the upper-triangle b×b tiles are multiplied
   (torch, which keeps OpenBLAS threads from spinning next to torch training in the same process).
   Each tile feeds both its rows' lists and its columns' lists. Memory is O(N·k + b²), never N×N.
-- Order is exactly (−similarity, index). Neighbour indices reach an item's list in increasing
-  order (earlier column blocks first), so a stable sort that keeps old entries before new ones
-  breaks ties by the lower index without sorting on it, and a newcomer equal to a list's last
-  value always loses. The item itself is excluded by index (its diagonal entry is -inf).
+- Neighbour indices reach an item's list in increasing order (earlier column blocks first), so a
+  stable sort that keeps old entries before new ones breaks ties by the lower index without
+  sorting on it, and a newcomer equal to a list's last value always loses. The item's own
+  diagonal entry is -inf.
 - Every item keeps a running, sorted list of its best k+1 candidates. A tile element can only enter
   it if it beats the list's last value, so after the first tile one vectorised comparison rejects
   almost everything; the few survivors are merged with a stable sort. The first tile of a list
   uses that tile's own (k+1)-th value, found with torch.topk, as the bar (ties at it included).
-- All tiles have the same shape, a multiple of 32 (zero rows pad the last block). The BLAS
-  rounds differently at tiny matrix edges (measured: any dimension below 16); with one shape,
-  duplicate rows got bit-identical similarities wherever they sat, so their ties are exact.
+- All tiles have the same shape, a multiple of 32 (zero rows pad the last block): one GEMM shape
+  per call. Ties do not rest on that (equal rows are merged before), only the speed does.
+- Expansion: each distinct vector's k+1 nearest distinct vectors (ties by first index), plus its
+  own group at the exact self-similarity, become a list of items sorted by (−similarity, index),
+  from which each item drops itself by index. k+1 distinct neighbours always suffice, whatever
+  the group sizes and ties (the argument is in _top_others_grouped); an item without copies
+  whose k+1 neighbours have none either keeps the distinct list as it is.
 """
 
 from __future__ import annotations
@@ -38,6 +60,8 @@ SIMILARITIES = ("cosine", "euclidean")
 DEFAULT_BLOCK = 1536
 _ALIGN = 32
 _SHOW = 5  # how many offending row indices an error message lists
+_KEY_COLUMNS = 16  # sampled columns whose hash flags candidate duplicate rows
+_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 class NeighborError(ValueError):
@@ -52,7 +76,7 @@ class Neighbors:
     similarities: float32, N×k, aligned with `indices`: the cosine similarity, or for "euclidean"
         the negative squared Euclidean distance (larger is nearer in both cases). With
         include_self=True the first column is the item itself, with similarity 1.0 (cosine) or
-        0.0 (euclidean).
+        0.0 (euclidean); an item's exact copies (equal vectors) have that same similarity.
     ties_at_k: how many items have a tie at the boundary: the last neighbour in their list and the
         best candidate left out have equal similarity, so another equally near item was dropped by
         the index tie-break. The item itself never counts. 0 when no candidate is left out.
@@ -86,7 +110,9 @@ def knn(
         other k−1 are its nearest others (k <= N).
     block_size: tile edge, rounded to a multiple of 32. Working memory is a float32 copy of X
         plus about 10·block_size² bytes. The neighbours do not depend on it (beyond rounding of
-        the matrix product in the last bit); the default was the fastest on a 2-core CPU.
+        the matrix product in the last bit, which can only reorder different vectors whose
+        similarities are float32 near-ties; equal vectors always tie, see the module docstring);
+        the default was the fastest on a 2-core CPU.
     """
     sim = _check_similarity(similarity)
     return _knn(_as_matrix(X, "X"), k, sim, include_self, block_size, "X", "knn")
@@ -105,7 +131,11 @@ def _knn(
         vals = np.empty((n, 0), np.float32)
         idx = np.empty((n, 0), np.int64)
     else:
-        vals, idx = _top_others(X32, scale, sim, slots, block_size)
+        groups = _equal_rows(X32)
+        if groups is None:
+            vals, idx = _top_others(X32, scale, sim, slots, block_size)
+        else:
+            vals, idx = _top_others_grouped(X32, scale, sim, slots, block_size, groups)
 
     ties = int(np.count_nonzero(vals[:, m - 1] == vals[:, m])) if 0 < m < slots else 0
     vals, idx = vals[:, :m], idx[:, :m]
@@ -319,6 +349,174 @@ def _row_scale(X: np.ndarray, similarity: str, name: str) -> np.ndarray:
             f"rescale the vectors"
         )
     return sq.astype(np.float32)
+
+
+@attrs.frozen(eq=False)
+class _Groups:
+    """Items grouped by equal vectors; group ids follow first occurrence (lowest index)."""
+
+    inv: np.ndarray  # N: item -> group id
+    first: np.ndarray  # G: each group's lowest item index (the row that represents it)
+    counts: np.ndarray  # G: group sizes
+    starts: np.ndarray  # G: where each group begins in `members`
+    members: np.ndarray  # N: items ordered by group, increasing index within a group
+
+
+def _equal_rows(X: np.ndarray) -> _Groups | None:
+    """Groups of rows that are equal as float32 (-0.0 == 0.0), or None if all rows differ."""
+    n, d = X.shape
+    if n < 2:
+        return None
+    # Stage 1: hash a few sampled columns; rows whose hash is unique have no equal row.
+    cols = np.unique(np.linspace(0, d - 1, min(d, _KEY_COLUMNS)).astype(np.int64))
+    key = (X[:, cols] + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0
+    h = np.zeros(n, np.uint64)
+    for j in range(key.shape[1]):
+        np.bitwise_xor(h, key[:, j], out=h)
+        np.multiply(h, _MIX, out=h)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    same = hs[1:] == hs[:-1]
+    if not same.any():
+        return None
+    cand = np.sort(order[np.r_[same, False] | np.r_[False, same]])
+    # Stage 2: group the candidates by their exact bytes; ascending order keeps the lowest index.
+    rep = np.arange(n, dtype=np.int64)
+    seen: dict[bytes, int] = {}
+    width = 4 * d
+    step = max(1, (1 << 22) // width)
+    for s in range(0, cand.size, step):
+        rows = cand[s : s + step]
+        raw = (X[rows] + np.float32(0)).tobytes()
+        for j, i in enumerate(rows.tolist()):
+            rep[i] = seen.setdefault(raw[j * width : (j + 1) * width], i)
+    if len(seen) == cand.size:
+        return None
+    first, inv = np.unique(rep, return_inverse=True)
+    counts = np.bincount(inv, minlength=first.size)
+    members = np.argsort(inv, kind="stable")
+    starts = np.cumsum(counts) - counts
+    return _Groups(inv, first, counts, starts, members)
+
+
+def _top_others_grouped(
+    X: np.ndarray,
+    scale: np.ndarray,
+    similarity: str,
+    slots: int,
+    block_size: int,
+    groups: _Groups,
+) -> tuple[np.ndarray, np.ndarray]:
+    """_top_others for data with equal rows: kNN of the distinct rows, then expanded to items."""
+    U = X[groups.first]
+    scale_u = scale[groups.first]
+    n_u = U.shape[0]
+    self_sim = np.float32(1.0 if similarity == "cosine" else 0.0)
+    # `slots` distinct neighbours always suffice, whatever the group sizes and ties: the first
+    # (lowest-index) item of every fetched group beats every item of every group left out.
+    # Groups are ranked by (−similarity, group id) and group ids follow first indices, so a
+    # group left out has a lower similarity than the last fetched group, or the same one and a
+    # higher first index than every fetched group tied with it. Each item thus has `slots`
+    # others that beat everything left out, and its best `slots` are all fetched.
+    width = min(slots, n_u - 1)
+    if width > 0:
+        uv, ui = _top_others(U, scale_u, similarity, width, block_size)
+    else:  # a single distinct vector: every other item is an equal copy
+        uv, ui = np.empty((n_u, 0), np.float32), np.empty((n_u, 0), np.int64)
+    return _expand(groups, uv, ui, slots, self_sim)
+
+
+def _expand(
+    groups: _Groups, uv: np.ndarray, ui: np.ndarray, slots: int, self_sim: np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's `slots` best other items, from its group's list of distinct neighbours.
+
+    uv, ui: per group, its nearest other groups (values descending, ties by group id).
+    """
+    n_u, width = uv.shape
+    n = groups.inv.size
+    vals = np.empty((n, slots), np.float32)
+    idx = np.empty((n, slots), np.int64)
+    # An item without copies whose first `slots` neighbours have none either: its list is the
+    # distinct list itself (ties between single items are already in index order).
+    simple = groups.counts == 1
+    if width >= slots:
+        simple &= (groups.counts[ui[:, :slots]] == 1).all(axis=1)
+    else:
+        simple[:] = False
+    one = np.flatnonzero(simple)
+    if one.size:
+        vals[groups.first[one]] = uv[one, :slots]
+        idx[groups.first[one]] = groups.first[ui[one, :slots]]
+    rest = np.flatnonzero(~simple)
+    if rest.size == 0:
+        return vals, idx
+    g_val, g_idx = _group_lists(groups, uv[rest], ui[rest], rest, slots + 1, self_sim)
+    # Per item: its group's list without the item itself (or without the last entry).
+    where = np.full(n_u, -1, np.int64)
+    where[rest] = np.arange(rest.size)
+    items = np.flatnonzero(~simple[groups.inv])
+    row = where[groups.inv[items]]
+    cand_idx, cand_val = g_idx[row], g_val[row]
+    drop = cand_idx == items[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    keep = ~drop
+    vals[items] = cand_val[keep].reshape(items.size, slots)
+    idx[items] = cand_idx[keep].reshape(items.size, slots)
+    return vals, idx
+
+
+def _group_lists(
+    groups: _Groups,
+    uv: np.ndarray,
+    ui: np.ndarray,
+    own: np.ndarray,
+    need: int,
+    self_sim: np.float32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `need` best items (values, indices) for each group in `own`, its members included.
+
+    uv, ui: the distinct lists of those groups (rows aligned with `own`).
+    """
+    n_g, width = uv.shape
+    # The group's own members join its list at the self-similarity, after any equal values.
+    at = np.count_nonzero(uv >= self_sim, axis=1)[:, None]
+    col = np.arange(width + 1)
+    own_col = col == at
+    if width:
+        src = np.clip(col - (col > at), 0, width - 1)
+        cv = np.where(own_col, self_sim, np.take_along_axis(uv, src, axis=1))
+        cg = np.where(own_col, own[:, None], np.take_along_axis(ui, src, axis=1))
+    else:
+        cv = np.full((n_g, 1), self_sim, np.float32)
+        cg = own[:, None].copy()
+    # A group never contributes more than `need` members (its lowest indices). Keep columns
+    # down to the value at which `need` items are reached, and every column tied with it.
+    take = np.minimum(groups.counts[cg], need)
+    enough = np.cumsum(take, axis=1) >= need
+    if not enough[:, -1].all():  # cannot happen: width = slots or every group is present
+        raise AssertionError("a distinct-neighbour list is too short to expand")
+    cut = cv[np.arange(n_g), np.argmax(enough, axis=1)]
+    kept = cv >= cut[:, None]
+    rows, cols = np.nonzero(kept)  # per row, columns in descending value
+    t = take[rows, cols]
+    e_val = np.repeat(cv[rows, cols], t)
+    offset = np.arange(e_val.size) - np.repeat(np.cumsum(t) - t, t)
+    e_item = groups.members[np.repeat(groups.starts[cg[rows, cols]], t) + offset]
+    per_row = np.bincount(rows, weights=t, minlength=n_g).astype(np.int64)
+    row_start = np.cumsum(per_row) - per_row
+    # Entries are in (−similarity, index) order already, unless two kept columns of a row have
+    # equal values: then their members interleave by index. Sort only those rows.
+    tied = np.flatnonzero((kept[:, 1:] & (cv[:, 1:] == cv[:, :-1])).any(axis=1))
+    if tied.size:
+        size = per_row[tied]
+        e_row = np.repeat(tied, size)
+        sel = np.repeat(row_start[tied] - (np.cumsum(size) - size), size) + np.arange(e_row.size)
+        order = np.lexsort((e_item[sel], -e_val[sel], e_row))
+        e_val[sel] = e_val[sel][order]
+        e_item[sel] = e_item[sel][order]
+    pick = row_start[:, None] + np.arange(need)
+    return e_val[pick], e_item[pick]
 
 
 def _top_others(
