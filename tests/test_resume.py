@@ -171,16 +171,16 @@ def test_an_unwritable_database_path_is_a_clear_error(cli, write_study, tmp_path
 def test_a_full_disk_stops_the_study_and_keeps_every_recorded_run(
     cli, write_study, db, monkeypatch
 ):
-    real = Store.record
+    real = Store.record_many
     calls = {"n": 0}
 
-    def record_until_full(self, record):
+    def record_until_full(self, records):
         calls["n"] += 1
         if calls["n"] == 3:
             raise StoreError(f"{self.path}: write failed: IO Error: No space left on device")
-        return real(self, record)
+        return real(self, records)
 
-    monkeypatch.setattr(Store, "record", record_until_full)
+    monkeypatch.setattr(Store, "record_many", record_until_full)
     result = cli("run", write_study(), "--db", db)
     assert result.code == 1 and "No space left on device" in result.output
     assert rows(db, "SELECT count(*) FROM runs WHERE status = 'finished'") == [(2,)]

@@ -10,6 +10,7 @@ spooled run's write and its removal from the spool writes it again, never twice 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from xmodal.backoff import is_lock_conflict, try_write
@@ -18,6 +19,10 @@ from xmodal.store import RunRecord, Store
 
 WRITE_WAIT = 5.0  # seconds a finished run waits for a busy database before it is spooled
 FINAL_WAIT = 60.0  # seconds the end of a study waits for the database to take the spool
+# Measure-only records are written together, at most this many seconds after the first of them
+# finished: one transaction costs ~0.1 s, a measurement often less. A kill -9 loses at most these
+# measurements (their predictions are stored; the next run measures them again), never training.
+BATCH_SECONDS = 1.0
 
 
 class Recorder:
@@ -32,6 +37,8 @@ class Recorder:
         self.write_wait = WRITE_WAIT if write_wait is None else write_wait
         self.final_wait = FINAL_WAIT if final_wait is None else final_wait
         self.spooled = 0  # runs put in the spool by this recorder
+        self._batch: list[RunRecord] = []
+        self._batch_started = 0.0
 
     def waiting(self) -> int:
         """How many finished runs wait in the spool."""
@@ -47,23 +54,43 @@ class Recorder:
             wait,
         )
 
-    def record(self, record: RunRecord) -> bool:
-        """Write `record` (after the spool), or spool it; True if it reached the database."""
+    def record(self, record: RunRecord, *, batch: bool = False) -> bool:
+        """Write `record` (after the spool and any batched records), or spool them; True if it
+        reached the database. With `batch`, the record may wait up to `BATCH_SECONDS` to be
+        written together with the next ones."""
+        if batch:
+            if not self._batch:
+                self._batch_started = time.monotonic()
+            self._batch.append(record)
+            if time.monotonic() - self._batch_started < BATCH_SECONDS:
+                return False
+            return self.write_batch()
+        self._batch.append(record)
+        return self.write_batch()
+
+    def write_batch(self) -> bool:
+        """Write the records waiting in this recorder now (or spool them)."""
+        records, self._batch = self._batch, []
+        if not records:
+            return True
         try:
             if self.flush(0.0) and try_write(
-                lambda: self.store.record(record), is_lock_conflict, self.write_wait
+                lambda: self.store.record_many(records), is_lock_conflict, self.write_wait
             ):
                 return True
         except KeyboardInterrupt:
-            # Stopped while waiting for the database: the run is finished, keep it.
-            self._put(record)
+            # Stopped while waiting for the database: these runs are finished, keep them.
+            for one in records:
+                self._put(one)
             raise
-        self._put(record)
+        for one in records:
+            self._put(one)
         return False
 
     def finish(self) -> int:
-        """At the end of a study: wait for the database to take the spool; return how many runs
-        are still waiting in it."""
+        """At the end of a study: write what waits, wait for the database to take the spool;
+        return how many runs are still waiting in it."""
+        self.write_batch()
         self.flush(self.final_wait)
         return self.waiting()
 

@@ -274,17 +274,24 @@ def run_study(
         previous = {s.cell.run_id: s.previous for s in pending}
         finished = failed = measured = 0
         started: dict[str, Any] = {}
-        runner = make_executor(executor, shared, workers, threads, address)
+        saving: list[str] = []  # the run being recorded: if that is cut short, its mark goes too
+        if any(job.train for job in jobs):
+            runner = make_executor(executor, shared, workers, threads, address)
+        else:
+            # Only measurements: each takes a fraction of a second, less than starting a worker
+            # pool would; they run here, with every core for torch.
+            runner = make_executor("local", shared, 1, 0)
 
         def on_start(job: Job) -> None:
+            started[job.run_id] = time.perf_counter()  # first: an interrupted mark is cleared too
             if job.train:
                 row = {**run_row(job.cell, "running", started=now()), "study": study.name}
                 recorder.best_effort(lambda: recorder.store.mark_running(row))
-            started[job.run_id] = time.perf_counter()
             emit(RunEvent("start", job.cell, done, total))
 
         try:
             for job, result in runner.run(jobs, on_start):
+                saving[:] = [job.run_id]
                 done += 1
                 seconds = time.perf_counter() - started.pop(job.run_id)
                 if isinstance(result, Failure):
@@ -311,7 +318,9 @@ def run_study(
                     if fail_fast:
                         raise XmodalError(f"run {job.run_id} failed (--fail-fast): {result.error}")
                     continue
-                _write(recorder, _record_of(job, result, study, artifacts, force))
+                _write(
+                    recorder, _record_of(job, result, study, artifacts, force), batch=not job.train
+                )
                 if result.errors:
                     failed += 1
                     emit(RunEvent("fail", job.cell, done, total, seconds,
@@ -334,7 +343,8 @@ def run_study(
         finally:
             # Runs still in flight when the loop stops (Ctrl-C, --fail-fast, a dead worker)
             # were never recorded: forget their `running` marks so they do not look stale.
-            recorder.best_effort(lambda: recorder.store.clear_running(list(started)))
+            recorder.write_batch()  # measurements that finished are kept, whatever stopped us
+            recorder.best_effort(lambda: recorder.store.clear_running([*started, *saving]))
             runner.close()
         spooled = recorder.finish()
     return RunSummary(planned=total, skipped=total - len(pending), finished=finished,
@@ -384,9 +394,9 @@ def _space_needed(stages: list[Stage], shared: StudyData) -> int:
     return 2 * total + 16 * 2**20
 
 
-def _write(recorder: Recorder, record: RunRecord) -> None:
+def _write(recorder: Recorder, record: RunRecord, batch: bool = False) -> None:
     try:
-        recorder.record(record)
+        recorder.record(record, batch=batch)
     except KeyboardInterrupt:
         raise Interrupted(
             "interrupted while saving a run; it was rolled back and will be redone"

@@ -323,25 +323,47 @@ class Store:
     def record(self, record: RunRecord) -> None:
         """Write what one job produced, in one transaction (idempotent: it replaces the run's
         row and curves when it carries them, and each measurement it carries)."""
+        self.record_many([record])
+
+    def record_many(self, records: Sequence[RunRecord]) -> None:
+        """Write several jobs' records in one transaction (each as `record` would)."""
+        if len({r.run_id for r in records}) < len(records):
+            for one in records:  # the same run twice: in order, each replacing the one before
+                self.record_many([one])
+            return
+        inserts: dict[str, list[Any]] = {
+            "runs": [],
+            "curves": [],
+            "measurements": [],
+            "results": [],
+        }
         with self.writing() as con:
-            if record.run is not None:
-                tables = ("results", "measurements") if record.replace_all else ()
-                for table in (*tables, "curves", "runs"):
-                    con.execute(f"DELETE FROM {table} WHERE run_id = ?", [record.run_id])
-                _insert(con, "runs", RUN_COLUMNS, [_run_values(record.run)])
-                _insert(con, "curves", CURVE_COLUMNS, record.curves)
-            ids = [m["measurement_id"] for m in record.measurements]
-            if ids:
-                for table in ("results", "measurements"):
-                    con.execute(
-                        f"DELETE FROM {table} WHERE measurement_id IN (SELECT unnest(?))", [ids]
+            for record in records:
+                if record.run is not None:
+                    tables = ("results", "measurements") if record.replace_all else ()
+                    for table in (*tables, "curves", "runs"):
+                        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [record.run_id])
+                    inserts["runs"].append(_run_values(record.run))
+                    inserts["curves"].extend(record.curves)
+                ids = [m["measurement_id"] for m in record.measurements]
+                if ids:
+                    for table in ("results", "measurements"):
+                        con.execute(
+                            f"DELETE FROM {table} WHERE measurement_id IN (SELECT unnest(?))",
+                            [ids],
+                        )
+                    inserts["measurements"].extend(
+                        [
+                            json.dumps(m[c]) if c == "params" else m.get(c)
+                            for c in MEASUREMENT_COLUMNS
+                        ]
+                        for m in record.measurements
                     )
-                rows = [
-                    [json.dumps(m[c]) if c == "params" else m.get(c) for c in MEASUREMENT_COLUMNS]
-                    for m in record.measurements
-                ]
-                _insert(con, "measurements", MEASUREMENT_COLUMNS, rows)
-            _insert(con, "results", RESULT_COLUMNS, record.results)
+                inserts["results"].extend(record.results)
+            _insert(con, "runs", RUN_COLUMNS, inserts["runs"])
+            _insert(con, "curves", CURVE_COLUMNS, inserts["curves"])
+            _insert(con, "measurements", MEASUREMENT_COLUMNS, inserts["measurements"])
+            _insert(con, "results", RESULT_COLUMNS, inserts["results"])
 
     def mark_running(self, run: dict[str, Any]) -> None:
         """Record that a run has started; a finished run being redone keeps its results until then."""
@@ -383,8 +405,7 @@ class Store:
                 return {}
             artifact = "artifact" if _has_column(con, "runs", "artifact") else "NULL"
             rows = con.execute(
-                f"SELECT run_id, status, {artifact} FROM runs "
-                "WHERE run_id IN (SELECT unnest(?))",
+                f"SELECT run_id, status, {artifact} FROM runs WHERE run_id IN (SELECT unnest(?))",
                 [list(run_ids)],
             ).fetchall()
         return {rid: (status, digest) for rid, status, digest in rows}
