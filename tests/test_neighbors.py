@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from xmodal import neighbors
 from xmodal.neighbors import NeighborError, knn, mnno, overlap, overlap_per_item
 
 
@@ -239,6 +240,19 @@ def test_tied_groups_interleave_by_index():
         for include_self in (False, True):
             got = assert_matches_reference(X, k, "euclidean", include_self, block_size=32)
             assert_equal_items_tie(X, got)
+
+
+def test_equal_rows_are_found_even_when_every_hash_collides(monkeypatch):
+    # Sparse rows agree on most sampled columns; with every whole-row hash equal too, the
+    # grouping must still come out exact (compared value by value, then by bytes).
+    rng = np.random.default_rng(12)
+    X = np.zeros((300, 40), np.float32)
+    X[np.arange(300), rng.integers(0, 40, 300)] = rng.choice([-1.0, 1.0, 2.0], 300)
+    expected = knn(X, 15, "euclidean", block_size=32)
+    monkeypatch.setattr(neighbors, "_row_hashes", lambda X, rows: np.zeros(rows.size, np.uint64))
+    got = assert_matches_reference(X, 15, "euclidean", False, block_size=32)
+    assert_equal_items_tie(X, got)
+    np.testing.assert_array_equal(got.indices, expected.indices)
 
 
 def test_negative_zero_equals_zero():

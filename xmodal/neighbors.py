@@ -20,9 +20,11 @@ The contract (docs/metrics.md, "Ties"):
 How the neighbours are found (docs/performance.md has the measurements):
 
 - Equal rows are found once: a 64-bit hash of a few sampled columns flags candidate rows (on
-  data without duplicates that is all, and the plain path below runs unchanged); candidates are
-  then grouped by their exact bytes. With duplicates, the kNN runs on the distinct rows only and
-  each list is expanded afterwards (below), so duplicate-heavy data gets faster.
+  data without duplicates that is usually all, and the plain path below runs unchanged);
+  candidates are grouped by a hash of the whole row and compared with their group's first row
+  (a hash collision falls back to grouping by exact bytes). With duplicates, the kNN runs on
+  the distinct rows only and each list is expanded afterwards (below), so duplicate-heavy data
+  gets faster.
 - Everything is float32. Cosine normalises the rows once; Euclidean uses ||a||² + ||b||² − 2·a·b.
 - A space's self-similarity is symmetric, so only the upper-triangle b×b tiles are multiplied
   (torch, which keeps OpenBLAS threads from spinning next to torch training in the same process).
@@ -367,7 +369,7 @@ def _equal_rows(X: np.ndarray) -> _Groups | None:
     n, d = X.shape
     if n < 2:
         return None
-    # Stage 1: hash a few sampled columns; rows whose hash is unique have no equal row.
+    # Stage 1: hash a few sampled columns; a row whose hash is unique has no equal row.
     cols = np.unique(np.linspace(0, d - 1, min(d, _KEY_COLUMNS)).astype(np.int64))
     key = (X[:, cols] + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0
     h = np.zeros(n, np.uint64)
@@ -380,23 +382,50 @@ def _equal_rows(X: np.ndarray) -> _Groups | None:
     if not same.any():
         return None
     cand = np.sort(order[np.r_[same, False] | np.r_[False, same]])
-    # Stage 2: group the candidates by their exact bytes; ascending order keeps the lowest index.
+    # Stage 2: a hash of the whole row (sparse rows often agree on the sampled columns), then
+    # each row is compared with the lowest-index row of its hash bucket.
+    h = _row_hashes(X, cand)
+    order = np.argsort(h, kind="stable")  # within a bucket, rows stay in index order
+    rows, hs = cand[order], h[order]
+    new = np.r_[True, hs[1:] != hs[:-1]]
+    first_of = rows[np.maximum.accumulate(np.where(new, np.arange(rows.size), 0))]
     rep = np.arange(n, dtype=np.int64)
-    seen: dict[bytes, int] = {}
-    width = 4 * d
-    step = max(1, (1 << 22) // width)
-    for s in range(0, cand.size, step):
-        rows = cand[s : s + step]
-        raw = (X[rows] + np.float32(0)).tobytes()
-        for j, i in enumerate(rows.tolist()):
-            rep[i] = seen.setdefault(raw[j * width : (j + 1) * width], i)
-    if len(seen) == cand.size:
+    rep[rows] = first_of
+    equal = _rows_equal(X, rows, first_of)
+    if not equal.all():  # a hash collision: group those buckets by their exact bytes
+        bucket = np.cumsum(new) - 1
+        redo = np.sort(rows[np.isin(bucket, bucket[~equal])])
+        seen: dict[bytes, int] = {}
+        for i in redo.tolist():
+            rep[i] = seen.setdefault((X[i] + np.float32(0)).tobytes(), i)
+    if (rep[cand] == cand).all():
         return None
     first, inv = np.unique(rep, return_inverse=True)
     counts = np.bincount(inv, minlength=first.size)
     members = np.argsort(inv, kind="stable")
     starts = np.cumsum(counts) - counts
     return _Groups(inv, first, counts, starts, members)
+
+
+def _row_hashes(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each of X[rows]: Σ bits_j · w_j mod 2^64 (fixed odd weights)."""
+    d = X.shape[1]
+    w = np.random.default_rng(d).integers(0, 1 << 62, d, dtype=np.uint64) * np.uint64(2) + 1
+    out = np.empty(rows.size, np.uint64)
+    step = max(1, (1 << 18) // d)
+    for s in range(0, rows.size, step):
+        bits = (X[rows[s : s + step]] + np.float32(0)).view(np.uint32)
+        out[s : s + step] = bits.astype(np.uint64) @ w  # integer matmul wraps mod 2^64
+    return out
+
+
+def _rows_equal(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """X[a[i]] == X[b[i]] elementwise (as floats: -0.0 == 0.0), for every i."""
+    out = np.empty(a.size, bool)
+    step = max(1, (1 << 18) // X.shape[1])
+    for s in range(0, a.size, step):
+        out[s : s + step] = (X[a[s : s + step]] == X[b[s : s + step]]).all(axis=1)
+    return out
 
 
 def _top_others_grouped(
