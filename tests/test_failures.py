@@ -100,8 +100,8 @@ def test_all_zero_rows_under_cosine_are_refused_before_anything_runs(cli, write_
         "[data.params]\nn_items = 240\ndim_text = 16\ndim_image = 24\n", ""
     )
     path = write_study(study)
-    for command in ("validate", "run"):
-        result = cli(command, path, "--db", db)
+    for command in (("validate", path), ("run", path, "--db", db)):
+        result = cli(*command)
         assert result.code == 2 and "Traceback" not in result.output
         assert "feature set 'text': 40 all-zero row(s)" in result.output
         assert "'0' (row 0), '1' (row 1)" in result.output and "and 35 more" in result.output
