@@ -243,17 +243,37 @@ def test_kill_9_during_measuring_loses_duplicates_and_redoes_nothing(
     trained = rows(db, "SELECT run_id, finished_at FROM runs ORDER BY run_id")
     owed = len(trained) * 3
 
+    def measured() -> int:
+        try:
+            with duckdb.connect(str(db), read_only=True) as con:
+                sql = "SELECT count(*) FROM measurements WHERE metric = 'knn_jaccard'"
+                return con.execute(sql).fetchone()[0]
+        except duckdb.Error:  # the runner is writing at this moment
+            return -1
+
     rng = random.Random(7)
+    cut_short = 0
     for _ in range(3):
+        before = max(measured(), 0)
         proc = subprocess.Popen(
             [sys.executable, "-m", "xmodal", "run", str(extended), "--db", str(db)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(4.0 + rng.random() * 4.0)  # past start-up, into the measurements
-        proc.send_signal(signal.SIGKILL)
+        # Kill it once it has recorded some measurements of this session, mid-way.
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and measured() <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.random() * 0.5)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
         proc.wait()
+        cut_short += measured() < len(trained)
+    assert cut_short, "no kill landed during the measurements"
+    made = set(rows(db, "SELECT measurement_id, measured_at FROM measurements"))
     assert cli("run", extended, "--db", db).code == 0
+    # Nothing made before the kills was made again.
+    assert made <= set(rows(db, "SELECT measurement_id, measured_at FROM measurements"))
 
     assert rows(db, "SELECT run_id, finished_at FROM runs ORDER BY run_id") == trained
     assert rows(db, "SELECT count(*) FROM measurements WHERE status = 'finished'")[0][0] >= owed
