@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -180,11 +181,11 @@ def test_stale_pool_data_of_another_host_is_left_alone(tmp_path):
 
 
 class PooledRun:
-    """`xmodal run -j 2` of SLOW_STUDY in a subprocess of its own session (like a terminal)."""
+    """`xmodal run -j 2` (or OPTIONS) of SLOW_STUDY in a subprocess of its own session (like a terminal)."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp = tmp_path / "tmp"
-        self.tmp.mkdir()
+    def __init__(self, tmp_path: Path, *options: str, tmp: Path | None = None) -> None:
+        self.tmp = tmp or tmp_path / "tmp"
+        self.tmp.mkdir(exist_ok=True)
         self.db = tmp_path / "results.duckdb"
         study = tmp_path / "slow.toml"
         study.write_text(SLOW_STUDY)
@@ -197,13 +198,16 @@ class PooledRun:
             str(study),
             "--db",
             str(self.db),
-            "-j",
-            "2",
+            *(options or ("-j", "2")),
         ]
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True,
-        )  # fmt: skip
+        self.stderr = tmp_path / "stderr.txt"
+        with open(self.stderr, "w") as err:
+            self.process = subprocess.Popen(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+            )
+
+    def err(self) -> str:
+        return self.stderr.read_text()
 
     def statuses(self) -> dict[str, int]:
         """Runs per status, read while the study runs (empty while the runner holds the file)."""
@@ -218,7 +222,7 @@ class PooledRun:
     def wait_for(self, condition: Callable[[dict[str, int]], bool], limit: float = 600) -> None:
         deadline = time.monotonic() + limit
         while not condition(self.statuses()):
-            assert self.process.poll() is None, self.process.communicate()
+            assert self.process.poll() is None, self.err()
             assert time.monotonic() < deadline, "the study never got there"
             time.sleep(0.3)
 
@@ -237,14 +241,14 @@ class PooledRun:
     def wait_for_workers(self, count: int = 2, limit: float = 600) -> list[int]:
         deadline = time.monotonic() + limit
         while len(self.workers()) < count:
-            assert self.process.poll() is None, self.process.communicate()
+            assert self.process.poll() is None, self.err()
             assert time.monotonic() < deadline, "the workers never started"
             time.sleep(0.05)
         return self.workers()
 
     def finish(self) -> tuple[int, str]:
-        _, err = self.process.communicate(timeout=300)
-        return self.process.returncode, err
+        self.process.wait(timeout=300)
+        return self.process.returncode, self.err()
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -335,6 +339,29 @@ def test_workers_exit_and_remove_the_pool_data_when_the_driver_is_killed(slow_st
     slow_study.process.wait()
     assert gone(workers), "workers outlived their driver"
     assert pool_dirs(slow_study.tmp) == []
+
+
+def test_ctrl_c_while_ray_starts_stops_cleanly(tmp_path):
+    pytest.importorskip("ray")
+    # Ray's socket paths live under $TMPDIR and must stay short (a Unix socket path has ~107 bytes)
+    short = Path(tempfile.mkdtemp(prefix="xr-", dir="/tmp"))
+    study = PooledRun(tmp_path, "--executor", "ray", "--workers", "2", tmp=short)
+    try:
+        deadline = time.monotonic() + 600
+        while "Started a local Ray instance" not in study.err():
+            assert study.process.poll() is None, study.err()
+            assert time.monotonic() < deadline, "Ray never started"
+            time.sleep(0.02)
+        # ray.init is ending, the data goes to the object store: a KeyboardInterrupt there left
+        # Ray half set up, and the driver crashed (SIGSEGV) shutting it down
+        os.killpg(study.process.pid, signal.SIGINT)
+        code, err = study.finish()
+        assert code in (1, 130), err  # not a crash (-11, SIGSEGV)
+        assert "Traceback" not in err
+        assert "running" not in study.statuses()
+    finally:
+        study.kill()
+        shutil.rmtree(short, ignore_errors=True)
 
 
 # -- checks before anything is written -----------------------------------------------------------

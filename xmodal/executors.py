@@ -238,8 +238,10 @@ def _worker_main(
 def _children_ignore_sigint() -> Iterator[None]:
     """Processes started in this block ignore SIGINT from their first instruction on (an ignored
     signal stays ignored across exec, and Python keeps it so): a Ctrl-C while a worker starts
-    (importing torch takes seconds) prints nothing there. SIGINT is blocked meanwhile, so a
-    Ctrl-C in that moment still reaches this process, once its handler is back."""
+    (importing torch takes seconds) prints nothing there. The block lasts the few milliseconds
+    of a fork and exec; SIGINT is blocked in this thread meanwhile, so a Ctrl-C then is
+    delivered once the handler is back, unless another thread of the process took it (then that
+    one press is lost)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers; the worker then ignores it a bit later
         return
@@ -252,6 +254,29 @@ def _children_ignore_sigint() -> Iterator[None]:
             signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[list[int]]:
+    """Hold SIGINT and SIGTERM for the duration of the block; the yielded list says which came.
+
+    Signal handlers set before the block are restored after it (also the SIGTERM handler that
+    `ray.init` replaces with its own). Outside the main thread this holds nothing.
+    """
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def hold(signum: int, frame: Any) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 @attrs.define
@@ -517,35 +542,35 @@ class RayExecutor:
         ray = _import_ray()
         self._ray = ray
         self._started = not ray.is_initialized()
-        if self._started:
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            # ray.init replaces the SIGTERM handler with sys.exit: keep a Python one set before
-            # it (xmodal.signals turns SIGTERM into the Ctrl-C path, which reports and resumes).
-            main = threading.current_thread() is threading.main_thread()
-            sigterm = signal.getsignal(signal.SIGTERM) if main else None
+        # A KeyboardInterrupt inside ray.init or the first ray.put left Ray half set up, and
+        # shutting it down then crashed the driver (SIGSEGV): Ctrl-C and SIGTERM wait until
+        # Ray is up, then stop the study the usual way.
+        with _interrupts_deferred() as held:
+            if self._started:
+                options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+                try:
+                    if address:
+                        ray.init(address=address, **options)
+                    else:  # "local": a new instance, never a cluster that happens to run here
+                        ray.init(address="local", num_cpus=workers, **options)
+                except (Exception, SystemExit) as exc:  # Ray exits the process on some failures
+                    where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+                    raise XmodalError(
+                        f"cannot start or connect to {where}: {type(exc).__name__}: {exc}"
+                    ) from None
             try:
-                if address:
-                    ray.init(address=address, **options)
-                else:  # "local": a new instance, never a cluster that happens to run here
-                    ray.init(address="local", num_cpus=workers, **options)
-            except (Exception, SystemExit) as exc:  # Ray exits the process on some failures
-                where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-                raise XmodalError(
-                    f"cannot start or connect to {where}: {type(exc).__name__}: {exc}"
-                ) from None
-            finally:
-                if callable(sigterm):
-                    signal.signal(signal.SIGTERM, sigterm)
-        try:
-            cpus = ray.cluster_resources().get("CPU", workers)
-            self.workers = workers if not address else int(cpus)
-            self.threads = threads
-            self._handle = ray.put(shared.export(None))
-            self._handle_id = os.urandom(8).hex()
-            self._task = ray.remote(num_cpus=1)(_run_on_ray)
-        except BaseException:
+                cpus = ray.cluster_resources().get("CPU", workers)
+                self.workers = workers if not address else int(cpus)
+                self.threads = threads
+                self._handle = ray.put(shared.export(None))
+                self._handle_id = os.urandom(8).hex()
+                self._task = ray.remote(num_cpus=1)(_run_on_ray)
+            except BaseException:
+                self.close()
+                raise
+        if held:
             self.close()
-            raise
+            raise KeyboardInterrupt
 
     def run(self, jobs: list[Job], on_start: OnStart) -> Results:
         ray = self._ray
