@@ -277,6 +277,14 @@ class Store:
                 # of the error that matters: report the original one.
                 _rollback_quietly(con)
                 raise
+        except RuntimeError as exc:
+            # DuckDB turns a Ctrl-C (or the SIGTERM handler's KeyboardInterrupt) that lands
+            # inside a statement into "Query interrupted"; it is the user's stop, not an error.
+            if "interrupted" in str(exc).lower():
+                raise KeyboardInterrupt from None
+            raise
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
         except duckdb.Error as exc:
             raise StoreError(_database_problem(self.path, "write failed", exc)) from None
         finally:
