@@ -418,12 +418,22 @@ def _visible(text: str) -> str:
 def list_plugins(
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
 ) -> None:
-    """Which plugins are loaded and what each registered."""
-    registry = plugins.get_registry()
+    """Which plugins are loaded and what each registered; plugin problems exit with status 1."""
+    registry = plugins.get_registry(strict=False)
     listing = {name: registry.registered_by(name) for name in registry.plugins}
+    warned = plugins.load_problems()  # main() showed these
+    for problem in registry.problems:
+        if problem not in warned:
+            err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(listing, indent=2))
-        return
+    else:
+        _plugin_table(listing)
+    if registry.problems:
+        raise typer.Exit(1)
+
+
+def _plugin_table(listing: dict[str, dict[str, list[str]]]) -> None:
     kinds_shown = ("datasets", "encoders", "mappings", "losses", "metrics")
     table = Table(title="plugins")
     for column in ("plugin", *kinds_shown):
@@ -484,13 +494,25 @@ _commands_registered = False
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors are shown on one screen with a non-zero exit, no traceback."""
+    """Console entry point: user errors are shown on one screen with a non-zero exit, no traceback.
+
+    A broken plugin (or an `XMODAL_LOAD_PLUGINS` typo) is a warning line here, so that commands
+    needing no components (`--help`, `plugins`, `status`, `query`) still run; commands that need
+    them stop at `plugins.get_registry()` with an error that refers to these warnings.
+    """
     global _commands_registered
+    warned: list[plugins.PluginProblem] = []
     try:
         if not _commands_registered:
-            plugins.get_manager().hook.register_commands(cli=app)
+            plugins.register_commands(plugins.get_manager(), app)
             _commands_registered = True
+        warned = plugins.load_problems()
+        for problem in warned:
+            err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
         app(args=argv, prog_name="xmodal")
+    except plugins.PluginError as exc:
+        err.print(exc.render(shown=warned), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except XmodalError as exc:
         err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

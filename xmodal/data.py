@@ -2,17 +2,77 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import numpy as np
+
+from xmodal.errors import XmodalError, did_you_mean
+
+SPLIT_MARKS = ("train", "test")
+
+
+class DataError(XmodalError, ValueError):
+    """A dataset plugin returned `PairedData` that does not hold together (shapes, split, labels)."""
+
+
+def _where(instance: PairedData) -> str:
+    return f"PairedData ({instance.source})" if instance.source else "PairedData"
 
 
 def _check_features(instance: PairedData, attribute: attrs.Attribute, value: Mapping) -> None:
     n = len(instance.ids)
     for name, matrix in value.items():
-        if matrix.ndim != 2 or matrix.shape[0] != n:
-            raise ValueError(f"feature set {name!r} has shape {matrix.shape}, expected ({n}, d)")
+        shape = getattr(matrix, "shape", None)
+        if shape is None or len(shape) != 2 or shape[0] != n:
+            raise DataError(
+                f"{_where(instance)}: feature set {name!r} has shape {shape}, expected ({n}, d): "
+                f"one row per item of ids ({n} items)"
+            )
+
+
+def _check_split(instance: PairedData, attribute: attrs.Attribute, value: Any) -> None:
+    """`split` is None, or one "train"/"test" mark per item: anything else would drop items."""
+    if value is None:
+        return
+    n = len(instance.ids)
+    marks = np.asarray(value)
+    if marks.ndim != 1 or len(marks) != n:
+        raise DataError(
+            f"{_where(instance)}: split has shape {marks.shape}, expected ({n},): one "
+            f"'train' or 'test' per item of ids ({n} items); use split=None for a dataset "
+            "without a split of its own"
+        )
+    if marks.dtype.kind == "U":
+        bad_rows = np.flatnonzero((marks != "train") & (marks != "test"))
+    else:
+        bad_rows = np.array([i for i, m in enumerate(marks.tolist()) if m not in SPLIT_MARKS])
+    if bad_rows.size == 0:
+        return
+    values = marks[bad_rows].tolist()
+    counts = Counter(repr(v) for v in values)
+    described = ", ".join(f"{count} marked {value}" for value, count in counts.most_common(5)) + (
+        f" and {len(counts) - 5} more values" if len(counts) > 5 else ""
+    )
+    items = ", ".join(repr(instance.ids[i]) for i in bad_rows[:3])
+    more = " …" if bad_rows.size > 3 else ""
+    guesses = {v: did_you_mean(v, SPLIT_MARKS) for v in set(values) if isinstance(v, str) and v}
+    hint = "; ".join(f"did you mean {g!r} for {v!r}?" for v, g in guesses.items() if g)
+    raise DataError(
+        f"{_where(instance)}: split marks must be 'train' or 'test'; {bad_rows.size} of {n} "
+        f"items are not ({described}; items {items}{more}), and would be left out of every run"
+        + (f"; {hint}" if hint else "")
+    )
+
+
+def _check_labels(instance: PairedData, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and len(value) != len(instance.ids):
+        raise DataError(
+            f"{_where(instance)}: labels has {len(value)} entries, expected one per item of ids "
+            f"({len(instance.ids)} items)"
+        )
 
 
 @attrs.frozen(eq=False)
@@ -20,14 +80,16 @@ class PairedData:
     """Row-aligned feature sets of the same N items in several modalities.
 
     `features` maps a feature-set name to an (N, d) float32 matrix; row i of every matrix is item i.
-    `split` optionally marks each item "train" or "test" (the dataset's own split).
+    `split` optionally marks each item "train" or "test" (the dataset's own split): a 1-D array of
+    N marks, nothing else (an unknown mark would silently leave its item out of every run).
     `labels` optionally gives each item a set of label ids (for label-based retrieval metrics).
+    Anything inconsistent raises `DataError` when the object is made.
     """
 
     ids: tuple[str, ...]
     features: Mapping[str, np.ndarray] = attrs.field(validator=_check_features)
-    split: np.ndarray | None = None
-    labels: tuple[frozenset[int], ...] | None = None
+    split: np.ndarray | None = attrs.field(default=None, validator=_check_split)
+    labels: tuple[frozenset[int], ...] | None = attrs.field(default=None, validator=_check_labels)
     source: str = ""
 
     @property

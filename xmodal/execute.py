@@ -19,6 +19,7 @@ import attrs
 import numpy as np
 import torch
 
+from xmodal import plugins
 from xmodal.artifacts import load_artifact
 from xmodal.plan import Cell, Measurement
 from xmodal.probes import Probe, Spaces
@@ -212,15 +213,20 @@ def _measure_all(
     for m in measurements:
         t0 = time.perf_counter()
         try:
+            # Rows are checked against the metric's declaration (compares, value_range); an
+            # error names the plugin the metric comes from.
+            spec = shared.registry.metrics[m.metric]
             rows = [
                 (cell.run_id, m.measurement_id, r.split, r.metric, r.comparison, r.k,
                  r.similarity, None, float(r.value))
-                for r in shared.registry.metrics[m.metric].compute(probe, m.params)
+                for r in plugins.checked_rows(spec, spec.compute(probe, m.params))
             ]  # fmt: skip
         except Exception as exc:
-            detail = traceback.format_exc(limit=4)
-            out.append(Measured(m, [], time.perf_counter() - t0,
-                                error=f"{type(exc).__name__}: {exc}\n{detail}"))  # fmt: skip
+            declared = isinstance(exc, plugins.MetricOutputError)  # its message says it all
+            detail = "" if declared else traceback.format_exc(limit=4)
+            owner = shared.registry.owners.get(("metrics", m.metric))
+            error = plugins.measurement_error(exc, owner, detail)
+            out.append(Measured(m, [], time.perf_counter() - t0, error=error))
             continue
         out.append(Measured(m, rows, time.perf_counter() - t0))
     return out

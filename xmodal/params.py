@@ -73,6 +73,21 @@ def shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
+# How a TOML value's Python type is named in messages: "3 is an integer", "[1] is a list".
+_VALUE_NAMES = {**_TYPE_NAMES, list: "list", dict: "table", type(None): "nothing"}
+
+
+def a_type(value: Any) -> str:
+    """The kind of `value`, with its article, for messages: "an integer", "a string", "a table"."""
+    name = next(
+        (text for kind, text in _VALUE_NAMES.items() if type(value) is kind),
+        type(value).__name__,
+    )
+    if name == "nothing":
+        return name
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def check_scalar(param: Param, value: Any) -> str | None:
     """Why `value` is not a valid single value of `param`, or None when it is."""
     if value in param.also and not isinstance(value, bool):
@@ -86,7 +101,7 @@ def check_scalar(param: Param, value: Any) -> str | None:
     else:
         ok = isinstance(value, param.type)
     if not ok:
-        return f"{shown(value)} is a {type(value).__name__}, expected {_TYPE_NAMES[param.type]}"
+        return f"{shown(value)} is {a_type(value)}, expected {_TYPE_NAMES[param.type]}"
     if param.choices is not None and value not in param.choices:
         return f"{shown(value)} is not allowed"
     if param.min is not None and value < param.min:

@@ -1,25 +1,46 @@
 """The plugin manager: loads plugins from the `xmodal` entry-point group into a `Registry`.
 
 Built-in plugins (the `xmodal_plugins` package, in plugins/) are entry points like any other.
-`XMODAL_LOAD_PLUGINS` (comma-separated entry-point names) limits which ones load; set it to an
-empty string to load none.
+`XMODAL_LOAD_PLUGINS` filters which ones load (docs/plugins.md, "Choosing which plugins load"):
+comma-separated entry-point names load only those, `-name` entries skip a plugin, an empty string
+loads none.
+
+Nothing is replaced silently: two installed entry points of one name, two plugins registering one
+component name, a plugin that fails to import or raises while registering, and a filter naming no
+installed plugin are all `PluginProblem`s. Loading never stops at one: the manager and the
+registry collect them, so commands that need no components (`--help`, `plugins`, `status`,
+`query`) show them as warnings and go on, while `get_registry()` (what validate, plan and run use)
+raises one `PluginError` listing them all, each saying how to skip the plugin at fault.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import math
 import os
-from collections.abc import Callable
+import re
+import shlex
+import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
 import pluggy
 
 from xmodal import hookspecs
-from xmodal.components import DatasetSpec, EncoderSpec, LossSpec, MappingSpec, MetricSpec
-from xmodal.errors import XmodalError
+from xmodal.components import (
+    DatasetSpec,
+    EncoderSpec,
+    LossSpec,
+    MappingSpec,
+    MetricSpec,
+    ResultRow,
+)
+from xmodal.errors import XmodalError, did_you_mean
 
 ENTRY_POINT_GROUP = "xmodal"
+FILTER_ENV = "XMODAL_LOAD_PLUGINS"
 KINDS: dict[str, tuple[str, type]] = {
     "datasets": ("register_datasets", DatasetSpec),
     "mappings": ("register_mappings", MappingSpec),
@@ -27,15 +48,159 @@ KINDS: dict[str, tuple[str, type]] = {
     "metrics": ("register_metrics", MetricSpec),
     "encoders": ("register_encoders", EncoderSpec),
 }
+_SINGULAR = {
+    "datasets": "dataset",
+    "mappings": "mapping",
+    "losses": "loss",
+    "metrics": "metric",
+    "encoders": "encoder",
+}
+
+
+def singular(kind: str) -> str:
+    """`"losses"` -> `"loss"`: one component of a registry kind, for messages."""
+    return _SINGULAR.get(kind, kind)
+
+
+@attrs.frozen
+class PluginProblem:
+    """One thing wrong with the installed plugins or the filter, on one line.
+
+    `plugin` is the plugin to skip to get past it (None when the filter itself is wrong);
+    `fix` says what to do.
+    """
+
+    message: str
+    plugin: str | None = None
+    fix: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.fix}" if self.fix else self.message
 
 
 class PluginError(XmodalError):
-    """A plugin failed to load or registered something invalid."""
+    """Plugins failed to load or registered something invalid: every problem, each with a fix."""
+
+    def __init__(self, problems: Sequence[PluginProblem] | str, skip_hint: str = "") -> None:
+        self.problems = [PluginProblem(problems)] if isinstance(problems, str) else list(problems)
+        self.skip_hint = skip_hint
+        super().__init__(self.render())
+
+    def render(self, shown: Collection[PluginProblem] = ()) -> str:
+        """The message; problems in `shown` (already printed as warnings) are only referred to."""
+        new = [p for p in self.problems if p not in shown]
+        skip = f"; or skip the plugin(s) at fault: {self.skip_hint}" if self.skip_hint else ""
+        if len(new) < len(self.problems):
+            head = (
+                "this command needs the components of every plugin: fix the plugin problem(s) "
+                f"warned about above{skip}"
+            )
+            return "\n".join([head, *(f"  {p}" for p in new)])
+        if len(new) == 1:
+            return str(new[0])
+        return "\n".join([f"{len(new)} plugin problems{skip}:", *(f"  {p}" for p in new)])
+
+
+class MetricOutputError(XmodalError):
+    """A metric wrote a row its `MetricSpec` does not allow (comparison, value range, type)."""
+
+
+@attrs.frozen
+class PluginFilter:
+    """`XMODAL_LOAD_PLUGINS`, parsed: names to load (all when none), names to skip (`-name`)."""
+
+    raw: str | None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    installed: frozenset[str] | None = None  # known once the entry points are listed
+
+    @classmethod
+    def parse(cls, raw: str | None) -> PluginFilter:
+        if raw is None:
+            return cls(None)
+        entries = [e.strip() for e in raw.split(",") if e.strip()]
+        include = tuple(e for e in entries if not e.startswith("-"))
+        exclude = tuple(e[1:].strip() for e in entries if e.startswith("-"))
+        return cls(raw, include, exclude)
+
+    @classmethod
+    def from_env(cls) -> PluginFilter:
+        return cls.parse(os.environ.get(FILTER_ENV))
+
+    def allows(self, name: str) -> bool:
+        """Whether the entry point `name` loads: listed (or nothing listed) and not skipped."""
+        if self.raw is None:
+            return True
+        if name in self.exclude:
+            return False
+        return name in self.include if self.include else bool(self.exclude)
+
+    def problems(self, installed: Collection[str]) -> list[PluginProblem]:
+        """Names that match no installed plugin (a typo loads or skips nothing, silently)."""
+        out = []
+        for name, shown in [*((n, n) for n in self.include), *((n, f"-{n}") for n in self.exclude)]:
+            if not name:
+                out.append(
+                    PluginProblem(
+                        f"{FILTER_ENV}={shlex.quote(self.raw or '')}: {shown!r} names no plugin",
+                        fix="write -name to skip a plugin, name to load only the plugins named",
+                    )
+                )
+            elif name not in installed:
+                guess = did_you_mean(name, installed)
+                hint = f"did you mean {guess!r}? " if guess else ""
+                out.append(
+                    PluginProblem(
+                        f"{FILTER_ENV}={shlex.quote(self.raw or '')}: {name!r} is not an "
+                        "installed plugin",
+                        fix=f"{hint}installed: {', '.join(sorted(installed)) or 'none'}",
+                    )
+                )
+        return out
+
+    def without(self, names: Iterable[str]) -> str:
+        """The filter value that loads what this one does, except `names` (and with no entry
+        that names no installed plugin)."""
+        entries = [] if self.raw is None else [e.strip() for e in self.raw.split(",") if e.strip()]
+        if self.installed is not None:
+            entries = [e for e in entries if e.removeprefix("-").strip() in self.installed]
+        for name in names:
+            if name in entries and self.include:
+                entries.remove(name)
+            elif f"-{name}" not in entries:
+                entries.append(f"-{name}")
+        if self.include and not any(not e.startswith("-") for e in entries):
+            return ""  # only named plugins were to load, and none of them is left
+        return ",".join(entries)
+
+    def skip_hint(self, names: Iterable[str]) -> str:
+        """`XMODAL_LOAD_PLUGINS=...`, ready to paste, that skips `names`."""
+        return f"{FILTER_ENV}={shlex.quote(self.without(names))}"
+
+    def skip_fix(self, name: str) -> str:
+        return f"skip it with {self.skip_hint([name])}"
+
+
+class Manager(pluggy.PluginManager):
+    """A pluggy manager that also remembers what loading it met: the filter, skipped entry
+    points and problems (kept, not raised, so that commands needing no components still run)."""
+
+    def __init__(self, plugin_filter: PluginFilter | None = None) -> None:
+        super().__init__("xmodal")
+        self.add_hookspecs(hookspecs)
+        self.plugin_filter = plugin_filter or PluginFilter(None)
+        self.not_loaded: list[str] = []
+        self.problems: list[PluginProblem] = []
 
 
 @attrs.define
 class Registry:
-    """Everything the loaded plugins registered, by kind and name, and who registered it."""
+    """Everything the loaded plugins registered, by kind and name, and who registered it.
+
+    `problems` lists what went wrong while loading and registering (empty when all is well);
+    `plugin_filter` is the `XMODAL_LOAD_PLUGINS` filter in force, `not_loaded` the entry points
+    it left out.
+    """
 
     datasets: dict[str, DatasetSpec] = attrs.Factory(dict)
     mappings: dict[str, MappingSpec] = attrs.Factory(dict)
@@ -44,6 +209,14 @@ class Registry:
     encoders: dict[str, EncoderSpec] = attrs.Factory(dict)
     owners: dict[tuple[str, str], str] = attrs.Factory(dict)
     plugins: list[str] = attrs.Factory(list)
+    problems: list[PluginProblem] = attrs.Factory(list)
+    plugin_filter: PluginFilter = PluginFilter(None)
+    not_loaded: list[str] = attrs.Factory(list)
+
+    @property
+    def load_filter(self) -> str | None:
+        """The `XMODAL_LOAD_PLUGINS` value in force (None: unset)."""
+        return self.plugin_filter.raw
 
     def of(self, kind: str) -> dict[str, Any]:
         return getattr(self, kind)
@@ -56,98 +229,368 @@ class Registry:
             for kind in KINDS
         }
 
-
-def _new_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager("xmodal")
-    pm.add_hookspecs(hookspecs)
-    return pm
-
-
-def _allowed_names() -> set[str] | None:
-    raw = os.environ.get("XMODAL_LOAD_PLUGINS")
-    if raw is None:
-        return None
-    return {name.strip() for name in raw.split(",") if name.strip()}
+    def filter_notes(self, kind: str) -> tuple[str, ...]:
+        """Why a `kind` component may be missing: the active `XMODAL_LOAD_PLUGINS` and what it
+        left out (nothing when no filter is set)."""
+        if self.load_filter is None:
+            return ()
+        left_out = ", ".join(self.not_loaded) or "none"
+        return (
+            f"{FILTER_ENV}={shlex.quote(self.load_filter)} is set; plugins not loaded: {left_out}; "
+            f"unset it, or let the plugin that provides this {singular(kind)} load",
+        )
 
 
-def load_manager(extra: list[tuple[str, object]] | None = None) -> pluggy.PluginManager:
-    """A plugin manager with the entry-point plugins (limited by XMODAL_LOAD_PLUGINS) and `extra`."""
-    pm = _new_manager()
-    allowed = _allowed_names()
+def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else "an unknown package"
+
+
+def load_manager(extra: list[tuple[str, object]] | None = None) -> Manager:
+    """A plugin manager with the entry-point plugins (filtered by XMODAL_LOAD_PLUGINS) and `extra`.
+
+    `extra` registers in-process plugins (tests, notebooks) under the given names; the filter does
+    not apply to them. Problems are collected in `manager.problems`, never raised here.
+    """
+    by_name: dict[str, list[importlib.metadata.EntryPoint]] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if allowed is not None and ep.name not in allowed:
+        same = by_name.setdefault(ep.name, [])
+        if all(other.value != ep.value for other in same):  # one package seen twice is one
+            same.append(ep)
+    extras = list(extra or [])
+    flt = attrs.evolve(
+        PluginFilter.from_env(), installed=frozenset(by_name) | {name for name, _ in extras}
+    )
+    pm = Manager(flt)
+    pm.problems.extend(flt.problems(flt.installed or ()))
+    for name, eps in by_name.items():
+        if not flt.allows(name):
+            pm.not_loaded.append(name)
             continue
-        if pm.has_plugin(ep.name):
+        if len(eps) > 1:
+            pm.problems.append(_entry_point_clash(name, eps))
             continue
+        ep = eps[0]
         try:
             module = ep.load()
         except Exception as exc:
-            raise PluginError(
-                f"plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}"
-            ) from exc
-        pm.register(module, name=ep.name)
-    for name, plugin in extra or []:
-        pm.register(plugin, name=name)
+            pm.problems.append(
+                PluginProblem(
+                    f"plugin {name!r} ({ep.value}, from {_dist_name(ep)}) failed to load: "
+                    f"{type(exc).__name__}: {_one_line(exc)}",
+                    name,
+                    flt.skip_fix(name),
+                )
+            )
+            continue
+        pm.register(module, name=name)
+    for name, plugin in extras:
+        if pm.has_plugin(name) or name in by_name:
+            where = ", ".join(f"{ep.value} from {_dist_name(ep)}" for ep in by_name.get(name, []))
+            pm.problems.append(
+                PluginProblem(
+                    f"the in-process plugin {name!r} has the name of an installed plugin "
+                    f"({where or 'already registered'})",
+                    name,
+                    "give it another name",
+                )
+            )
+            continue
+        try:
+            pm.register(plugin, name=name)
+        except ValueError as exc:  # the same object under two names
+            pm.problems.append(PluginProblem(f"in-process plugin {name!r}: {exc}", name))
     return pm
 
 
-def build_registry(pm: pluggy.PluginManager) -> Registry:
-    """Call every plugin's register_* hooks and collect what they register, checking clashes."""
-    registry = Registry(plugins=[name for name, _ in pm.list_name_plugin()])
+def _entry_point_clash(name: str, eps: list[importlib.metadata.EntryPoint]) -> PluginProblem:
+    """Two packages declare one entry-point name: neither loads, both are named, with the fix."""
+    described = " and ".join(f"{_dist_name(ep)} ({ep.value})" for ep in eps)
+    others = [_dist_name(ep) for ep in eps if _dist_name(ep) != "xmodal"]
+    uninstall = f" or uninstall one (pip uninstall {others[-1]})" if others else ""
+    return PluginProblem(
+        f"two installed packages declare the xmodal plugin {name!r}: {described}; "
+        "neither is loaded",
+        name,
+        "plugin names must be unique: rename the entry point in one package's "
+        f"[project.entry-points.xmodal] table{uninstall}",
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def build_registry(pm: pluggy.PluginManager, *, strict: bool = True) -> Registry:
+    """Call every plugin's register_* hooks and collect what they register.
+
+    A component name registered twice keeps its first registration; the second, a plugin that
+    raises, and a registration of the wrong type become problems. With `strict`, any problem
+    (loading ones included) raises a `PluginError` listing them all.
+    """
+    flt: PluginFilter = getattr(pm, "plugin_filter", None) or PluginFilter(None)
+    registry = Registry(
+        plugins=[name for name, _ in pm.list_name_plugin()],
+        problems=list(getattr(pm, "problems", [])),
+        plugin_filter=flt,
+        not_loaded=list(getattr(pm, "not_loaded", [])),
+    )
     for kind, (hook_name, spec_type) in KINDS.items():
         hook = getattr(pm.hook, hook_name)
         for impl in hook.get_hookimpls():
-            register = _registrar(registry, kind, spec_type, impl.plugin_name)
+            plugin = impl.plugin_name
+            register = _registrar(registry, kind, spec_type, plugin, flt)
             try:
                 impl.function(register=register)
-            except PluginError:
-                raise
             except Exception as exc:
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
-                ) from exc
+                registry.problems.append(
+                    PluginProblem(
+                        f"plugin {plugin!r} failed in {hook_name}: "
+                        f"{type(exc).__name__}: {_one_line(exc)}",
+                        plugin,
+                        flt.skip_fix(plugin),
+                    )
+                )
+    if strict:
+        raise_problems(registry)
     return registry
 
 
+def raise_problems(registry: Registry) -> None:
+    """Raise one `PluginError` for all of `registry.problems`, if there are any."""
+    if registry.problems:
+        flt = registry.plugin_filter
+        at_fault = sorted({p.plugin for p in registry.problems if p.plugin})
+        raise PluginError(registry.problems, flt.skip_hint(at_fault) if at_fault else "")
+
+
+_SPEC_OWNERS: dict[int, tuple[weakref.ref[Any], str]] = {}
+
+
+def owner_of(spec: Any) -> str | None:
+    """The plugin that registered `spec` (the object itself), if a registry has seen it."""
+    entry = _SPEC_OWNERS.get(id(spec))
+    return entry[1] if entry is not None and entry[0]() is spec else None
+
+
+def _remember_owner(spec: Any, plugin: str) -> None:
+    key = id(spec)
+    try:
+        ref = weakref.ref(spec, lambda _, key=key: _SPEC_OWNERS.pop(key, None))
+    except TypeError:  # not weak-referenceable: not remembered
+        return
+    _SPEC_OWNERS[key] = (ref, plugin)
+
+
 def _registrar(
-    registry: Registry, kind: str, spec_type: type, plugin: str
+    registry: Registry, kind: str, spec_type: type, plugin: str, flt: PluginFilter
 ) -> Callable[[Any], None]:
     def register(spec: Any) -> None:
         if not isinstance(spec, spec_type):
-            raise PluginError(
-                f"plugin {plugin!r} registered {spec!r} with register_{kind}; "
-                f"expected a {spec_type.__name__}"
+            registry.problems.append(
+                PluginProblem(
+                    f"plugin {plugin!r} called register_{kind}'s register with "
+                    f"{_short(repr(spec))}; expected a {spec_type.__name__}",
+                    plugin,
+                    flt.skip_fix(plugin),
+                )
             )
+            return
         table = registry.of(kind)
         if spec.name in table:
             other = registry.owners[(kind, spec.name)]
-            raise PluginError(
-                f"plugins {other!r} and {plugin!r} both register a {kind[:-1]} named "
-                f"{spec.name!r}; uninstall one or limit loading with XMODAL_LOAD_PLUGINS"
+            same = " (twice)" if other == plugin else ""
+            registry.problems.append(
+                PluginProblem(
+                    f"plugins {other!r} and {plugin!r} both register a {singular(kind)} named "
+                    f"{spec.name!r}{same}; {plugin!r}'s is not used",
+                    plugin,
+                    f"rename one of them, uninstall one, or {flt.skip_fix(plugin)}",
+                )
             )
+            return
         table[spec.name] = spec
         registry.owners[(kind, spec.name)] = plugin
+        _remember_owner(spec, plugin)
 
     return register
 
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def register_commands(pm: pluggy.PluginManager, cli: Any) -> list[PluginProblem]:
+    """Call each plugin's `register_commands(cli)`, one at a time: a plugin that raises, or adds a
+    command whose name is taken, is a problem (kept in `pm.problems` and returned), never a crash
+    and never a silent replacement of a built-in command."""
+    flt: PluginFilter = getattr(pm, "plugin_filter", None) or PluginFilter(None)
+    problems: list[PluginProblem] = []
+    commands: list[Any] | None = getattr(cli, "registered_commands", None)
+    for impl in pm.hook.register_commands.get_hookimpls():
+        plugin = impl.plugin_name
+        before = len(commands) if commands is not None else 0
+        taken = {_command_name(c): "xmodal" for c in (commands or [])[:before]}
+        taken.update(getattr(cli, "_xmodal_command_owners", {}))
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            if commands is not None:
+                del commands[before:]
+            problems.append(
+                PluginProblem(
+                    f"plugin {plugin!r} failed in register_commands: "
+                    f"{type(exc).__name__}: {_one_line(exc)}",
+                    plugin,
+                    flt.skip_fix(plugin),
+                )
+            )
+            continue
+        if commands is None:
+            continue
+        owners = getattr(cli, "_xmodal_command_owners", {})
+        for info in list(commands[before:]):
+            name = _command_name(info)
+            if taken.get(name) == plugin:  # the same plugin registering again: the newer wins
+                commands.remove(next(c for c in commands if _command_name(c) == name))
+            elif name in taken:
+                commands.remove(info)
+                problems.append(
+                    PluginProblem(
+                        f"plugin {plugin!r} adds a command {name!r}, which "
+                        f"{'xmodal' if taken[name] == 'xmodal' else repr(taken[name])} already "
+                        "has; the plugin's command is not added",
+                        plugin,
+                        f"rename the plugin's command, or {flt.skip_fix(plugin)}",
+                    )
+                )
+                continue
+            taken[name] = owners[name] = plugin
+        with contextlib.suppress(AttributeError):  # an object that takes no attributes
+            cli._xmodal_command_owners = owners
+    if isinstance(pm, Manager):
+        pm.problems.extend(problems)
+    return problems
+
+
+def _command_name(info: Any) -> str:
+    """A typer CommandInfo's name as the command line spells it."""
+    name = getattr(info, "name", None)
+    if not name:
+        callback = getattr(info, "callback", None)
+        name = getattr(callback, "__name__", "") if callback is not None else ""
+    return name.lower().replace("_", "-")
+
+
+# --- what metrics write is checked against what they declare ------------------------------------
+
+
+def _comparison_pattern(compares: Sequence[str]) -> re.Pattern[str]:
+    """`compares` as one regular expression; `<word>` in a declared comparison matches any text."""
+    parts = [
+        "".join(
+            ".+" if piece.startswith("<") else re.escape(piece)
+            for piece in re.split(r"(<[^<>]+>)", declared)
+            if piece
+        )
+        for declared in compares
+    ]
+    return re.compile("|".join(f"(?:{p})" for p in parts))
+
+
+# Rounding may put a value a hair past a bound (a CKA of 1.0000000000000002): tolerated.
+RANGE_TOLERANCE = 1e-6
+
+
+def checked_rows(spec: MetricSpec, rows: Iterable[Any]) -> Iterator[ResultRow]:
+    """Each row `spec.compute` produced, after checking it against what `spec` declares.
+
+    A row must be a `ResultRow` with a numeric value; when `spec.compares` is declared its
+    comparison must be one of them; when `spec.value_range` is declared its value must lie in it
+    (NaN, "undefined", always passes). A row that breaks this raises `MetricOutputError`.
+    """
+    pattern = _comparison_pattern(spec.compares) if spec.compares else None
+    low, high = spec.value_range if spec.value_range is not None else (None, None)
+    for row in rows:
+        if not isinstance(row, ResultRow):
+            raise MetricOutputError(
+                f"compute yielded {_short(repr(row))}; it must yield "
+                "xmodal.components.ResultRow objects"
+            )
+        try:
+            value = float(row.value)
+        except (TypeError, ValueError):
+            raise MetricOutputError(
+                f"the value {_short(repr(row.value))} ({_where(row)}) is not a number"
+            ) from None
+        if pattern is not None and not pattern.fullmatch(str(row.comparison)):
+            raise MetricOutputError(
+                f"the comparison {row.comparison!r} (split {row.split!r}) is not declared: "
+                f"compares = {tuple(spec.compares)!r}; add it to the MetricSpec's compares or "
+                "fix the metric"
+            )
+        if low is not None and high is not None and not math.isnan(value):
+            slack_low = RANGE_TOLERANCE * max(1.0, abs(low))
+            slack_high = RANGE_TOLERANCE * max(1.0, abs(high))
+            if not low - slack_low <= value <= high + slack_high:
+                raise MetricOutputError(
+                    f"{row.metric} = {value!r} ({_where(row)}) is outside the declared "
+                    f"value_range [{low:g}, {high:g}]; fix the metric or its MetricSpec's "
+                    "value_range"
+                )
+        yield row
+
+
+def _where(row: ResultRow) -> str:
+    parts = [f"split {row.split!r}", f"comparison {row.comparison!r}"]
+    if row.k is not None:
+        parts.append(f"k={row.k}")
+    if row.similarity is not None:
+        parts.append(f"similarity {row.similarity!r}")
+    return ", ".join(parts)
+
+
+def measurement_error(exc: BaseException, plugin: str | None, detail: str = "") -> str:
+    """A failed measurement's error text: the exception on the first line, naming the plugin
+    the metric comes from, then `detail` (a traceback) if any."""
+    first, _, rest = f"{type(exc).__name__}: {exc}".partition("\n")
+    if plugin:
+        first += f" (metric of plugin {plugin!r})"
+    return "\n".join(part for part in (first, rest, detail) if part)
+
+
+# --- the process-wide manager and registry -------------------------------------------------------
 
 _manager: pluggy.PluginManager | None = None
 _registry: Registry | None = None
 
 
 def get_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, loaded on first use."""
+    """The process-wide plugin manager, loaded on first use. Never raises for a broken plugin:
+    see `load_problems()`."""
     global _manager
     if _manager is None:
         _manager = load_manager()
     return _manager
 
 
-def get_registry() -> Registry:
-    """The process-wide registry, built on first use."""
+def load_problems() -> list[PluginProblem]:
+    """What loading the process-wide manager met (broken imports, clashes, filter typos)."""
+    return list(getattr(get_manager(), "problems", []))
+
+
+def get_registry(*, strict: bool = True) -> Registry:
+    """The process-wide registry, built on first use.
+
+    Strict (the default, for anything that uses components) raises a `PluginError` when any plugin
+    has a problem; `strict=False` returns what did register, with `registry.problems`.
+    """
     global _registry
     if _registry is None:
-        _registry = build_registry(get_manager())
+        _registry = build_registry(get_manager(), strict=False)
+    if strict:
+        raise_problems(_registry)
     return _registry
 
 

@@ -21,13 +21,14 @@ import attrs
 from xmodal.errors import Problem, StudyError, XmodalError, did_you_mean
 from xmodal.params import (
     Param,
+    a_type,
     count_variants,
     expand,
     first_variant,
     sweep_lengths,
     validate_params,
 )
-from xmodal.plugins import Registry
+from xmodal.plugins import Registry, singular
 from xmodal.tomlpos import locate, scan
 
 SECTIONS = ("study", "data", "mapping", "loss", "train", "probes", "metric", "execution")
@@ -267,9 +268,7 @@ class _Builder:
             )
             return {}
         if not isinstance(value, dict):
-            self.problems.append(
-                Problem(key, f"must be a table [{key}], not a {type(value).__name__}")
-            )
+            self.problems.append(Problem(key, f"must be a table [{key}], not {a_type(value)}"))
             return {}
         return value
 
@@ -311,9 +310,10 @@ class _Builder:
             self.problems.append(
                 Problem(
                     name_path,
-                    f"{name!r} is not a registered {kind[:-1]}",
+                    f"{name!r} is not a registered {singular(kind)}",
                     allowed=", ".join(sorted(known)) or f"no {kind} are loaded",
                     suggestion=did_you_mean(name, known) if isinstance(name, str) else None,
+                    notes=self.registry.filter_notes(kind),
                 )
             )
             return None

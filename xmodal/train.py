@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from xmodal.components import LossSpec, MappingSpec
+from xmodal.errors import XmodalError
+from xmodal.plugins import owner_of
 
 
 @attrs.frozen
@@ -23,12 +25,71 @@ class Trained:
     best_epoch: int | None = None
 
 
+class MappingOutputError(XmodalError):
+    """A mapping plugin built a module that does not map (B, in_dim) rows to (B, out_dim) rows."""
+
+
 def seeded_model(
-    spec: MappingSpec, params: Mapping[str, Any], in_dim: int, out_dim: int, seed: int
+    spec: MappingSpec,
+    params: Mapping[str, Any],
+    in_dim: int,
+    out_dim: int,
+    seed: int,
+    plugin: str | None = None,
 ) -> torch.nn.Module:
-    """Build the mapping with torch's RNG seeded, so initialisation depends on the seed alone."""
+    """Build the mapping with torch's RNG seeded, so initialisation depends on the seed alone.
+
+    The module is checked once, on a tiny batch, to map `in_dim` columns to `out_dim`
+    (`check_output_dim`): a wrong dimension fails the run here, naming the mapping and its
+    plugin, not later inside torch (or never, for an untrained run).
+    """
     torch.manual_seed(seed)
-    return spec.build(in_dim, out_dim, params)
+    model = spec.build(in_dim, out_dim, params)
+    check_output_dim(spec, model, in_dim, out_dim, plugin or owner_of(spec))
+    return model
+
+
+# Rows of the dummy batch: two, so that layers normalising over the batch work in eval mode too.
+_PROBE_ROWS = 2
+
+
+def check_output_dim(
+    spec: MappingSpec, model: Any, in_dim: int, out_dim: int, plugin: str | None = None
+) -> None:
+    """Raise `MappingOutputError` unless `model` maps a (2, in_dim) batch to (2, out_dim).
+
+    Runs in eval mode without gradients and restores the module's mode and torch's RNG state,
+    so the run (its initialisation, dropout masks and results) is the same as without the check.
+    """
+    who = f"mapping {spec.name!r}" + (f" (plugin {plugin!r})" if plugin else "")
+    if not isinstance(model, torch.nn.Module):
+        raise MappingOutputError(
+            f"{who}: build(in_dim, out_dim, params) returned {type(model).__name__}, "
+            "expected a torch.nn.Module"
+        )
+    rng = torch.get_rng_state()
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros(_PROBE_ROWS, in_dim))
+    except Exception as exc:
+        raise MappingOutputError(
+            f"{who}: the module built for in_dim={in_dim}, out_dim={out_dim} fails on a "
+            f"({_PROBE_ROWS}, {in_dim}) batch: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        for module, training in modes:
+            module.training = training
+        torch.set_rng_state(rng)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    if shape != (_PROBE_ROWS, out_dim):
+        got = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
+        raise MappingOutputError(
+            f"{who}: the module maps a ({_PROBE_ROWS}, {in_dim}) batch to {got}, expected "
+            f"({_PROBE_ROWS}, {out_dim}): the target features have {out_dim} dimensions; "
+            "build(in_dim, out_dim, params) must return a module whose output has out_dim columns"
+        )
 
 
 def _optimizer(model: torch.nn.Module, settings: Mapping[str, Any]) -> torch.optim.Optimizer:
