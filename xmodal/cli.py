@@ -132,7 +132,9 @@ def plan(
         return
     actions = [plan_stages[c.run_id].action for c in cells]
     states = [state(c) for c in cells]
-    counts = ", ".join(f"{actions.count(a)} {a}" for a in ("train", "measure", "cached") if a in actions)
+    counts = ", ".join(
+        f"{actions.count(a)} {a}" for a in ("train", "measure", "cached") if a in actions
+    )
     table = Table(title=f"{loaded.name}: {len(cells)} run(s) ({counts})")
     for column in (
         "run id",
