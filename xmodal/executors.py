@@ -198,6 +198,15 @@ def _watch_driver(driver_pid: int, temp_dir: str | None, poll: float = WATCHDOG_
     threading.Thread(target=watch, name="xmodal-driver-watchdog", daemon=True).start()
 
 
+def _driver_gone(temp_dir: str | None) -> None:
+    """The pipe to the driver broke: the driver died (its close() will not run) or is done with
+    the pool. Remove the pool's data now; the watchdog would be too late, this process is about
+    to exit. (Not decided by `getppid()`: the kernel closes a dying driver's pipes before it
+    re-parents its children.)"""
+    if temp_dir:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 def _worker_main(
     conn: multiprocessing.connection.Connection,
     handle: DataHandle,
@@ -219,16 +228,22 @@ def _worker_main(
         try:
             job = conn.recv()
         except (EOFError, OSError):
+            _driver_gone(temp_dir)
             return
         if job is None:
             return
         if data is None:
-            conn.send(("broken", broken))
+            try:
+                conn.send(("broken", broken))
+            except (EOFError, OSError):  # the driver died while this worker attached its data
+                _driver_gone(temp_dir)
+                return
             continue
         result = _attempt(job, data)
         try:
             conn.send(("done", result))
         except (EOFError, OSError):
+            _driver_gone(temp_dir)
             return
         except Exception as exc:  # an outcome that cannot be pickled
             conn.send(("done", Failure(f"cannot return the run's outcome: {exc}", "")))
@@ -394,6 +409,9 @@ class ProcessExecutor:
         """Stop the workers (at once if they are busy: their runs would be thrown away) and
         remove the exported data. Safe to call more than once."""
         workers, self._workers = self._workers, []
+        # Removed first: once the workers are stopped nobody else would remove it after a
+        # kill -9 of this process (their memory maps of the unlinked files stay valid).
+        self._remove_dir()
         for worker in workers:
             stopped = False
             if worker.job is None and worker.process.is_alive():
