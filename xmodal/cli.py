@@ -518,3 +518,6 @@ def main(argv: list[str] | None = None) -> None:
     except XmodalError as exc:
         err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # e.g. while the plugins load, before a command runs
+        err.print("interrupted", markup=False, highlight=False)
+        sys.exit(130)
