@@ -313,3 +313,13 @@ def test_a_database_from_before_measurements_migrates_and_keeps_its_results(cli,
         ("r1", 0.5)
     ]
     assert rows(db, "SELECT count(*) FROM paper_table1 WHERE study = 'legacy'") == [(1,)]
+
+
+def test_too_little_disk_for_the_predictions_stops_before_the_first_run(
+    cli, write_study, db, monkeypatch
+):
+    monkeypatch.setattr("xmodal.spool.free_bytes", lambda path: 1024)
+    result = cli("run", write_study(), "--db", db)
+    assert result.code == 1 and "Traceback" not in result.output
+    assert "1.0 KB free on its disk, the run's predictions may need" in result.output
+    assert rows(db, "SELECT count(*) FROM runs") == [(0,)]
