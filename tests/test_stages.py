@@ -323,3 +323,10 @@ def test_too_little_disk_for_the_predictions_stops_before_the_first_run(
     assert result.code == 1 and "Traceback" not in result.output
     assert "1.0 KB free on its disk, the run's predictions may need" in result.output
     assert rows(db, "SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_status_of_a_study_that_plans_no_runs_counts_nothing_pending(db):
+    store = Store(db)
+    store.record_study("empty", "h0", "empty.toml", "", [])
+    ((name, _, planned, finished, failed, running, pending, _),) = store.study_status()
+    assert (name, planned, finished, failed, running, pending) == ("empty", 0, 0, 0, 0, 0)

@@ -494,9 +494,9 @@ class Store:
                    count(*) FILTER (WHERE r.status = 'failed' OR coalesce(o.broken, 0) > 0)
                        AS failed,
                    count(*) FILTER (WHERE r.status = 'running') AS running,
-                   count(*) FILTER (WHERE r.status IS NULL
+                   count(*) FILTER (WHERE sr.run_id IS NOT NULL AND (r.status IS NULL
                                     OR (r.status = 'finished' AND coalesce(o.broken, 0) = 0
-                                        AND coalesce(o.made, 0) < coalesce(o.owed, 0)))
+                                        AND coalesce(o.made, 0) < coalesce(o.owed, 0))))
                        AS pending,
                    l.created
             FROM current_studies l
