@@ -269,3 +269,16 @@ def test_docs_show_every_views_sql():
     doc = (REPO / "docs" / "report.md").read_text()
     for name in VIEW_NAMES:
         assert VIEWS[name].strip() in doc, f"docs/report.md does not show the SQL of {name}"
+
+
+def test_a_mapping_without_depth_beside_mlps_is_in_the_tables_not_on_the_depth_axis(
+    cli, write_study, db, tmp_path
+):
+    study = TINY_STUDY.replace(
+        '[[mapping]]\nname = "linear"\n', '[[mapping]]\nname = "ridge"\n'
+    ).replace("depth = 2", "depth = [0, 1]")
+    assert cli("run", write_study(study), "--db", db).code == 0
+    result = cli("report", "tiny", "--db", db, "--out", tmp_path / "report")
+    assert result.code == 0 and "Traceback" not in result.output, result.output
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "ridge" in text and (tmp_path / "report" / "depth.png").is_file()

@@ -156,6 +156,12 @@ def _mapping(row: Row) -> str:
     return str(row["mapping"])
 
 
+def _on_depth_axis(rows: list[Row]) -> list[Row]:
+    """The rows a by-depth figure can place: mappings without a depth (e.g. ridge) are in the
+    tables only."""
+    return [r for r in rows if r["depth"] is not None]
+
+
 def _order(row: Row) -> tuple[Any, ...]:
     return (
         row["dataset"],
@@ -225,8 +231,8 @@ def build_report(store: Store, study: str, out: Path) -> Report:
         table = _table1(trained, k, split, similarity)
         headline = _compact(table, trained, k, split, "trained mappings")
         sections.append(_section(table))
-        depth_rows = sel(depth, state="trained", **base)
-        if len({r["depth"] for r in depth_rows}) > 1 or depth_rows:
+        depth_rows = _on_depth_axis(sel(depth, state="trained", **base))
+        if depth_rows:
             path = figures.depth_figure(depth_rows, out / "depth.png", study=study, k=k)
             written.append(path)
             sections.append(
@@ -239,16 +245,17 @@ def build_report(store: Store, study: str, out: Path) -> Report:
         table = _untrained_table(untrained, k, split, similarity)
         headline = headline or _compact(table, untrained, k, split, "untrained networks")
         sections.append(_section(table))
-        rows = sel(depth, state="untrained", comparison="pred-input", **base)
-        path = figures.untrained_figure(rows, out / "untrained.png", study=study, k=k)
-        written.append(path)
-        sections.append(
-            "### Figure: untrained networks by depth\n\n"
-            f"![untrained mNNO@{k}(f(X), X) by depth]({path.name})"
-        )
+        rows = _on_depth_axis(sel(depth, state="untrained", comparison="pred-input", **base))
+        if rows:
+            path = figures.untrained_figure(rows, out / "untrained.png", study=study, k=k)
+            written.append(path)
+            sections.append(
+                "### Figure: untrained networks by depth\n\n"
+                f"![untrained mNNO@{k}(f(X), X) by depth]({path.name})"
+            )
     if curves:
         ck = _headline_k([r["k"] for r in curves])
-        crows = [r for r in curves if r["k"] == ck
+        crows = [r for r in _on_depth_axis(curves) if r["k"] == ck
                  and r["similarity"] == _pick([c["similarity"] for c in curves], "cosine")
                  and r["comparison"] in ("pred-target", "input-target")]  # fmt: skip
         if crows:
@@ -266,7 +273,7 @@ def build_report(store: Store, study: str, out: Path) -> Report:
     if ratings:
         rated = sorted(ratings, key=lambda r: (r["source"], *_order(r), r["state"]))
         sections.append(_section(_ratings_table(rated)))
-        plot_rows = [r for r in rated if r["state"] == "untrained"
+        plot_rows = [r for r in _on_depth_axis(rated) if r["state"] == "untrained"
                      and r["similarity"] == _pick([x["similarity"] for x in rated], "cosine")]  # fmt: skip
         if plot_rows:
             path = figures.ratings_figure(plot_rows, out / "ratings.png", study=study)
