@@ -460,3 +460,14 @@ def test_gitignore_covers_the_database_and_its_companions(name):
     if done.returncode == 128:
         pytest.skip("not a git checkout")
     assert done.returncode == 0, f"{name} is not ignored"
+
+
+def test_numbers_are_shown_as_the_query_computed_them(cli, db):
+    Store(db).record_study("s", "h", "s.toml", "", [])
+    out = cli("query", "SELECT round(0.83703704, 3) AS a, 1 / 4 AS b", "--db", db).out
+    assert "0.837 " in out and "0.8370" not in out and "0.25 " in out
+
+
+def test_version_is_printed(cli):
+    result = cli("--version")
+    assert result.code == 0 and result.out.startswith("xmodal ")

@@ -38,6 +38,28 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import importlib.metadata
+
+        typer.echo(f"xmodal {importlib.metadata.version('xmodal')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Do cross-modal mappings bridge modalities? Declare, run and query mNNO studies."""
+
+
 console = Console()
 err = Console(stderr=True)
 
@@ -405,7 +427,7 @@ def report(
 def _cell_text(value: Any) -> Text:
     """A query value as shown in a table: verbatim (no rich markup), control characters visible."""
     if isinstance(value, float):
-        return Text(f"{value:.4f}")
+        return Text(repr(value))  # as the query computed it: round() in SQL to shorten it
     return Text("NULL" if value is None else _visible(str(value)))
 
 
