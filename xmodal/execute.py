@@ -125,6 +125,11 @@ def _fit(cell: Cell, shared: StudyData) -> tuple[torch.nn.Module | None, list, i
     return model, curves, len(train_idx), len(test_idx)
 
 
+def _indices(cell: Cell, shared: StudyData) -> dict[str, np.ndarray]:
+    """The run's item indices by split name."""
+    return dict(zip(("train", "test"), shared.split(cell), strict=True))
+
+
 def _predict(
     cell: Cell, shared: StudyData, model: torch.nn.Module | None
 ) -> dict[str, np.ndarray] | None:
@@ -132,7 +137,7 @@ def _predict(
     if model is None:
         return None
     x = shared.data(cell).features[cell.input_features]
-    indices = dict(zip(("train", "test"), shared.split(cell), strict=True))
+    indices = _indices(cell, shared)
     return {
         split: np.asarray(predict(model, x[indices[split]]), dtype=np.float32)
         for split in cell.probes["splits"]
@@ -158,9 +163,9 @@ def _train(
 
     def probe_curve(epoch: int, current: torch.nn.Module) -> None:
         if every and (epoch % every == 0 or epoch == settings["epochs"]):
-            indices = dict(zip(("train", "test"), shared.split(cell), strict=True))
+            indices = _indices(cell, shared)
             predicted = {s: predict(current, x[i]) for s, i in indices.items()}
-            probe = _probe(cell, shared, predicted)
+            probe = _probe(cell, shared, predicted, predicted)
             for name, params in cell.metrics:
                 for r in shared.registry.metrics[name].compute(probe, params):
                     curves.append((cell.run_id, epoch, r.split, r.metric, r.comparison, r.k,
@@ -177,16 +182,16 @@ def _train(
 
 def _probe(
     cell: Cell, shared: StudyData, predicted: Mapping[str, np.ndarray] | None,
-    splits: Iterable[str] | None = None,
+    splits: Iterable[str],
 ) -> Probe:  # fmt: skip
     """What metrics see: input, target and predicted spaces of each split; `predicted=None`
     predicts the input itself (the identity)."""
     data = shared.data(cell)
-    indices = dict(zip(("train", "test"), shared.split(cell), strict=True))
+    indices = _indices(cell, shared)
     x, y = data.features[cell.input_features], data.features[cell.target_features]
     key = split_key(cell)
     spaces = {}
-    for split in splits or (predicted.keys() if predicted is not None else cell.probes["splits"]):
+    for split in splits:
         index = indices[split]
         spaces[split] = Spaces(
             split=split,

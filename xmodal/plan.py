@@ -132,11 +132,11 @@ def _fingerprint_of(
     """The data's fingerprint, or the study's error when the data cannot be read."""
     try:
         return fingerprint(name, params)
-    except XmodalError as exc:
+    except (XmodalError, OSError) as exc:
         message = f"dataset {name!r}: the data cannot be read: {exc}"
-    except OSError as exc:
-        message = f"dataset {name!r}: the data cannot be read: {exc}"
-    raise StudyError(study.path, [Problem("data", message, line=study.line_of("data"))])
+        raise StudyError(
+            study.path, [Problem("data", message, line=study.line_of("data"))]
+        ) from None
 
 
 def make_plan(

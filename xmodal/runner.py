@@ -19,7 +19,7 @@ import numpy as np
 from xmodal.artifacts import ArtifactStore
 from xmodal.errors import Problem, StudyError, XmodalError
 from xmodal.execute import Job, Outcome, run_row
-from xmodal.executors import Failure, make_executor
+from xmodal.executors import Failure, make_executor, threads_per_run
 from xmodal.locking import RunLock
 from xmodal.params import expand
 from xmodal.plan import Cell, Measurement
@@ -279,8 +279,9 @@ def run_study(
             runner = make_executor(executor, shared, workers, threads, address)
         else:
             # Only measurements: each takes a fraction of a second, less than starting a worker
-            # pool would; they run here, with every core for torch.
-            runner = make_executor("local", shared, 1, 0)
+            # pool would; they run here, with the torch threads a run of this study gets, so
+            # that their numbers are those the runs would have measured right after training.
+            runner = make_executor("local", shared, 1, threads_per_run(workers, threads))
 
         def on_start(job: Job) -> None:
             started[job.run_id] = time.perf_counter()  # first: an interrupted mark is cleared too
