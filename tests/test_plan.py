@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from tests.conftest import TINY_STUDY
-from xmodal.plan import make_plan
+from xmodal.planning import make_plan
 from xmodal.plugins import get_registry
 from xmodal.study import parse_study
 
@@ -59,16 +59,16 @@ def test_untrained_runs_do_not_depend_on_loss_or_training_settings():
     two_losses = TINY_STUDY.replace(
         '[[loss]]\nname = "mse"', '[[loss]]\nname = "mse"\n\n[[loss]]\nname = "cosine"'
     )
-    cells = plan_of(two_losses)
-    untrained = [c for c in cells if c.probe == "untrained"]
+    runs = plan_of(two_losses)
+    untrained = [c for c in runs if c.probe == "untrained"]
     assert len(untrained) == 4  # 2 mappings x 2 directions, shared by both losses
     assert all(c.loss is None and c.train is None for c in untrained)
-    assert len([c for c in cells if c.probe == "trained"]) == 8
+    assert len([c for c in runs if c.probe == "trained"]) == 8
 
 
 def test_backward_direction_swaps_input_and_target():
-    cells = plan_of(TINY_STUDY)
-    assert {(c.direction, c.input_features, c.target_features) for c in cells} == {
+    runs = plan_of(TINY_STUDY)
+    assert {(c.direction, c.input_features, c.target_features) for c in runs} == {
         ("forward", "text", "image"),
         ("backward", "image", "text"),
     }
@@ -78,9 +78,9 @@ def test_kfold_adds_one_run_per_fold():
     kfold = TINY_STUDY.replace(
         'directions = ["forward", "backward"]', 'directions = "forward"\nsplit = "kfold"\nfolds = 3'
     )
-    cells = plan_of(kfold)
-    assert sorted({c.fold for c in cells}) == [0, 1, 2]
-    assert len(cells) == 2 * 2 * 3
+    runs = plan_of(kfold)
+    assert sorted({c.fold for c in runs}) == [0, 1, 2]
+    assert len(runs) == 2 * 2 * 3
 
 
 def test_an_integer_spelling_of_a_float_setting_is_the_same_run():
@@ -118,7 +118,7 @@ def test_a_dataset_without_a_fingerprint_is_fingerprinted_by_its_arrays():
     bare = attrs.evolve(spec, fingerprint=None)
     registry.datasets[study.dataset.name] = bare
     try:
-        cells = make_plan(study, registry)
+        runs = make_plan(study, registry)
     finally:
         registry.datasets[study.dataset.name] = spec
-    assert {c.data_fingerprint.split(":")[0] for c in cells} == {"arrays"}
+    assert {c.data_fingerprint.split(":")[0] for c in runs} == {"arrays"}

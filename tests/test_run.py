@@ -173,7 +173,7 @@ def test_a_forced_redo_that_fails_keeps_the_earlier_results(cli, write_study, db
     before = rows(db, "SELECT run_id, metric, comparison, k, value FROM results ORDER BY ALL")
     import xmodal.executors
 
-    def broken(cell, shared):
+    def broken(run, shared):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(xmodal.executors, "execute", broken)

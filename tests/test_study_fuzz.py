@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import TINY_STUDY
 from xmodal.errors import StudyError
-from xmodal.plan import make_plan
+from xmodal.planning import make_plan
 from xmodal.plugins import get_registry
 from xmodal.runner import check_runs, max_k
 from xmodal.study import parse_study
@@ -72,8 +72,8 @@ def mutated_studies(draw):
 def validate(text: str) -> None:
     registry = get_registry()
     study = parse_study(text, "fuzz.toml", registry)
-    cells = make_plan(study, registry)
-    check_runs(study, cells, StudyData(registry, k_hint=max_k(cells, registry)))
+    runs = make_plan(study, registry)
+    check_runs(study, runs, StudyData(registry, k_hint=max_k(runs, registry)))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

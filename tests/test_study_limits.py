@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import TINY_STUDY
 from xmodal import tomlpos
 from xmodal.errors import StudyError, XmodalError
-from xmodal.plan import make_plan
+from xmodal.planning import make_plan
 from xmodal.plugins import get_registry
 from xmodal.study import DEFAULT_MAX_RUNS, MAX_NESTING, load_study, parse_study
 

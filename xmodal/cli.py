@@ -22,7 +22,7 @@ from xmodal.artifacts import ArtifactStore
 from xmodal.errors import XmodalError
 from xmodal.executors import check_executor
 from xmodal.locking import RunLock, holder
-from xmodal.plan import Cell, make_plan
+from xmodal.planning import Run, make_plan
 from xmodal.recorder import Recorder
 from xmodal.runner import RunEvent, check_runs, max_k, run_study, stages
 from xmodal.signals import sigterm_as_interrupt
@@ -89,34 +89,32 @@ MaxRunsOption = Annotated[
 
 def _load(
     path: Path, *, deep: bool, max_runs: int | None = None
-) -> tuple[Study, list[Cell], StudyData]:
+) -> tuple[Study, list[Run], StudyData]:
     registry = plugins.get_registry()
     study = load_study(path, registry, max_runs=max_runs)
     shared = StudyData(registry)
-    cells = make_plan(study, registry, shared.fingerprint)
-    shared.neighbors.k_hint = max_k(cells, registry)
+    runs = make_plan(study, registry, shared.fingerprint)
+    shared.neighbors.k_hint = max_k(runs, registry)
     if deep:
-        check_runs(study, cells, shared)
-    return study, cells, shared
+        check_runs(study, runs, shared)
+    return study, runs, shared
 
 
-def _describe(cell: Cell) -> str:
+def _describe(run: Run) -> str:
     mapping = (
-        cell.mapping
-        if cell.depth is None or cell.mapping == "linear"
-        else f"{cell.mapping}{cell.depth}"
+        run.mapping if run.depth is None or run.mapping == "linear" else f"{run.mapping}{run.depth}"
     )
-    fold = f" fold {cell.fold}" if cell.fold is not None else ""
-    loss = cell.loss or "-"
-    return f"{cell.input_features}→{cell.target_features} {mapping} {loss} {cell.probe} seed {cell.seed}{fold}"
+    fold = f" fold {run.fold}" if run.fold is not None else ""
+    loss = run.loss or "-"
+    return f"{run.input_features}→{run.target_features} {mapping} {loss} {run.probe} seed {run.seed}{fold}"
 
 
 @app.command()
 def validate(study: StudyPath, max_runs: MaxRunsOption = None) -> None:
     """Check a study file and every run it expands to, before anything runs."""
-    loaded, cells, _ = _load(study, deep=True, max_runs=max_runs)
+    loaded, runs, _ = _load(study, deep=True, max_runs=max_runs)
     console.print(
-        f"[green]ok[/green] {escape(str(study))}: study {loaded.name!r}, {len(cells)} run(s)"
+        f"[green]ok[/green] {escape(str(study))}: study {loaded.name!r}, {len(runs)} run(s)"
     )
 
 
@@ -133,31 +131,31 @@ def plan(
     from its stored predictions) or cached. status: new, pending (planned by an earlier version,
     never run), failed, running or finished.
     """
-    loaded, cells, _ = _load(study, deep=False, max_runs=max_runs)
+    loaded, runs, _ = _load(study, deep=False, max_runs=max_runs)
     store = _store(db)
-    plan_stages = {s.cell.run_id: s for s in stages(cells, store, ArtifactStore(store.path))}
+    plan_stages = {s.run.run_id: s for s in stages(runs, store, ArtifactStore(store.path))}
     earlier = store.earlier_runs(loaded.name, loaded.source_hash)
 
-    def state(cell: Cell) -> str:
-        stage = plan_stages[cell.run_id]
+    def state(run: Run) -> str:
+        stage = plan_stages[run.run_id]
         if stage.previous is not None:
             return stage.previous
-        return "pending" if cell.run_id in earlier else "new"
+        return "pending" if run.run_id in earlier else "new"
 
     if as_json:
         rows = [
             {"run_id": c.run_id, "action": plan_stages[c.run_id].action, "status": state(c),
              "measurements": len(plan_stages[c.run_id].missing), **c.config()}
-            for c in cells
+            for c in runs
         ]  # fmt: skip
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    actions = [plan_stages[c.run_id].action for c in cells]
-    states = [state(c) for c in cells]
+    actions = [plan_stages[c.run_id].action for c in runs]
+    states = [state(c) for c in runs]
     counts = ", ".join(
         f"{actions.count(a)} {a}" for a in ("train", "measure", "cached") if a in actions
     )
-    table = Table(title=f"{loaded.name}: {len(cells)} run(s) ({counts})")
+    table = Table(title=f"{loaded.name}: {len(runs)} run(s) ({counts})")
     for column in (
         "run id",
         "dataset",
@@ -179,7 +177,7 @@ def plan(
         style = colours.get(text, "yellow")
         return f"[{style}]{text}[/{style}]"
 
-    for c, status, action in zip(cells, states, actions, strict=True):
+    for c, status, action in zip(runs, states, actions, strict=True):
         table.add_row(
             *map(escape, (  # names come from the study file: shown as text, not rich markup
                 c.run_id, c.dataset, f"{c.input_features}→{c.target_features}", c.direction,
@@ -222,7 +220,7 @@ def run(
     max_runs: MaxRunsOption = None,
 ) -> None:
     """Execute a study: finished runs are skipped, each run's results are saved as it ends."""
-    loaded, cells, shared = _load(study, deep=True, max_runs=max_runs)
+    loaded, runs, shared = _load(study, deep=True, max_runs=max_runs)
     store = _store(db)
     settings = loaded.execution
     workers = workers or settings.get("workers", 1)
@@ -236,20 +234,20 @@ def run(
     )
     # SIGTERM stops the study like Ctrl-C: finished runs kept, no stale marks or temp data.
     with sigterm_as_interrupt(), Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(loaded.name, total=len(cells))
+        task = progress.add_task(loaded.name, total=len(runs))
 
         def on_event(event: RunEvent) -> None:
             if event.kind == "start":
-                progress.update(task, description=f"{loaded.name}: {_describe(event.cell)}")
+                progress.update(task, description=f"{loaded.name}: {_describe(event.run)}")
             elif event.kind == "fail":
                 progress.console.print(
-                    f"[red]failed[/red] {escape(f'{event.cell.run_id} {_describe(event.cell)}: {event.error}')}"
+                    f"[red]failed[/red] {escape(f'{event.run.run_id} {_describe(event.run)}: {event.error}')}"
                 )
             if event.kind != "start":
                 progress.update(task, completed=event.done)
 
         summary = run_study(
-            loaded, cells, store, shared, force=force, fail_fast=fail_fast, executor=executor,
+            loaded, runs, store, shared, force=force, fail_fast=fail_fast, executor=executor,
             workers=workers, address=address or None, wait=wait,
             threads=settings.get("threads", 1) if threads is None else threads, on_event=on_event,
         )  # fmt: skip

@@ -21,7 +21,7 @@ import torch
 
 from xmodal import plugins
 from xmodal.artifacts import load_artifact
-from xmodal.plan import Cell, Measurement
+from xmodal.planning import Measurement, Run
 from xmodal.probes import Probe, Spaces
 from xmodal.store import now
 from xmodal.studydata import StudyData, split_key
@@ -38,7 +38,7 @@ class Job:
     `measurements`: the metrics to compute on those predictions (the ones the run lacks).
     """
 
-    cell: Cell
+    run: Run
     train: bool
     measurements: tuple[Measurement, ...]
     artifact_path: str | None = None
@@ -47,7 +47,7 @@ class Job:
 
     @property
     def run_id(self) -> str:
-        return self.cell.run_id
+        return self.run.run_id
 
 
 @attrs.frozen
@@ -81,71 +81,71 @@ class Outcome:
 
 def execute(job: Job, shared: StudyData) -> Outcome:
     """Train or reload one run's predictions, then measure them. Writes nothing."""
-    cell = job.cell
+    run = job.run
     started = now()
     t0 = time.perf_counter()
     curves: list[tuple[Any, ...]] = []
-    run: dict[str, Any] | None = None
+    row: dict[str, Any] | None = None
     predictions: dict[str, np.ndarray] | None = None
     if job.train:
-        model, curves, n_train, n_test = _fit(cell, shared)
-        predictions = _predict(cell, shared, model)
-    elif cell.probe != "identity":
+        model, curves, n_train, n_test = _fit(run, shared)
+        predictions = _predict(run, shared, model)
+    elif run.probe != "identity":
         predictions = (
             dict(job.predictions)
             if job.predictions is not None
             else load_artifact(str(job.artifact_path), str(job.artifact_digest))
         )
     t1 = time.perf_counter()
-    measured = _measure_all(cell, shared, predictions, job.measurements)
+    measured = _measure_all(run, shared, predictions, job.measurements)
     t2 = time.perf_counter()
     if job.train:
-        run = run_row(cell, "finished", started=started, train_seconds=t1 - t0,
+        row = run_row(run, "finished", started=started, train_seconds=t1 - t0,
                       probe_seconds=t2 - t1, n_train=n_train, n_test=n_test)  # fmt: skip
-    return Outcome(run=run, predictions=predictions, measured=measured, curves=curves)
+    return Outcome(run=row, predictions=predictions, measured=measured, curves=curves)
 
 
-def _fit(cell: Cell, shared: StudyData) -> tuple[torch.nn.Module | None, list, int, int]:
+def _fit(run: Run, shared: StudyData) -> tuple[torch.nn.Module | None, list, int, int]:
     """The run's mapping, trained (or only initialised), with its training curves."""
     registry = shared.registry
-    data = shared.data(cell)
-    train_idx, test_idx = shared.split(cell)
-    x, y = data.features[cell.input_features], data.features[cell.target_features]
+    data = shared.data(run)
+    train_idx, test_idx = shared.split(run)
+    x, y = data.features[run.input_features], data.features[run.target_features]
     model: torch.nn.Module | None = None
     curves: list[tuple[Any, ...]] = []
-    if cell.probe != "identity":
-        spec = registry.mappings[cell.mapping]
-        model = seeded_model(spec, cell.mapping_params, x.shape[1], y.shape[1], cell.seed)
-    if cell.probe == "trained":
+    if run.probe != "identity":
+        spec = registry.mappings[run.mapping]
+        model = seeded_model(spec, run.mapping_params, x.shape[1], y.shape[1], run.seed)
+    if run.probe == "trained":
         assert model is not None
         if spec.fit is not None:
-            model = spec.fit(model, x[train_idx], y[train_idx], cell.mapping_params)
+            model = spec.fit(model, x[train_idx], y[train_idx], run.mapping_params)
         else:
-            model, curves = _train(cell, shared, model, x, y, train_idx)
+            model, curves = _train(run, shared, model, x, y, train_idx)
     return model, curves, len(train_idx), len(test_idx)
 
 
-def _indices(cell: Cell, shared: StudyData) -> dict[str, np.ndarray]:
+def _indices(run: Run, shared: StudyData) -> dict[str, np.ndarray]:
     """The run's item indices by split name."""
-    return dict(zip(("train", "test"), shared.split(cell), strict=True))
+    return dict(zip(("train", "test"), shared.split(run), strict=True))
 
 
 def _predict(
-    cell: Cell, shared: StudyData, model: torch.nn.Module | None
+    run: Run, shared: StudyData, model: torch.nn.Module | None
 ) -> dict[str, np.ndarray] | None:
     """Predicted vectors of every probed split (None for the identity: the input itself)."""
     if model is None:
         return None
-    x = shared.data(cell).features[cell.input_features]
-    indices = _indices(cell, shared)
+    x = shared.data(run).features[run.input_features]
+    indices = _indices(run, shared)
     return {
         split: np.asarray(predict(model, x[indices[split]]), dtype=np.float32)
-        for split in cell.probes["splits"]
+        for split in run.probes["splits"]
     }
 
 
 def _train(
-    cell: Cell,
+    run: Run,
     shared: StudyData,
     model: torch.nn.Module,
     x: np.ndarray,
@@ -156,40 +156,40 @@ def _train(
 
     Probe curves measure the metrics the study has while the run trains; they are part of the
     run (a metric added later gets final measurements, not a curve)."""
-    assert cell.loss is not None and cell.train is not None and cell.loss_params is not None
-    settings = cell.train
+    assert run.loss is not None and run.train is not None and run.loss_params is not None
+    settings = run.train
     every = settings["probe_every"]
     curves: list[tuple[Any, ...]] = []
 
     def probe_curve(epoch: int, current: torch.nn.Module) -> None:
         if every and (epoch % every == 0 or epoch == settings["epochs"]):
-            indices = _indices(cell, shared)
+            indices = _indices(run, shared)
             predicted = {s: predict(current, x[i]) for s, i in indices.items()}
-            probe = _probe(cell, shared, predicted, predicted)
-            for name, params in cell.metrics:
+            probe = _probe(run, shared, predicted, predicted)
+            for name, params in run.metrics:
                 for r in shared.registry.metrics[name].compute(probe, params):
-                    curves.append((cell.run_id, epoch, r.split, r.metric, r.comparison, r.k,
+                    curves.append((run.run_id, epoch, r.split, r.metric, r.comparison, r.k,
                                    r.similarity, float(r.value)))  # fmt: skip
 
     probe_curve(0, model)
-    trained = train(model, shared.registry.losses[cell.loss], cell.loss_params, x[train_idx],
-                    y[train_idx], settings, cell.seed, on_epoch=probe_curve)  # fmt: skip
+    trained = train(model, shared.registry.losses[run.loss], run.loss_params, x[train_idx],
+                    y[train_idx], settings, run.seed, on_epoch=probe_curve)  # fmt: skip
     for name, values in (("loss", trained.losses), ("val_loss", trained.val_losses)):
-        curves.extend((cell.run_id, epoch, "train", name, cell.loss, None, None, value)
+        curves.extend((run.run_id, epoch, "train", name, run.loss, None, None, value)
                       for epoch, value in enumerate(values, start=1))  # fmt: skip
     return trained.model, curves
 
 
 def _probe(
-    cell: Cell, shared: StudyData, predicted: Mapping[str, np.ndarray] | None,
+    run: Run, shared: StudyData, predicted: Mapping[str, np.ndarray] | None,
     splits: Iterable[str],
 ) -> Probe:  # fmt: skip
     """What metrics see: input, target and predicted spaces of each split; `predicted=None`
     predicts the input itself (the identity)."""
-    data = shared.data(cell)
-    indices = _indices(cell, shared)
-    x, y = data.features[cell.input_features], data.features[cell.target_features]
-    key = split_key(cell)
+    data = shared.data(run)
+    indices = _indices(run, shared)
+    x, y = data.features[run.input_features], data.features[run.target_features]
+    key = split_key(run)
     spaces = {}
     for split in splits:
         index = indices[split]
@@ -198,22 +198,22 @@ def _probe(
             input=x[index],
             target=y[index],
             predicted=x[index] if predicted is None else predicted[split],
-            input_key=(*key, split, cell.input_features),
-            target_key=(*key, split, cell.target_features),
+            input_key=(*key, split, run.input_features),
+            target_key=(*key, split, run.target_features),
             ids=tuple(data.ids[i] for i in index),
             labels=tuple(data.labels[i] for i in index) if data.labels is not None else None,
         )
-    return Probe(spaces=spaces, cache=shared.neighbors, include_self=cell.probes["include_self"])
+    return Probe(spaces=spaces, cache=shared.neighbors, include_self=run.probes["include_self"])
 
 
 def _measure_all(
-    cell: Cell,
+    run: Run,
     shared: StudyData,
     predictions: Mapping[str, np.ndarray] | None,
     measurements: Iterable[Measurement],
 ) -> list[Measured]:
     """Each measurement on the run's probed splits; a metric that raises fails only its own."""
-    probe = _probe(cell, shared, predictions, cell.probes["splits"])
+    probe = _probe(run, shared, predictions, run.probes["splits"])
     out = []
     for m in measurements:
         t0 = time.perf_counter()
@@ -222,7 +222,7 @@ def _measure_all(
             # error names the plugin the metric comes from.
             spec = shared.registry.metrics[m.metric]
             rows = [
-                (cell.run_id, m.measurement_id, r.split, r.metric, r.comparison, r.k,
+                (run.run_id, m.measurement_id, r.split, r.metric, r.comparison, r.k,
                  r.similarity, None, float(r.value))
                 for r in plugins.checked_rows(spec, spec.compute(probe, m.params))
             ]  # fmt: skip
@@ -266,28 +266,28 @@ def provenance() -> dict[str, Any]:
 
 
 def run_row(
-    cell: Cell, status: str, *, started: Any, error: str | None = None, **timings: Any
+    run: Run, status: str, *, started: Any, error: str | None = None, **timings: Any
 ) -> dict[str, Any]:
-    train = cell.train or {}
+    train = run.train or {}
     return {
-        "run_id": cell.run_id,
-        "dataset": cell.dataset,
-        "input_features": cell.input_features,
-        "target_features": cell.target_features,
-        "direction": cell.direction,
-        "split": cell.split["kind"],
-        "fold": cell.fold,
-        "mapping": cell.mapping,
-        "depth": cell.depth,
-        "loss": cell.loss,
-        "state": cell.probe,
-        "seed": cell.seed,
+        "run_id": run.run_id,
+        "dataset": run.dataset,
+        "input_features": run.input_features,
+        "target_features": run.target_features,
+        "direction": run.direction,
+        "split": run.split["kind"],
+        "fold": run.fold,
+        "mapping": run.mapping,
+        "depth": run.depth,
+        "loss": run.loss,
+        "state": run.probe,
+        "seed": run.seed,
         "epochs": train.get("epochs"),
         "batch_size": str(train["batch_size"]) if train else None,
         "optimizer": train.get("optimizer"),
         "lr": train.get("lr"),
-        "config": cell.config(),
-        "data_fingerprint": cell.data_fingerprint,
+        "config": run.config(),
+        "data_fingerprint": run.data_fingerprint,
         "status": status,
         "error": error,
         "started_at": started,

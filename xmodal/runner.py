@@ -22,7 +22,7 @@ from xmodal.execute import Job, Outcome, run_row
 from xmodal.executors import Failure, make_executor, threads_per_run
 from xmodal.locking import RunLock
 from xmodal.params import expand
-from xmodal.plan import Cell, Measurement
+from xmodal.planning import Measurement, Run
 from xmodal.plugins import Registry
 from xmodal.recorder import Recorder
 from xmodal.spool import check_free_space
@@ -36,7 +36,7 @@ class RunEvent:
     """Progress of a study: a run started, finished, failed or was skipped as already finished."""
 
     kind: str
-    cell: Cell
+    run: Run
     done: int
     total: int
     seconds: float = 0.0
@@ -60,11 +60,11 @@ class Interrupted(XmodalError):
     exit_code = 130
 
 
-def max_k(cells: Iterable[Cell], registry: Registry) -> int:
+def max_k(runs: Iterable[Run], registry: Registry) -> int:
     """The largest k any neighbour-based metric of these runs asks for (10 when none does)."""
     ks = [
         k
-        for c in cells
+        for c in runs
         for name, p in c.metrics
         if registry.metrics[name].uses_neighbors
         for k in p.get("k", [])
@@ -72,52 +72,52 @@ def max_k(cells: Iterable[Cell], registry: Registry) -> int:
     return max(ks, default=10)
 
 
-def check_runs(study: Study, cells: list[Cell], shared: StudyData) -> None:
+def check_runs(study: Study, runs: list[Run], shared: StudyData) -> None:
     """Checks that need the data: features exist, splits are non-empty, metric k fits the split."""
     problems: list[Problem] = []
     seen: set[tuple[Any, ...]] = set()
-    for cell in cells:
-        key = split_key(cell)
+    for run in runs:
+        key = split_key(run)
         if key in seen:
             continue
         seen.add(key)
         try:
-            data = shared.data(cell)
+            data = shared.data(run)
         except XmodalError as exc:
-            problems.append(Problem("data", f"dataset {cell.dataset!r} could not be loaded: {exc}"))
+            problems.append(Problem("data", f"dataset {run.dataset!r} could not be loaded: {exc}"))
             continue
         except Exception as exc:
             problems.append(
                 Problem(
                     "data",
-                    f"dataset {cell.dataset!r} failed to load: {type(exc).__name__}: {exc}",
+                    f"dataset {run.dataset!r} failed to load: {type(exc).__name__}: {exc}",
                 )
             )
             continue
-        for name in (cell.input_features, cell.target_features):
+        for name in (run.input_features, run.target_features):
             if name not in data.features:
                 problems.append(
                     Problem(
                         "data.pairs",
-                        f"dataset {cell.dataset!r} has no feature set {name!r}",
+                        f"dataset {run.dataset!r} has no feature set {name!r}",
                         allowed=", ".join(data.features),
                     )
                 )
-            elif _uses_cosine(cell):
-                problems.extend(_zero_row_problems(cell.dataset, name, data))
+            elif _uses_cosine(run):
+                problems.extend(_zero_row_problems(run.dataset, name, data))
         try:
-            shared.split(cell)
+            shared.split(run)
         except XmodalError as exc:
             problems.append(Problem("data.split", str(exc)))
-    problems.extend(_metric_problems(study, cells, shared))
+    problems.extend(_metric_problems(study, runs, shared))
     if problems:
         unique = list(dict.fromkeys(problems))
         raise StudyError(study.path, [attrs.evolve(p, line=study.line_of(p.path)) for p in unique])
 
 
-def _uses_cosine(cell: Cell) -> bool:
+def _uses_cosine(run: Run) -> bool:
     """Whether any metric of the run compares vectors by cosine (undefined for a zero vector)."""
-    for _, params in cell.metrics:
+    for _, params in run.metrics:
         similarity = params.get("similarity")
         values = similarity if isinstance(similarity, list | tuple) else [similarity]
         if "cosine" in values:
@@ -143,21 +143,21 @@ def _zero_row_problems(dataset: str, name: str, data: Any) -> list[Problem]:
     ]
 
 
-def _metric_problems(study: Study, cells: list[Cell], shared: StudyData) -> list[Problem]:
+def _metric_problems(study: Study, runs: list[Run], shared: StudyData) -> list[Problem]:
     """Metric checks against the size of every split a run probes (probe curves included)."""
     problems: list[Problem] = []
     seen: set[tuple[Any, ...]] = set()
-    for cell in cells:
+    for run in runs:
         try:
-            train_idx, test_idx = shared.split(cell)
+            train_idx, test_idx = shared.split(run)
         except Exception:  # reported by the data checks
             continue
         sizes = {"train": len(train_idx), "test": len(test_idx)}
-        for split in probed_splits(cell):
-            if (split_key(cell), split) in seen:
+        for split in probed_splits(run):
+            if (split_key(run), split) in seen:
                 continue
-            seen.add((split_key(cell), split))
-            info = {"n": sizes[split], "split": split, "include_self": cell.probes["include_self"]}
+            seen.add((split_key(run), split))
+            info = {"n": sizes[split], "split": split, "include_self": run.probes["include_self"]}
             for i, metric in enumerate(study.metrics):
                 spec = shared.registry.metrics[metric.name]
                 if spec.check is None:
@@ -178,7 +178,7 @@ class Stage:
     `previous` is the run's recorded status, if any ("finished", "failed", "running").
     """
 
-    cell: Cell
+    run: Run
     action: str
     missing: tuple[Measurement, ...]
     artifact: str | None = None
@@ -186,33 +186,33 @@ class Stage:
 
 
 def stages(
-    cells: list[Cell], store: Store, artifacts: ArtifactStore, force: bool = False
+    runs: list[Run], store: Store, artifacts: ArtifactStore, force: bool = False
 ) -> list[Stage]:
     """Decide, per run, whether it trains, only measures, or is cached."""
-    states = store.run_states([c.run_id for c in cells])
-    owed = {c.run_id: c.measurements() for c in cells}
+    states = store.run_states([c.run_id for c in runs])
+    owed = {c.run_id: c.measurements() for c in runs}
     made = store.measurement_statuses([m.measurement_id for ms in owed.values() for m in ms])
     out = []
-    for cell in cells:
-        status, digest = states.get(cell.run_id, (None, None))
-        missing = tuple(m for m in owed[cell.run_id] if made.get(m.measurement_id) != "finished")
+    for run in runs:
+        status, digest = states.get(run.run_id, (None, None))
+        missing = tuple(m for m in owed[run.run_id] if made.get(m.measurement_id) != "finished")
         if force or status != "finished":
-            out.append(Stage(cell, "train", tuple(owed[cell.run_id]), previous=status))
+            out.append(Stage(run, "train", tuple(owed[run.run_id]), previous=status))
         elif not missing:
-            out.append(Stage(cell, "cached", (), digest, previous=status))
-        elif cell.probe == "identity" or artifacts.has(digest):
-            out.append(Stage(cell, "measure", missing, digest, previous=status))
+            out.append(Stage(run, "cached", (), digest, previous=status))
+        elif run.probe == "identity" or artifacts.has(digest):
+            out.append(Stage(run, "measure", missing, digest, previous=status))
         else:  # its predictions were removed (`xmodal gc`): train again, measure what is missing
-            out.append(Stage(cell, "train", missing, previous=status))
+            out.append(Stage(run, "train", missing, previous=status))
     return out
 
 
 def _job(stage: Stage, artifacts: ArtifactStore, inline: bool) -> Job:
-    if stage.action == "train" or stage.cell.probe == "identity":
-        return Job(stage.cell, stage.action == "train", stage.missing)
+    if stage.action == "train" or stage.run.probe == "identity":
+        return Job(stage.run, stage.action == "train", stage.missing)
     digest = str(stage.artifact)
     return Job(
-        stage.cell,
+        stage.run,
         False,
         stage.missing,
         artifact_path=str(artifacts.path(digest)),
@@ -223,7 +223,7 @@ def _job(stage: Stage, artifacts: ArtifactStore, inline: bool) -> Job:
 
 def run_study(
     study: Study,
-    cells: list[Cell],
+    runs: list[Run],
     store: Store,
     shared: StudyData,
     *,
@@ -248,30 +248,30 @@ def run_study(
                 f"{store.path} is busy (a reader holds it) and {recorder.waiting()} finished "
                 f"run(s) wait in {recorder.spool.path}; close the reader and run again"
             )
-        ids = [c.run_id for c in cells]
-        owed = [(m.measurement_id, c.run_id) for c in cells for m in c.measurements()]
+        ids = [c.run_id for c in runs]
+        owed = [(m.measurement_id, c.run_id) for c in runs for m in c.measurements()]
         store.record_study(
             study.name, study.source_hash, str(Path(study.path)), study.source, ids, owed
         )
-        plan = stages(cells, store, artifacts, force)
+        plan = stages(runs, store, artifacts, force)
         pending = [s for s in plan if s.action != "cached"]
-        total, done = len(cells), len(cells) - len(pending)
+        total, done = len(runs), len(runs) - len(pending)
         for stage in plan:
             if stage.action == "cached":
-                emit(RunEvent("skip", stage.cell, done, total))
+                emit(RunEvent("skip", stage.run, done, total))
         if not pending:
             return RunSummary(planned=total, skipped=done, finished=0, failed=0)
         check_free_space(store.path, _space_needed(pending, shared), "the run's predictions")
         # A measure-only run needs the lists of its missing metrics on its probed splits (no
         # training curves): `train=None` keeps the train split's lists from being computed.
         shared.precompute(
-            attrs.evolve(s.cell, metrics=tuple((m.metric, m.params) for m in s.missing), train=None)
+            attrs.evolve(s.run, metrics=tuple((m.metric, m.params) for m in s.missing), train=None)
             if s.action == "measure"
-            else s.cell
+            else s.run
             for s in pending
         )
         jobs = [_job(s, artifacts, inline=executor == "ray") for s in pending]
-        previous = {s.cell.run_id: s.previous for s in pending}
+        previous = {s.run.run_id: s.previous for s in pending}
         finished = failed = measured = 0
         started: dict[str, Any] = {}
         saving: list[str] = []  # the run being recorded: if that is cut short, its mark goes too
@@ -286,9 +286,9 @@ def run_study(
         def on_start(job: Job) -> None:
             started[job.run_id] = time.perf_counter()  # first: an interrupted mark is cleared too
             if job.train:
-                row = {**run_row(job.cell, "running", started=now()), "study": study.name}
+                row = {**run_row(job.run, "running", started=now()), "study": study.name}
                 recorder.best_effort(lambda: recorder.store.mark_running(row))
-            emit(RunEvent("start", job.cell, done, total))
+            emit(RunEvent("start", job.run, done, total))
 
         try:
             for job, result in runner.run(jobs, on_start):
@@ -309,13 +309,13 @@ def run_study(
                         # (mark_running left a finished row as it was).
                         error += " (its earlier finished results are kept)"
                     else:
-                        row = run_row(job.cell, "failed", started=None, error=result.error)
+                        row = run_row(job.run, "failed", started=None, error=result.error)
                         row["error"] = f"{result.error}\n{result.traceback}"
                         _write(
                             recorder,
                             RunRecord(job.run_id, {**row, "study": study.name}, [], [], []),
                         )
-                    emit(RunEvent("fail", job.cell, done, total, seconds, error=error))
+                    emit(RunEvent("fail", job.run, done, total, seconds, error=error))
                     if fail_fast:
                         raise XmodalError(f"run {job.run_id} failed (--fail-fast): {result.error}")
                     continue
@@ -324,7 +324,7 @@ def run_study(
                 )
                 if result.errors:
                     failed += 1
-                    emit(RunEvent("fail", job.cell, done, total, seconds,
+                    emit(RunEvent("fail", job.run, done, total, seconds,
                                   error="; ".join(e.splitlines()[0] for e in result.errors)))  # fmt: skip
                     if fail_fast:
                         raise XmodalError(
@@ -335,7 +335,7 @@ def run_study(
                     finished += 1
                 else:
                     measured += 1
-                emit(RunEvent("finish", job.cell, done, total, seconds))
+                emit(RunEvent("finish", job.run, done, total, seconds))
         except KeyboardInterrupt:
             raise Interrupted(
                 f"interrupted: {finished + measured} run(s) finished in this session are saved; "
@@ -357,12 +357,12 @@ def _record_of(
 ) -> RunRecord:
     """The store's record of a job: its predictions go to the artifacts first (a crash between
     the two leaves an unreferenced file, never a run pointing at a missing one)."""
-    run = None
+    row = None
     if outcome.run is not None:
         digest = artifacts.put(outcome.predictions) if outcome.predictions is not None else None
-        run = {**outcome.run, "study": study.name, "artifact": digest}
+        row = {**outcome.run, "study": study.name, "artifact": digest}
     stamp = now()
-    include_self = bool(job.cell.probes["include_self"])
+    include_self = bool(job.run.probes["include_self"])
     measurements = [
         {
             "measurement_id": m.measurement.measurement_id,
@@ -378,7 +378,7 @@ def _record_of(
         for m in outcome.measured
     ]
     results = [row for m in outcome.measured for row in m.rows]
-    return RunRecord(job.run_id, run, measurements, results, outcome.curves,
+    return RunRecord(job.run_id, row, measurements, results, outcome.curves,
                      replace_all=force and job.train)  # fmt: skip
 
 
@@ -387,11 +387,11 @@ def _space_needed(stages: list[Stage], shared: StudyData) -> int:
     margin for their result rows."""
     total = 0
     for stage in stages:
-        if stage.action != "train" or stage.cell.probe == "identity":
+        if stage.action != "train" or stage.run.probe == "identity":
             continue
-        target = shared.data(stage.cell).features[stage.cell.target_features]
-        sizes = dict(zip(("train", "test"), map(len, shared.split(stage.cell)), strict=True))
-        total += sum(sizes[s] for s in stage.cell.probes["splits"]) * target.shape[1] * 4
+        target = shared.data(stage.run).features[stage.run.target_features]
+        sizes = dict(zip(("train", "test"), map(len, shared.split(stage.run)), strict=True))
+        total += sum(sizes[s] for s in stage.run.probes["splits"]) * target.shape[1] * 4
     return 2 * total + 16 * 2**20
 
 

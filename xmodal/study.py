@@ -1,7 +1,7 @@
 """Study files: TOML parsed with tomllib into frozen attrs objects, with every problem reported.
 
 A `Study` keeps each section's declaration as written (sweeps unexpanded, parameters checked
-against the schemas the plugins declare); `xmodal.plan` expands it into runs.
+against the schemas the plugins declare); `xmodal.planning` expands it into runs.
 """
 
 from __future__ import annotations
@@ -452,7 +452,7 @@ class _Builder:
     ) -> None:
         """Refuse a grid of more than `max_runs` runs, counted from the sweep lengths alone.
 
-        The count follows `xmodal.plan.make_plan` (before duplicate runs collapse): dataset
+        The count follows `xmodal.planning.make_plan` (before duplicate runs collapse): dataset
         variants x pairs x directions x folds x (identity + mapping variants x seeds x
         (loss variants x train variants + untrained)). Values that are themselves invalid count
         as one; they are reported elsewhere.

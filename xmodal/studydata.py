@@ -16,28 +16,28 @@ import attrs
 import numpy as np
 
 from xmodal.data import PairedData
-from xmodal.plan import Cell, canonical_hash, data_key
+from xmodal.planning import Run, canonical_hash, data_key
 from xmodal.plugins import Registry
 from xmodal.probes import NeighborCache
 from xmodal.splits import split_indices
 
 
-def split_key(cell: Cell) -> tuple[Any, ...]:
+def split_key(run: Run) -> tuple[Any, ...]:
     """Identifies a run's item split: same data, same split settings, same fold."""
-    return (cell.data_key, canonical_hash(dict(cell.split)), cell.fold)
+    return (run.data_key, canonical_hash(dict(run.split)), run.fold)
 
 
-def probed_splits(cell: Cell) -> list[str]:
+def probed_splits(run: Run) -> list[str]:
     """The item splits a run probes: its final probes, plus train and test for probe curves."""
-    curves = bool(cell.train and cell.train.get("probe_every"))
-    return sorted(set(cell.probes["splits"]) | ({"train", "test"} if curves else set()))
+    curves = bool(run.train and run.train.get("probe_every"))
+    return sorted(set(run.probes["splits"]) | ({"train", "test"} if curves else set()))
 
 
-def similarities(cell: Cell, registry: Registry) -> list[str]:
+def similarities(run: Run, registry: Registry) -> list[str]:
     """The similarities for which the run's neighbour-based metrics ask for neighbour lists."""
     found = {
         s
-        for name, params in cell.metrics
+        for name, params in run.metrics
         if registry.metrics[name].uses_neighbors
         for s in params.get("similarity", [])
     }
@@ -68,8 +68,8 @@ class StudyData:
         self._splits: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
         self.neighbors = NeighborCache(k_hint=k_hint)
 
-    def data(self, cell: Cell) -> PairedData:
-        return self._load(cell.dataset, cell.dataset_params)
+    def data(self, run: Run) -> PairedData:
+        return self._load(run.dataset, run.dataset_params)
 
     def _load(self, dataset: str, params: Mapping[str, Any]) -> PairedData:
         key = data_key(dataset, params)
@@ -92,25 +92,25 @@ class StudyData:
             self._fingerprints[key] = digest
         return self._fingerprints[key]
 
-    def split(self, cell: Cell) -> tuple[np.ndarray, np.ndarray]:
-        key = split_key(cell)
+    def split(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
+        key = split_key(run)
         if key not in self._splits:
-            self._splits[key] = split_indices(self.data(cell), cell.split, cell.fold)
+            self._splits[key] = split_indices(self.data(run), run.split, run.fold)
         return self._splits[key]
 
-    def precompute(self, cells: Iterable[Cell]) -> None:
+    def precompute(self, runs: Iterable[Run]) -> None:
         """Compute every input/target neighbour list the runs will ask for, once, up front."""
-        for cell in cells:
-            data = self.data(cell)
-            train_idx, test_idx = self.split(cell)
+        for run in runs:
+            data = self.data(run)
+            train_idx, test_idx = self.split(run)
             for split, name, similarity in itertools.product(
-                probed_splits(cell),
-                (cell.input_features, cell.target_features),
-                similarities(cell, self.registry),
+                probed_splits(run),
+                (run.input_features, run.target_features),
+                similarities(run, self.registry),
             ):
                 index = train_idx if split == "train" else test_idx
-                key = (*split_key(cell), split, name)
-                include_self = cell.probes["include_self"]
+                key = (*split_key(run), split, name)
+                include_self = run.probes["include_self"]
                 if self.neighbors.has(key, similarity, include_self):
                     continue
                 try:

@@ -1,4 +1,4 @@
-"""Study -> the list of runs (`Cell`s) it declares, each with a stable content-hash id.
+"""Study -> the list of runs (`Run`s) it declares, each with a stable content-hash id.
 
 A run has two identities (docs/execution.md, "Two stages"):
 
@@ -33,7 +33,7 @@ Fingerprinter = Callable[[str, Mapping[str, Any]], str]
 
 
 @attrs.frozen
-class Cell:
+class Run:
     """One run: everything that determines its results, and nothing that does not."""
 
     run_id: str
@@ -96,12 +96,12 @@ def measurement_id(run_id: str, metric: str, params: Mapping[str, Any], include_
     )
 
 
-def config_of(cell: Cell) -> dict[str, Any]:
+def config_of(run: Run) -> dict[str, Any]:
     """The canonical configuration the run id hashes: what the run's predictions depend on."""
-    config = attrs.asdict(cell, recurse=True)
+    config = attrs.asdict(run, recurse=True)
     config.pop("run_id")
     config.pop("metrics")
-    config["probes"] = {"splits": list(cell.probes["splits"])}
+    config["probes"] = {"splits": list(run.probes["splits"])}
     config["format"] = RUN_FORMAT
     return config
 
@@ -141,7 +141,7 @@ def _fingerprint_of(
 
 def make_plan(
     study: Study, registry: Registry, fingerprint: Fingerprinter | None = None
-) -> list[Cell]:
+) -> list[Run]:
     """Expand every sweep of the study into runs, in a stable order; duplicates collapse.
 
     `fingerprint` digests a dataset configuration's data (default: a fresh `StudyData`'s, which
@@ -168,7 +168,7 @@ def make_plan(
     if study.split["kind"] != "random":
         split.pop("test_fraction", None)
 
-    cells: dict[str, Cell] = {}
+    runs: dict[str, Run] = {}
     probes_on = [p for p in ("trained", "untrained") if study.probes[p]]
     probe_settings = {
         "splits": sorted(study.probes["splits"]),
@@ -176,9 +176,9 @@ def make_plan(
     }
 
     def add(**fields: Any) -> None:
-        cell = Cell(run_id="", split=split, probes=probe_settings, metrics=metrics, **fields)
-        run_id = canonical_hash(config_of(cell))
-        cells.setdefault(run_id, attrs.evolve(cell, run_id=run_id))
+        run = Run(run_id="", split=split, probes=probe_settings, metrics=metrics, **fields)
+        run_id = canonical_hash(config_of(run))
+        runs.setdefault(run_id, attrs.evolve(run, run_id=run_id))
 
     for ((dname, dparams), digest), pair, direction, fold in itertools.product(
         zip(datasets, fingerprints, strict=True), study.pairs, study.directions, folds
@@ -206,4 +206,4 @@ def make_plan(
             for (lname, lparams, train), seed in itertools.product(schedules, study.seeds):
                 add(**where, mapping=mname, mapping_params=mparams, loss=lname,
                     loss_params=lparams, train=train, probe=probe, seed=seed)  # fmt: skip
-    return list(cells.values())
+    return list(runs.values())
