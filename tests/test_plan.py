@@ -122,3 +122,26 @@ def test_a_dataset_without_a_fingerprint_is_fingerprinted_by_its_arrays():
     finally:
         registry.datasets[study.dataset.name] = spec
     assert {c.data_fingerprint.split(":")[0] for c in runs} == {"arrays"}
+
+
+# Run ids of TINY_STUDY (with the identity reference on) as they were before probe kinds became
+# plugins: a change of the run id format must be deliberate (bump RUN_FORMAT), never a side effect.
+PINNED_TINY_IDS = [
+    ("identity", "forward", "identity", "9f9f6b9bfd1ab105"),
+    ("trained", "forward", "linear", "388b9f28d9a08bc5"),
+    ("untrained", "forward", "linear", "7cae6577e1515010"),
+    ("trained", "forward", "mlp", "00916f76649b7104"),
+    ("untrained", "forward", "mlp", "556a3e3b7cca6bba"),
+    ("identity", "backward", "identity", "02b384f5072bf12c"),
+    ("trained", "backward", "linear", "2628ed09386d02c4"),
+    ("untrained", "backward", "linear", "b5fa250a5e73c146"),
+    ("trained", "backward", "mlp", "7c0a162ca69930bf"),
+    ("untrained", "backward", "mlp", "2f39489fdd55fd27"),
+]
+
+
+def test_run_ids_of_the_trained_untrained_and_identity_kinds_are_pinned():
+    registry = get_registry()
+    study = parse_study(TINY_STUDY + "\n[probes]\nidentity = true\n", "s.toml", registry)
+    runs = make_plan(study, registry, lambda name, params: "data-v1")
+    assert [(c.probe, c.direction, c.mapping, c.run_id) for c in runs] == PINNED_TINY_IDS
