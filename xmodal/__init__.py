@@ -1,6 +1,18 @@
-"""xmodal: do neural cross-modal mappings bridge modalities? (Collell & Moens, ACL 2018)."""
+"""xmodal: do neural cross-modal mappings bridge modalities? (Collell & Moens, ACL 2018).
 
+The public API is the names in `__all__`: everything a plugin needs, importable as
+`from xmodal import Name`. Plugins (the built-in ones included) import nothing else from xmodal;
+every other module is internal and may change. Names are loaded on first use (PEP 562), so
+`import xmodal` and `import xmodal.errors` do not import torch or numpy.
+
+To add a name, add one line to `_EXPORTS`: `"Name": "xmodal.module"` (the module defining it).
+"""
+
+from __future__ import annotations
+
+import importlib
 import os
+from typing import Any
 
 # numpy's OpenBLAS worker threads keep spinning after each call and starve torch's threads when
 # the two alternate in one process (measured: the quickstart took 99 s instead of 7 s). xmodal's
@@ -8,7 +20,56 @@ import os
 # This must happen before numpy is first imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from xmodal.hookspecs import hookimpl
-from xmodal.neighbors import knn, mnno
+# name -> the module that defines it. One line per name; keep each group sorted.
+_EXPORTS: dict[str, str] = {
+    # Plugin registration.
+    "hookimpl": "xmodal.hookspecs",
+    "get_registry": "xmodal.plugins",
+    # What plugins register.
+    "DatasetSpec": "xmodal.components",
+    "EncoderSpec": "xmodal.components",
+    "FeatureSetInfo": "xmodal.components",
+    "LossSpec": "xmodal.components",
+    "MappingSpec": "xmodal.components",
+    "MetricSpec": "xmodal.components",
+    "ResultRow": "xmodal.components",
+    # Declared parameters.
+    "Param": "xmodal.params",
+    "expand": "xmodal.params",
+    "validate_params": "xmodal.params",
+    # Data a dataset returns; what a metric receives.
+    "PairedData": "xmodal.data",
+    "Probe": "xmodal.probes",
+    "Spaces": "xmodal.probes",
+    "check_k_fits": "xmodal.probes",
+    # Neighbours and their overlap.
+    "knn": "xmodal.neighbors",
+    "mnno": "xmodal.neighbors",
+    "overlap": "xmodal.neighbors",
+    "overlap_per_item": "xmodal.neighbors",
+    # Fingerprints of data (they enter run ids).
+    "combine": "xmodal.fingerprint",
+    "file_digest": "xmodal.fingerprint",
+    "files_digest": "xmodal.fingerprint",
+    "value_digest": "xmodal.fingerprint",
+    # Errors and optional dependencies.
+    "XmodalError": "xmodal.errors",
+    "did_you_mean": "xmodal.errors",
+    "require": "xmodal.optional",
+}
 
-__all__ = ["hookimpl", "knn", "mnno"]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use, then keep it in this module."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xmodal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
