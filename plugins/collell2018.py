@@ -27,12 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import hookimpl
-from xmodal.components import DatasetSpec, FeatureSetInfo
-from xmodal.data import PairedData
-from xmodal.errors import XmodalError
-from xmodal.fingerprint import combine, files_digest
-from xmodal.params import Param
+from xmodal import (
+    DatasetSpec,
+    FeatureSetInfo,
+    PairedData,
+    Param,
+    XmodalError,
+    combine,
+    files_digest,
+    hookimpl,
+)
 
 READER_VERSION = "1"  # bump when the same files would load as other data
 SPLITS = {"TR": "train", "TS": "test"}

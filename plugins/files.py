@@ -28,11 +28,18 @@ from typing import Any
 import attrs
 import numpy as np
 
-from xmodal import hookimpl
-from xmodal.alignment import AlignmentError, align, check_unique
-from xmodal.components import DatasetSpec, FeatureSetInfo
-from xmodal.data import PairedData
-from xmodal.featurefiles import (
+from xmodal import (
+    DatasetSpec,
+    FeatureSetInfo,
+    PairedData,
+    Param,
+    combine,
+    files_digest,
+    hookimpl,
+    value_digest,
+)
+from xmodal_plugins.support.alignment import AlignmentError, align, check_unique
+from xmodal_plugins.support.featurefiles import (
     FORMATS,
     SELECTABLE,
     Columns,
@@ -44,8 +51,6 @@ from xmodal.featurefiles import (
     read_id_list,
     split_path_column,
 )
-from xmodal.fingerprint import combine, files_digest, value_digest
-from xmodal.params import Param
 
 READER_VERSION = "1"  # bump when the same files and parameters would load as other data
 PARAMS = {

@@ -16,13 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import hookimpl
-from xmodal.components import EncoderSpec
-from xmodal.encoding import EncoderError, wheel_weights
-from xmodal.fingerprint import file_digest
-from xmodal.images import ImageError, fit_square, load_rgb
-from xmodal.optional import require
-from xmodal.params import Param
+from xmodal import EncoderSpec, Param, file_digest, hookimpl, require
+from xmodal_plugins.support.encoders import EncoderError, wheel_weights
+from xmodal_plugins.support.images import ImageError, fit_square, load_rgb
 
 IMAGE_PARAMS = {
     "image_size": Param(int, default=224, min=32, max=1024, doc="square input side in pixels"),

@@ -8,9 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from xmodal import hookimpl
-from xmodal.components import LossSpec
-from xmodal.params import Param
+from xmodal import LossSpec, Param, hookimpl
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

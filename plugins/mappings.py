@@ -11,9 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xmodal import hookimpl
-from xmodal.components import MappingSpec
-from xmodal.params import Param
+from xmodal import MappingSpec, Param, hookimpl
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,

@@ -7,11 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import hookimpl
-from xmodal.components import MetricSpec, ResultRow
-from xmodal.neighbors import overlap
-from xmodal.params import Param
-from xmodal.probes import Probe, check_k_fits
+from xmodal import MetricSpec, Param, Probe, ResultRow, check_k_fits, hookimpl, overlap
 
 SIMILARITIES = ("cosine", "euclidean")
 COMPARISONS = {

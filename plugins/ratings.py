@@ -1,12 +1,13 @@
 """The `ratings` dataset: the words of human similarity-rating benchmarks, as encoded vectors.
 
-Items are the distinct words of the named benchmarks (`xmodal.ratings`: simlex999, wordsim353,
-men, …) or of your own ratings file; ids are the words (lower-cased unless `lowercase = false`).
-Each text encoder named in `text_encoders` gives one feature set. Made for experiment 2 of
-Collell & Moens (2018): apply untrained networks to word vectors, then compare the Spearman
-correlation of their similarities with the human ratings before and after (the
-`similarity_correlation` metric reads the same benchmarks). Words an encoder cannot represent are
-dropped and reported. No split of its own: use split = "kfold" or "random".
+Items are the distinct words of the named benchmarks (`xmodal_plugins.support.word_ratings`:
+simlex999, wordsim353, men, …) or of your own ratings file; ids are the words (lower-cased
+unless `lowercase = false`). Each text encoder named in `text_encoders` gives one feature set.
+Made for experiment 2 of Collell & Moens (2018): apply untrained networks to word vectors, then
+compare the Spearman correlation of their similarities with the human ratings before and after
+(the `similarity_correlation` metric reads the same benchmarks, with the same parser). Words an
+encoder cannot represent are dropped and reported. No split of its own: use split = "kfold" or
+"random".
 
 Its fingerprint covers the bytes of every ratings file read (the benchmarks' files inside their
 packages, and your own files), `lowercase`, and each encoder's name, version, parameters and
@@ -19,16 +20,28 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from xmodal import encoded, hookimpl
-from xmodal.components import DatasetSpec, FeatureSetInfo
-from xmodal.data import PairedData
-from xmodal.fingerprint import combine, files_digest, value_digest
-from xmodal.params import Param
-from xmodal.ratings import ALIASES, BENCHMARKS, RatingsError, benchmark_path, load_ratings
+from xmodal import (
+    DatasetSpec,
+    FeatureSetInfo,
+    PairedData,
+    Param,
+    combine,
+    files_digest,
+    hookimpl,
+    value_digest,
+)
+from xmodal_plugins.support import encoded_datasets
+from xmodal_plugins.support.word_ratings import (
+    ALIASES,
+    BENCHMARKS,
+    RatingsError,
+    benchmark_path,
+    load_ratings,
+)
 
 READER_VERSION = "1"  # bump when the same files would give other items
 PARAMS = {
-    "benchmarks": Param(str, default=["simlex999"], many=True, doc="names known to xmodal.ratings"),
+    "benchmarks": Param(str, default=["simlex999"], many=True, doc="e.g. simlex999, men, rw"),
     "files": Param(str, default=[], many=True, doc="your own word1<TAB>word2<TAB>score files"),
     "text_encoders": Param(str, default=["glove", "minilm"], many=True, doc="one feature set each"),
     "encoder_options": Param(str, default=[], many=True, doc='"encoder.key=value"'),
@@ -66,21 +79,25 @@ def fingerprint(params: Mapping[str, Any]) -> str:
         READER_VERSION,
         files_digest(source_path(s) for s in sources),
         value_digest({"lowercase": params["lowercase"]}),
-        _plan(params).identity(),
+        _encoders(params).identity(),
     )
 
 
-def _plan(params: Mapping[str, Any]) -> encoded.EncodingPlan:
-    return encoded.plan({"text": params["text_encoders"]}, params["encoder_options"])
+def _encoders(params: Mapping[str, Any]) -> encoded_datasets.EncoderSelection:
+    return encoded_datasets.select_encoders(
+        {"text": params["text_encoders"]}, params["encoder_options"]
+    )
 
 
 def feature_sets(params: Mapping[str, Any]) -> list[str]:
-    return _plan(params).names
+    return _encoders(params).names
 
 
 def load(params: Mapping[str, Any]) -> PairedData:
     items = words(params)
-    keep, features = encoded.encode_all(_plan(params), {"text": items}, items, "ratings")
+    keep, features = encoded_datasets.encode_all(
+        _encoders(params), {"text": items}, items, "ratings"
+    )
     sources = ", ".join([*params["benchmarks"], *params["files"]])
     return PairedData(
         ids=tuple(items[i] for i in keep),
@@ -91,7 +108,9 @@ def load(params: Mapping[str, Any]) -> PairedData:
 
 def describe(params: Mapping[str, Any]) -> list[FeatureSetInfo]:
     sources = ", ".join([*params["benchmarks"], *params["files"]])
-    return encoded.describe(_plan(params), {"text": words(params)}, f"words of {sources}")
+    return encoded_datasets.describe(
+        _encoders(params), {"text": words(params)}, f"words of {sources}"
+    )
 
 
 @hookimpl

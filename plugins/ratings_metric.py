@@ -29,11 +29,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from xmodal import hookimpl
-from xmodal.components import MetricSpec, ResultRow
-from xmodal.errors import XmodalError
-from xmodal.params import Param
-from xmodal.probes import Probe
+from xmodal import MetricSpec, Param, Probe, ResultRow, XmodalError, hookimpl
+from xmodal_plugins.support.word_ratings import Rating, benchmark_path, load_ratings, read_ratings
 
 SHORT = {"input": "input", "predicted": "pred", "target": "target"}
 
@@ -42,60 +39,31 @@ PARAMS = {
         str,
         default=[],
         many=True,
-        doc="benchmarks known to xmodal.ratings.load_ratings, e.g. simlex999, wordsim353, men",
+        doc="known benchmarks (xmodal_plugins.support.word_ratings), e.g. simlex999, men",
     ),
     "ratings_file": Param(
         str,
         default=[],
         many=True,
-        doc="TSV files word1<TAB>word2<TAB>score (relative to the working directory)",
+        doc="files of word1, word2, score lines (tab, comma or space separated)",
     ),
     "spaces": Param(str, default=["input", "predicted", "target"], many=True, choices=tuple(SHORT)),
     "similarity": Param(str, default=["cosine"], many=True, choices=("cosine", "euclidean")),
     "casefold": Param(bool, default=True, doc="match words to item ids case-insensitively"),
 }
 
-Ratings = list[tuple[str, str, float]]
-
-
-def read_ratings_file(path: str | Path) -> Ratings:
-    """word1<TAB>word2<TAB>score lines; blank lines, '#' comments and a header line are skipped."""
-    path = Path(path)
-    ratings: Ratings = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = line.rstrip("\n").split("\t")
-        if len(fields) < 3:
-            fields = line.split()
-        try:
-            if len(fields) < 3:
-                raise ValueError
-            ratings.append((fields[0].strip(), fields[1].strip(), float(fields[2])))
-        except ValueError:
-            if not ratings and number == 1:
-                continue  # a header
-            raise XmodalError(
-                f"{path}:{number}: expected word1<TAB>word2<TAB>score, got {line!r}"
-            ) from None
-    return ratings
+# Files and benchmarks are read by the parser the `ratings` dataset uses (one format, one set of
+# error messages): xmodal_plugins.support.word_ratings.
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_file(path: str, mtime: float) -> tuple[tuple[str, str, float], ...]:
-    return tuple(read_ratings_file(path))
+def _cached_file(path: str, mtime: float) -> tuple[Rating, ...]:
+    return tuple(read_ratings(path))
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_benchmark(name: str) -> tuple[tuple[str, str, float], ...]:
-    try:
-        from xmodal.ratings import load_ratings
-    except ImportError as exc:
-        raise XmodalError(
-            f"ratings benchmark {name!r} needs xmodal.ratings, which is not available ({exc}); "
-            'give the pairs as ratings_file = ["pairs.tsv"] instead'
-        ) from None
-    return tuple((str(a), str(b), float(s)) for a, b, s in load_ratings(name))
+def _cached_benchmark(name: str) -> tuple[Rating, ...]:
+    return tuple(load_ratings(name))
 
 
 def ratings_sources(
@@ -169,15 +137,10 @@ def similarity_correlation(probe: Probe, params: Mapping[str, Any]) -> Iterator[
 
 def _check_benchmark(name: str) -> Iterator[tuple[str, str]]:
     """Is the benchmark known and installed? (Locates its file without reading it.)"""
-    try:
-        from xmodal import ratings
-    except ImportError:
-        yield "ratings", "xmodal.ratings is not available in this installation; use ratings_file"
-        return
-    if Path(name).expanduser().is_file() or not hasattr(ratings, "benchmark_path"):
+    if Path(name).expanduser().is_file():
         return
     try:
-        ratings.benchmark_path(name)
+        benchmark_path(name)
     except XmodalError as exc:
         yield "ratings", str(exc)
 
@@ -195,6 +158,11 @@ def check_similarity_correlation(
     for file in params["ratings_file"]:
         if not Path(file).is_file():
             yield "ratings_file", f"{file!r} is not a file (paths are relative to {Path.cwd()})"
+            continue
+        try:  # a malformed file is named before any run starts, not inside one
+            _cached_file(str(Path(file).resolve()), Path(file).stat().st_mtime)
+        except XmodalError as exc:
+            yield "ratings_file", str(exc)
     names = [*params["ratings"], *(Path(f).stem for f in params["ratings_file"])]
     if len(set(names)) < len(names):
         yield (

@@ -27,12 +27,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from xmodal import hookimpl
-from xmodal.components import MetricSpec, ResultRow
-from xmodal.linalg import matmul
-from xmodal.neighbors import overlap_per_item
-from xmodal.params import Param
-from xmodal.probes import Probe, check_k_fits
+from xmodal import MetricSpec, Param, Probe, ResultRow, check_k_fits, hookimpl, overlap_per_item
+from xmodal_plugins.support.linalg import matmul
 
 COMPARISONS = {
     "pred-input": ("predicted", "input"),

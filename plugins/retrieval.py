@@ -41,11 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import hookimpl
-from xmodal.components import MetricSpec, ResultRow
-from xmodal.linalg import matmul
-from xmodal.params import Param
-from xmodal.probes import Probe
+from xmodal import MetricSpec, Param, Probe, ResultRow, hookimpl
+from xmodal_plugins.support.linalg import matmul
 
 BLOCK_BYTES = 32 * 2**20  # float32 scores per block (label measures hold a sorted copy too)
 DIRECTIONS = {"pred-target": ("predicted", "target"), "target-pred": ("target", "predicted")}

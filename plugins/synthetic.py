@@ -16,11 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import hookimpl
-from xmodal.components import DatasetSpec, FeatureSetInfo
-from xmodal.data import PairedData
-from xmodal.fingerprint import combine, value_digest
-from xmodal.params import Param
+from xmodal import DatasetSpec, FeatureSetInfo, PairedData, Param, combine, hookimpl, value_digest
 
 GENERATOR_VERSION = "1"
 PARAMS = {

@@ -16,11 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import hookimpl
-from xmodal.components import EncoderSpec
-from xmodal.encoding import wheel_weights
-from xmodal.optional import require
-from xmodal.params import Param
+from xmodal import EncoderSpec, Param, hookimpl, require
+from xmodal_plugins.support.encoders import wheel_weights
 
 # Function words that carry no content in names like "a pair of blue jeans".
 STOPWORDS = frozenset(

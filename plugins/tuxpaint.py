@@ -27,12 +27,18 @@ from typing import Any
 
 import attrs
 
-from xmodal import encoded, hookimpl
-from xmodal.components import DatasetSpec, FeatureSetInfo
-from xmodal.data import PairedData
-from xmodal.errors import XmodalError
-from xmodal.fingerprint import combine, files_digest, value_digest
-from xmodal.params import Param
+from xmodal import (
+    DatasetSpec,
+    FeatureSetInfo,
+    PairedData,
+    Param,
+    XmodalError,
+    combine,
+    files_digest,
+    hookimpl,
+    value_digest,
+)
+from xmodal_plugins.support import encoded_datasets
 
 DEFAULT_ROOT = "/usr/share/tuxpaint/stamps"
 READER_VERSION = "1"  # bump when the same stamp files would load as other items or labels
@@ -116,15 +122,15 @@ def stamps(params: Mapping[str, Any]) -> list[Stamp]:
     return found[: params["max_items"]] if params["max_items"] else found
 
 
-def _plan(params: Mapping[str, Any]) -> encoded.EncodingPlan:
-    return encoded.plan(
+def _encoders(params: Mapping[str, Any]) -> encoded_datasets.EncoderSelection:
+    return encoded_datasets.select_encoders(
         {"text": params["text_encoders"], "image": params["image_encoders"]},
         params["encoder_options"],
     )
 
 
 def feature_sets(params: Mapping[str, Any]) -> list[str]:
-    return _plan(params).names
+    return _encoders(params).names
 
 
 def _inputs(items: list[Stamp]) -> dict[str, list[Any]]:
@@ -146,14 +152,16 @@ def fingerprint(params: Mapping[str, Any]) -> str:
         files_digest(roles),
         value_digest(sorted({s.category for s in scan(params["root"])})),
         value_digest(selection),
-        _plan(params).identity(),
+        _encoders(params).identity(),
     )
 
 
 def load(params: Mapping[str, Any]) -> PairedData:
-    plan = _plan(params)
+    selection = _encoders(params)
     items = stamps(params)
-    keep, features = encoded.encode_all(plan, _inputs(items), [s.id for s in items], "tuxpaint")
+    keep, features = encoded_datasets.encode_all(
+        selection, _inputs(items), [s.id for s in items], "tuxpaint"
+    )
     categories = sorted({s.category for s in scan(params["root"])})
     kept = [items[i] for i in keep]
     return PairedData(
@@ -166,8 +174,8 @@ def load(params: Mapping[str, Any]) -> PairedData:
 
 
 def describe(params: Mapping[str, Any]) -> list[FeatureSetInfo]:
-    return encoded.describe(
-        _plan(params), _inputs(stamps(params)), f"tuxpaint stamps in {params['root']}"
+    return encoded_datasets.describe(
+        _encoders(params), _inputs(stamps(params)), f"tuxpaint stamps in {params['root']}"
     )
 
 

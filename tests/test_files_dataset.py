@@ -12,10 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from xmodal_plugins import files
 
-from xmodal.alignment import AlignmentError
-from xmodal.featurefiles import Columns, FeatureFileError, read_features, read_id_list
+from xmodal_plugins import files
+from xmodal_plugins.support.alignment import AlignmentError
+from xmodal_plugins.support.featurefiles import (
+    Columns,
+    FeatureFileError,
+    read_features,
+    read_id_list,
+)
 
 RNG = np.random.default_rng(0)
 

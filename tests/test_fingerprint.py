@@ -262,7 +262,7 @@ def test_files_fingerprint_of_a_replaced_npy_changes_even_with_the_same_shape(tm
 
 
 def test_files_fingerprint_of_a_missing_file_is_the_loaders_clear_error(tmp_path):
-    from xmodal.featurefiles import FeatureFileError
+    from xmodal_plugins.support.featurefiles import FeatureFileError
 
     spec = dataset("files")
     (tmp_path / "a.npy").mkdir()
@@ -339,8 +339,8 @@ def test_ratings_fingerprint_follows_its_ratings_files_and_encoders(tmp_path):
 def test_encoder_identity_covers_name_version_parameters_and_weights(tmp_path):
     import attrs
 
-    from xmodal.encoding import EncoderError, encoder_identity
     from xmodal.plugins import get_registry
+    from xmodal_plugins.support.encoders import EncoderError, encoder_identity
 
     encoders = get_registry().encoders
     glove = encoders["glove"]
@@ -364,9 +364,9 @@ def test_encoder_identity_covers_name_version_parameters_and_weights(tmp_path):
 def test_encoded_feature_cache_is_keyed_by_weights_content_but_wheel_keys_stay(tmp_path):
     """A state-dict replaced at the same path must not serve vectors of the old weights; the
     wheel encoders' keys (their version already names the wheel) are what they always were."""
-    from xmodal import featurecache
-    from xmodal.encoding import cache_key, fingerprint
     from xmodal.plugins import get_registry
+    from xmodal_plugins.support import featurecache
+    from xmodal_plugins.support.encoders import cache_key, fingerprint
 
     encoders = get_registry().encoders
     glove, params = encoders["glove"], {"drop_stopwords": True}

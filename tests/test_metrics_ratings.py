@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 from scipy import stats
-from xmodal_plugins import ratings_metric
-from xmodal_plugins.ratings_metric import covered_pairs, read_ratings_file
 
 from xmodal.errors import XmodalError
 from xmodal.params import expand
 from xmodal.plugins import get_registry
 from xmodal.probes import NeighborCache, Probe, Spaces
+from xmodal_plugins import ratings_metric
+from xmodal_plugins.ratings_metric import covered_pairs
+from xmodal_plugins.support.word_ratings import read_ratings
 
 WORDS = ("cat", "Dog", "car", "truck", "apple", "pear")
 RATINGS = [
@@ -59,14 +57,14 @@ def reference(space, ids, ratings):
 
 
 def test_read_ratings_file_skips_header_comments_and_blank_lines(ratings_tsv):
-    assert read_ratings_file(ratings_tsv) == RATINGS
+    assert read_ratings(ratings_tsv) == RATINGS
 
 
 def test_a_malformed_line_is_named(tmp_path):
     path = tmp_path / "bad.tsv"
     path.write_text("cat\tdog\t8\ncat\tdog\n")
     with pytest.raises(XmodalError, match=r"bad\.tsv:2"):
-        read_ratings_file(path)
+        read_ratings(path)
 
 
 def test_pairs_are_matched_case_insensitively_first_occurrence_wins():
@@ -89,7 +87,7 @@ def test_spearman_and_coverage_match_scipy_on_a_toy_list(probe, ratings_tsv):
     assert len(rows) == 6
 
 
-def test_a_space_that_orders_pairs_like_the_humans_scores_one():
+def test_a_space_that_orders_pairs_like_the_humans_scores_one(monkeypatch):
     # 2-d unit vectors whose angles make cosine similarity increase with the human score.
     angles = {"a": 0.0, "b": 0.2, "c": 0.9, "d": 2.0}
     x = np.array([[np.cos(t), np.sin(t)] for t in angles.values()])
@@ -101,14 +99,11 @@ def test_a_space_that_orders_pairs_like_the_humans_scores_one():
     )
     spec = get_registry().metrics["similarity_correlation"]
     ratings_metric._cached_benchmark.cache_clear()
-    fake = types.ModuleType("xmodal.ratings")
-    fake.load_ratings = lambda name: ratings if name == "toybench" else []
-    sys.modules["xmodal.ratings"] = fake
+    monkeypatch.setattr(ratings_metric, "load_ratings", {"toybench": ratings}.__getitem__)
     try:
         params = expand(spec.params, {"ratings": "toybench", "spaces": "input"})[0]
         rows = {(r.metric, r.comparison): r.value for r in spec.compute(probe, params)}
     finally:
-        del sys.modules["xmodal.ratings"]
         ratings_metric._cached_benchmark.cache_clear()
     assert rows == {
         ("spearman", "input-toybench"): pytest.approx(1.0),

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist
-from xmodal_plugins import representation
-from xmodal_plugins.representation import jaccard, linear_cka, pair_sample, rsa_score
 
 from xmodal.neighbors import knn, overlap, overlap_per_item
 from xmodal.params import expand
 from xmodal.plugins import get_registry
 from xmodal.probes import NeighborCache, Probe, Spaces
+from xmodal_plugins import representation
+from xmodal_plugins.representation import jaccard, linear_cka, pair_sample, rsa_score
 
 
 def hsic_cka(x, y):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from xmodal_plugins.retrieval import partner_ranks, relevant_ranks, retrieval_scores
 
 from xmodal.params import expand
 from xmodal.plugins import get_registry
 from xmodal.probes import NeighborCache, Probe, Spaces
+from xmodal_plugins.retrieval import partner_ranks, relevant_ranks, retrieval_scores
 
 
 def brute_force(queries, database, ks, similarity="cosine", labels=None, map_at="all"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xmodal.ratings import RatingsError, known_benchmarks, load_ratings
+from xmodal_plugins.support.word_ratings import RatingsError, known_benchmarks, load_ratings
 
 
 def test_simlex999_and_wordsim353_come_from_gensim():
@@ -58,3 +58,40 @@ def test_the_ratings_dataset_serves_benchmark_words_as_encoded_items(tmp_path, m
     data = ratings.load(given)
     assert data.ids == ("car", "cat", "dog")  # the out-of-vocabulary word is dropped
     assert data.features["glove"].shape == (3, 50)
+
+
+def test_a_comma_separated_file_works_as_the_dataset_and_in_the_metric(tmp_path):
+    """One parser: what the `ratings` dataset reads, `similarity_correlation` reads the same way."""
+    import numpy as np
+
+    from xmodal.params import expand
+    from xmodal.plugins import get_registry
+    from xmodal.probes import NeighborCache, Probe, Spaces
+    from xmodal_plugins import ratings
+
+    path = tmp_path / "pairs.csv"
+    path.write_text("word1,word2,score\ncat,dog,8.5\ncar,truck,8\ncat,car,1.5\n")
+    given = {"benchmarks": [], "files": [str(path)], "lowercase": True}
+    assert ratings.words(given) == ["car", "cat", "dog", "truck"]
+
+    metric = get_registry().metrics["similarity_correlation"]
+    params = expand(metric.params, {"ratings_file": str(path), "spaces": "input"})[0]
+    assert list(metric.check(params, {"n": 4, "split": "test", "include_self": False})) == []
+    x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.3, 0.9]])  # cat, dog, car, truck
+    spaces = Spaces("test", x, x, x, ("x",), ("x",), ids=("cat", "dog", "car", "truck"))
+    probe = Probe({"test": spaces}, NeighborCache(), include_self=False)
+    rows = {(r.metric, r.comparison): r.value for r in metric.compute(probe, params)}
+    assert rows[("coverage", "input-pairs")] == 1.0
+    assert rows[("spearman", "input-pairs")] == pytest.approx(1.0)
+
+
+def test_a_malformed_ratings_file_is_named_when_the_metric_is_checked(tmp_path):
+    from xmodal.params import expand
+    from xmodal.plugins import get_registry
+
+    path = tmp_path / "bad.csv"
+    path.write_text("cat,dog,8\ncat,dog\n")
+    metric = get_registry().metrics["similarity_correlation"]
+    params = expand(metric.params, {"ratings_file": str(path)})[0]
+    [(key, message)] = metric.check(params, {"n": 4, "split": "test", "include_self": False})
+    assert key == "ratings_file" and "bad.csv:2" in message

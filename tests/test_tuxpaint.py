@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from xmodal_plugins import tuxpaint
-from xmodal_plugins.tuxpaint import TuxPaintError, stamp_id
 
-from xmodal.encoding import EncoderError
+from xmodal_plugins import tuxpaint
+from xmodal_plugins.support.encoders import EncoderError
+from xmodal_plugins.tuxpaint import TuxPaintError, stamp_id
 
 STAMPS = Path(tuxpaint.DEFAULT_ROOT)
 needs_stamps = pytest.mark.skipif(

@@ -47,7 +47,9 @@ _EXPORTS: dict[str, str] = {
     "mnno": "xmodal.neighbors",
     "overlap": "xmodal.neighbors",
     "overlap_per_item": "xmodal.neighbors",
-    # Fingerprints of data (they enter run ids).
+    # Fingerprints of data (they enter run ids), and the cache directory.
+    "array_digest": "xmodal.fingerprint",
+    "cache_dir": "xmodal.fingerprint",
     "combine": "xmodal.fingerprint",
     "file_digest": "xmodal.fingerprint",
     "files_digest": "xmodal.fingerprint",

@@ -5,7 +5,7 @@ the content it covers changes. Datasets build theirs (`DatasetSpec.fingerprint`)
 pieces:
 
 - `file_digest(path)`: the SHA-256 of a file's bytes, streamed. Digests are remembered in a
-  small cache (`<cache dir>/fingerprints/files.json`, see `xmodal.featurecache.cache_dir`)
+  small cache (`<cache dir>/fingerprints/files.json`, see `cache_dir`)
   keyed by the file's resolved path, size, modification time (ns) and inode, so an unchanged
   large file is hashed once, not once per `plan` or `run`. A file modified within the last
   `RACY_SECONDS` is hashed but not remembered (its next change could keep the same mtime,
@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import featurecache
 from xmodal.errors import XmodalError
 
 LENGTH = 20  # hex characters in every digest this module returns
@@ -67,9 +66,19 @@ def value_digest(value: Any) -> str:
     return _short(hashlib.sha256(b"xmodal-value\0" + text.encode()))
 
 
+def cache_dir() -> Path:
+    """xmodal's cache root: $XMODAL_CACHE_DIR, else ~/.cache/xmodal.
+
+    The core keeps its file-digest cache in `fingerprints/` under it; plugins may keep their own
+    caches there too (the built-in encoders keep feature matrices in `<encoder name>/`).
+    """
+    raw = os.environ.get("XMODAL_CACHE_DIR")
+    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "xmodal"
+
+
 def cache_path() -> Path:
     """Where file digests are remembered."""
-    return featurecache.cache_dir() / "fingerprints" / "files.json"
+    return cache_dir() / "fingerprints" / "files.json"
 
 
 def _key(path: Path) -> tuple[Path, str, os.stat_result]:

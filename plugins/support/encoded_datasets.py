@@ -1,7 +1,13 @@
-"""Shared plumbing for datasets whose feature sets come from encoders (tuxpaint, ratings).
+"""Datasets of encoded items: feature sets made by encoders (the tuxpaint and ratings datasets).
 
 A dataset offers raw inputs per modality; the study names encoders per modality in its
-`[data.params]`; each encoder becomes one feature set named after it.
+`[data.params]`; each encoder becomes one feature set named after it. `select_encoders` resolves
+those names and options into an `EncoderSelection`; `encode_all` and `describe` use it.
+
+Names: this module was `xmodal.encoded`, next to `xmodal.encoding`, and its `plan()` returned an
+`EncodingPlan` while `xmodal.planning` plans a study's runs. It is about datasets whose items are
+encoded (hence `encoded_datasets`); running one encoder lives in `encoders`; and choosing encoders
+is a selection, not a plan, so nothing here is confused with study planning.
 """
 
 from __future__ import annotations
@@ -13,14 +19,14 @@ from typing import Any
 import attrs
 import numpy as np
 
-from xmodal import encoding, fingerprint
-from xmodal.components import EncoderSpec, FeatureSetInfo
+from xmodal import EncoderSpec, FeatureSetInfo, combine
+from xmodal_plugins.support import encoders
 
 log = logging.getLogger("xmodal.data")
 
 
 @attrs.frozen
-class EncodingPlan:
+class EncoderSelection:
     """Which encoders (with their filled-in parameters) make the feature sets of a dataset."""
 
     specs: tuple[tuple[EncoderSpec, Mapping[str, Any]], ...]
@@ -31,24 +37,26 @@ class EncodingPlan:
 
     def identity(self) -> str:
         """A digest of every encoder's identity (name, version, parameters, weights), in order."""
-        return fingerprint.combine(
-            "encoders", *(encoding.encoder_identity(spec, params) for spec, params in self.specs)
+        return combine(
+            "encoders", *(encoders.encoder_identity(spec, params) for spec, params in self.specs)
         )
 
 
-def plan(encoders_by_modality: Mapping[str, Sequence[str]], options: Sequence[str]) -> EncodingPlan:
+def select_encoders(
+    encoders_by_modality: Mapping[str, Sequence[str]], options: Sequence[str]
+) -> EncoderSelection:
     """Resolve encoder names per modality and their "encoder.key=value" options (cheap)."""
     specs: list[EncoderSpec] = []
     for modality, names in encoders_by_modality.items():
-        specs.extend(encoding.resolve(names, modality))
+        specs.extend(encoders.resolve(names, modality))
     if len({s.name for s in specs}) < len(specs):
-        raise encoding.EncoderError("the same encoder is named twice")
-    params = encoding.parse_options(options, specs)
-    return EncodingPlan(tuple((s, params[s.name]) for s in specs))
+        raise encoders.EncoderError("the same encoder is named twice")
+    params = encoders.parse_options(options, specs)
+    return EncoderSelection(tuple((s, params[s.name]) for s in specs))
 
 
 def encode_all(
-    plan_: EncodingPlan, inputs: Mapping[str, Sequence[Any]], ids: Sequence[str], what: str
+    selection: EncoderSelection, inputs: Mapping[str, Sequence[Any]], ids: Sequence[str], what: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Encode every feature set; drop (and report) items some encoder cannot represent.
 
@@ -57,14 +65,14 @@ def encode_all(
     feature matrices restricted to them.
     """
     features = {}
-    for spec, params in plan_.specs:
+    for spec, params in selection.specs:
         items, groups = _flatten(inputs[spec.modality])
         if spec.check is not None:
             note = spec.check(items, params)
             if note:
                 log.warning("%s: %s", what, note)
         label = f"{len(items)} {what} {spec.modality}s"
-        matrix = encoding.encode(spec, items, params, label=label)
+        matrix = encoders.encode(spec, items, params, label=label)
         if groups is not None:
             matrix = np.stack([matrix[g].mean(axis=0) for g in groups])
         features[spec.name] = matrix
@@ -86,13 +94,13 @@ def encode_all(
 
 
 def describe(
-    plan_: EncodingPlan, inputs: Mapping[str, Sequence[Any]], source: str
+    selection: EncoderSelection, inputs: Mapping[str, Sequence[Any]], source: str
 ) -> list[FeatureSetInfo]:
     """One info per encoder: size, and whether the features are cached or encoded on first use."""
     infos = []
-    for spec, params in plan_.specs:
+    for spec, params in selection.specs:
         items, _ = _flatten(inputs[spec.modality])
-        cached = encoding.is_cached(spec, items, params)
+        cached = encoders.is_cached(spec, items, params)
         note = "cached" if cached else "(encoded on first use)"
         n = len(inputs[spec.modality])
         infos.append(

@@ -17,6 +17,11 @@ package is imported (files are located with `importlib.util.find_spec`):
 by tabs (or commas, or whitespace); blank lines, '#' comments and one header line are skipped.
 Scores are returned as given (scales differ between benchmarks; Spearman correlation does not
 care). Words keep their case as in the file.
+
+`read_ratings` is the one parser of ratings files: the `ratings` dataset (its `benchmarks` and
+`files`) and the `similarity_correlation` metric (its `ratings` and `ratings_file`) both read
+through it, so a file that works in one works in the other. (This module was `xmodal.ratings`;
+it is named `word_ratings` so as not to be confused with the `ratings` dataset plugin.)
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from xmodal.errors import XmodalError
+from xmodal import XmodalError
 
 Rating = tuple[str, str, float]
 

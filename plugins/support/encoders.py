@@ -3,6 +3,10 @@
 The cache key is the content of the inputs (the strings themselves; the bytes of image files,
 not their paths), the encoder's name and version, and its filled-in parameters. A second study
 that encodes the same inputs the same way reads the matrix back instead of encoding again.
+
+This module (formerly `xmodal.encoding`) works on one `EncoderSpec` at a time: `resolve` names,
+`parse_options`, `encode`, `encoder_identity`. Datasets whose feature sets are made by several
+encoders use `encoded_datasets` on top of it.
 """
 
 from __future__ import annotations
@@ -17,11 +21,18 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from xmodal import featurecache
-from xmodal.components import EncoderSpec
-from xmodal.errors import XmodalError, did_you_mean
-from xmodal.fingerprint import combine, value_digest
-from xmodal.params import Param, check_scalar, expand, validate_params
+from xmodal import (
+    EncoderSpec,
+    Param,
+    XmodalError,
+    combine,
+    did_you_mean,
+    expand,
+    get_registry,
+    validate_params,
+    value_digest,
+)
+from xmodal_plugins.support import featurecache
 
 
 class EncoderError(XmodalError):
@@ -29,8 +40,6 @@ class EncoderError(XmodalError):
 
 
 def registered_encoders() -> Mapping[str, EncoderSpec]:
-    from xmodal.plugins import get_registry  # late: the registry is built after plugins load
-
     return get_registry().encoders
 
 
@@ -91,10 +100,9 @@ def parse_options(
             value = _convert(spec.params[key], raw.strip())
         except ValueError as exc:
             raise EncoderError(f"encoder option {option!r}: {exc}") from None
-        why = check_scalar(spec.params[key], value)
-        if why:
+        for problem in validate_params({key: spec.params[key]}, {key: value}, encoder, sweep=False):
             raise EncoderError(
-                f"encoder option {option!r}: {why} (allowed: {spec.params[key].describe()})"
+                f"encoder option {option!r}: {problem.message} (allowed: {problem.allowed})"
             )
         given[encoder][key] = value
     out = {}

@@ -1,8 +1,10 @@
 """On-disk cache of encoded feature matrices, keyed by a content hash.
 
-Lives in `$XMODAL_CACHE_DIR`, else `~/.cache/xmodal`. Each entry is `<encoder>/<key>.npy` (loaded
-with `allow_pickle=False`) plus a `<key>.json` sidecar saying what it holds. Entries are written
-to a temporary file and renamed into place, so a crash never leaves a half-written matrix.
+Lives in xmodal's cache directory (`xmodal.cache_dir()`: `$XMODAL_CACHE_DIR`, else
+`~/.cache/xmodal`), which the core also uses for its file-fingerprint cache. Each entry is
+`<encoder>/<key>.npy` (loaded with `allow_pickle=False`) plus a `<key>.json` sidecar saying what
+it holds. Entries are written to a temporary file and renamed into place, so a crash never leaves
+a half-written matrix.
 """
 
 from __future__ import annotations
@@ -16,11 +18,7 @@ from typing import Any
 
 import numpy as np
 
-
-def cache_dir() -> Path:
-    """The cache root: $XMODAL_CACHE_DIR, else ~/.cache/xmodal."""
-    raw = os.environ.get("XMODAL_CACHE_DIR")
-    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "xmodal"
+from xmodal import cache_dir
 
 
 def content_key(*parts: Any) -> str:

@@ -11,8 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from xmodal.errors import XmodalError
-from xmodal.optional import require
+from xmodal import XmodalError, require
 
 
 class ImageError(XmodalError):

@@ -24,8 +24,7 @@ from typing import IO, Any
 import attrs
 import numpy as np
 
-from xmodal.errors import XmodalError
-from xmodal.optional import require
+from xmodal import XmodalError, require
 
 FORMATS = (".npy", ".npz", ".parquet", ".csv", ".safetensors")
 

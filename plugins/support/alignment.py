@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from xmodal.errors import XmodalError
+from xmodal import XmodalError
 
 log = logging.getLogger("xmodal.data")
 
