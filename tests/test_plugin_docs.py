@@ -21,7 +21,8 @@ import pytest
 
 import xmodal
 from tests.conftest import REPO
-from xmodal import hookspecs
+from tests.plugin_study import small_study
+from xmodal import MetricSpec, Param, hookspecs
 from xmodal.testing import XmodalTester
 
 DOCS = REPO / "docs" / "plugins.md"
@@ -166,6 +167,7 @@ DOCUMENTED = (
     "Spaces",
     "CheckContext",
 )
+RECEIVED = ("Probe", "Spaces")
 CLASSES = sorted(
     name
     for name in xmodal.__all__
@@ -193,8 +195,34 @@ def test_every_field_of_a_public_class_is_documented(name: str):
     reference = section(DOCS.read_text(), re.compile(r"^## Reference\b"))
     text = section(reference, re.compile(rf"^###+ .*`{name}`"))
     assert text, f"docs/plugins.md: the Reference has no '### `{name}`' section"
-    fields = [f.name for f in attrs.fields(getattr(xmodal, name)) if not f.name.startswith("_")]
+    cls = getattr(xmodal, name)
+    fields = [f.name for f in attrs.fields(cls) if not f.name.startswith("_")]
+    if name in RECEIVED:  # what a metric receives: its methods and properties too
+        fields += [
+            member
+            for member, value in vars(cls).items()
+            if not member.startswith("_") and (callable(value) or isinstance(value, property))
+        ]
     missing = [f for f in fields if f not in documented_names(text)]
     assert not missing, (
         f"docs/plugins.md, '### `{name}`': no '- `field`: ...' line for {', '.join(missing)}"
     )
+
+
+# --- the docs agree with each other and with the tool --------------------------------------------
+
+
+def test_the_docs_agree_that_metric_parameters_are_not_swept(xmodal_tester: XmodalTester):
+    """metrics.md once said list values sweep; study-format.md said they do not (they do not)."""
+    spec = MetricSpec(
+        "scaled", lambda probe, params: iter(()), {"factor": Param(float, default=1.0)}
+    )
+    xmodal_tester.register({"register_metrics": lambda register: register(spec)}, name="m")
+    refused = xmodal_tester.validate(small_study(metric=[{"name": "scaled", "factor": [1.0, 2.0]}]))
+    assert refused.code == 2 and "metric[0].factor" in refused.output
+    two_tables = [{"name": "scaled", "factor": 1.0}, {"name": "scaled", "factor": 2.0}]
+    xmodal_tester.validate(small_study(metric=two_tables)).assert_ok()
+    for page in ("metrics.md", "study-format.md", "plugins.md"):
+        text = (REPO / "docs" / page).read_text()
+        assert re.search(r"not\*{0,2} swept|NOT sweeps", text), f"docs/{page} does not say it"
+        assert "list values sweep as\neverywhere else" not in text

@@ -195,7 +195,7 @@ def broken_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [("--help",), ("status",), ("query", "SELECT 42 AS answer"), ("plugins",)],
+    [("--help",), ("status",), ("query", "SELECT 42 AS answer"), ("plugins",), ("gc",)],
     ids=lambda c: c[0],
 )
 def test_a_broken_plugin_is_a_warning_for_commands_that_need_no_components(
@@ -203,7 +203,7 @@ def test_a_broken_plugin_is_a_warning_for_commands_that_need_no_components(
 ):
     with Store(db).writing():  # an empty, migrated results database
         pass
-    args = [*command, "--db", db] if command[0] in ("status", "query") else list(command)
+    args = [*command, "--db", db] if command[0] in ("status", "query", "gc") else list(command)
     result = cli(*args)
     assert result.code == (1 if command == ("plugins",) else 0), result.output
     assert "Traceback" not in result.output
@@ -211,7 +211,13 @@ def test_a_broken_plugin_is_a_warning_for_commands_that_need_no_components(
         "warning: plugin 'broken' (xmodal_broken, from xmodal-broken) failed to load: "
         "ImportError: missing dependency foo; skip it with XMODAL_LOAD_PLUGINS=-broken"
     ) in result.err
-    expected = {"--help": "Commands", "status": "no studies", "query": "42", "plugins": "mnno"}
+    expected = {
+        "--help": "Commands",
+        "status": "no studies",
+        "query": "42",
+        "plugins": "mnno",
+        "gc": "removed 0 unreferenced",
+    }
     assert expected[command[0]] in result.out
 
 
@@ -227,6 +233,37 @@ def test_commands_that_need_components_name_the_broken_plugin_and_how_to_skip_it
     monkeypatch.setenv("XMODAL_LOAD_PLUGINS", "-broken")
     plugins.reset()
     assert cli("validate", study).code == 0
+
+
+MISNAMED_HOOKS = """
+from xmodal import MetricSpec, hookimpl
+
+@hookimpl
+def register_metric(register):  # a typo: pluggy would never call it
+    register(MetricSpec("lost", lambda probe, params: iter(())))
+
+def register_losses(register):  # no @hookimpl: pluggy would never call it either
+    pass
+"""
+
+
+def test_an_installed_plugin_with_a_misnamed_or_undecorated_hook_is_a_problem(
+    cli, tmp_path, monkeypatch
+):
+    install(
+        tmp_path / "site",
+        monkeypatch,
+        "xmodal-typo",
+        {"typo": "xmodal_typo"},
+        {"xmodal_typo": MISNAMED_HOOKS},
+    )
+    result = cli("plugins")
+    assert result.code == 1 and "Traceback" not in result.output
+    assert (
+        "plugin 'typo' (xmodal_typo): 'register_metric' is decorated with @hookimpl but is no "
+        "xmodal hook; did you mean 'register_metrics'?; skip it with XMODAL_LOAD_PLUGINS=-typo"
+    ) in result.err
+    assert "'register_losses' is not decorated with @hookimpl, so it is never called" in result.err
 
 
 def test_a_plugin_failing_in_register_commands_does_not_block_help(cli, monkeypatch):

@@ -284,6 +284,10 @@ def load_manager(extra: list[tuple[str, object]] | None = None) -> Manager:
             )
             continue
         pm.register(module, name=name)
+        pm.problems.extend(  # pluggy ignores these silently
+            PluginProblem(f"plugin {name!r} ({ep.value}): {text}", name, flt.skip_fix(name))
+            for text in ignored_hooks(module)
+        )
     for name, plugin in extras:
         if pm.has_plugin(name) or name in by_name:
             where = ", ".join(f"{ep.value} from {_dist_name(ep)}" for ep in by_name.get(name, []))
@@ -301,6 +305,25 @@ def load_manager(extra: list[tuple[str, object]] | None = None) -> Manager:
         except ValueError as exc:  # the same object under two names
             pm.problems.append(PluginProblem(f"in-process plugin {name!r}: {exc}", name))
     return pm
+
+
+def ignored_hooks(plugin: object) -> list[str]:
+    """What pluggy would silently ignore in a plugin: a function named like a hook but not
+    decorated with `@hookimpl`, and a `@hookimpl` function named like no hook (a typo)."""
+    hooks = {n for n, v in vars(hookspecs).items() if hasattr(v, "xmodal_spec")}
+    problems = []
+    for attr in dir(plugin):
+        value = getattr(plugin, attr, None) if not attr.startswith("__") else None
+        if not callable(value):
+            continue
+        marked = hasattr(value, "xmodal_impl")
+        if marked and attr not in hooks:
+            guess = did_you_mean(attr, hooks)
+            hint = f"; did you mean {guess!r}?" if guess else ""
+            problems.append(f"{attr!r} is decorated with @hookimpl but is no xmodal hook{hint}")
+        elif attr in hooks and not marked:
+            problems.append(f"{attr!r} is not decorated with @hookimpl, so it is never called")
+    return problems
 
 
 def _entry_point_clash(name: str, eps: list[importlib.metadata.EntryPoint]) -> PluginProblem:

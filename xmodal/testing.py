@@ -40,14 +40,13 @@ from typing import Any
 import attrs
 
 from xmodal import hookspecs
-from xmodal.errors import did_you_mean
 
 __all__ = ["CliResult", "PluginRegistrationError", "RunResult", "XmodalTester", "to_toml"]
 
 _HOOKS = frozenset(
     name
     for name, value in vars(hookspecs).items()
-    if name.startswith("register_") and callable(value)
+    if hasattr(value, f"{hookspecs.hookspec.project_name}_spec")
 )
 _IMPL_MARK = f"{hookspecs.hookimpl.project_name}_impl"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -373,26 +372,12 @@ def _copy_function(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _check_hooks(plugin: object, name: str) -> None:
-    """Hook-like functions that pluggy would silently ignore: undecorated or misnamed."""
-    problems = []
-    implemented = []
-    for attr in dir(plugin):
-        if attr.startswith("__"):
-            continue
-        value = getattr(plugin, attr, None)
-        if not callable(value):
-            continue
-        marked = hasattr(value, _IMPL_MARK)
-        if marked and attr not in _HOOKS:
-            guess = did_you_mean(attr, _HOOKS)
-            hint = f"; did you mean {guess!r}?" if guess else ""
-            problems.append(f"{attr!r} is decorated with @hookimpl but is no xmodal hook{hint}")
-        elif marked:
-            implemented.append(attr)
-        elif attr in _HOOKS:
-            problems.append(
-                f"{attr!r} is not decorated with @hookimpl (from xmodal import hookimpl)"
-            )
+    """Hook-like functions that pluggy would silently ignore (undecorated or misnamed), and a
+    plugin with no hook at all, are errors."""
+    from xmodal.plugins import ignored_hooks
+
+    problems = ignored_hooks(plugin)
+    implemented = [a for a in _HOOKS if hasattr(getattr(plugin, a, None), _IMPL_MARK)]
     if not problems and not implemented:
         problems.append(f"it implements no hook (hooks: {', '.join(sorted(_HOOKS))})")
     if problems:
