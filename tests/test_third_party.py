@@ -116,6 +116,10 @@ def test_the_plugin_runs_a_study_in_process(xmodal_tester: XmodalTester, data: P
     assert {r["loss"] for r in runs if r["state"] == "trained"} == {"mse_cosine"}
     assert {(r["n_train"], r["n_test"]) for r in runs} == {(45, 15)}  # split.txt
     check_results(result.results())
+    report = xmodal_tester.cli("report", "npydir", "--db", xmodal_tester.db, "--out", data / "r")
+    report.assert_ok()
+    markdown = (data / "r" / "report.md").read_text()
+    assert "dcka" in markdown and "procrustes" in markdown and "resmlp" in markdown
 
 
 def test_the_plugins_command_and_datasets_show_it(xmodal_tester: XmodalTester, data: Path):
