@@ -90,7 +90,7 @@ class RunResult(CliResult):
     def results(self, **where: Any) -> list[dict[str, Any]]:
         """The study's result rows (the `study_results` view: run columns, then `result_split`,
         `metric`, `comparison`, `k`, `similarity`, `epoch`, `value`), as dicts; keyword arguments
-        keep the rows whose column equals the value (`metric="mnno", k=10`; None matches NULL)."""
+        keep the rows whose column equals the value (`metric="my_metric", k=10`; None matches NULL)."""
         return self._tester.select("study_results", study=self.study, **where)
 
     def runs(self, **where: Any) -> list[dict[str, Any]]:
@@ -409,7 +409,7 @@ def _env(key: str, value: str) -> Iterator[None]:
 
 def to_toml(study: Mapping[str, Any]) -> str:
     """A study given as a dict of its tables, as TOML text. A list of dicts is an array of tables
-    (`"mapping": [{"name": "linear"}]` is `[[mapping]]`); nested dicts are sub-tables
+    (`"mapping": [{"name": "my_mapping"}]` is `[[mapping]]`); nested dicts are sub-tables
     (`"data": {"params": {...}}` is `[data.params]`)."""
     lines: list[str] = []
     for key, value in study.items():
