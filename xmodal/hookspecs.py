@@ -66,8 +66,8 @@ def register_encoders(register: Callable[[Any], None]) -> None:
     version=...))`. `encode(batch, params)` gets a list of inputs (strings, or image file paths)
     and returns a (len(batch), d) float32 array, NaN rows for inputs it cannot represent. Heavy
     imports and model loading belong inside `encode` (memoised), never at registration: datasets
-    name encoders in their `[data.params]`, and `xmodal.encoding` batches, caches on disk and
-    shows progress. Returns nothing.
+    name encoders in their `[data.params]`, and the built-in datasets batch, cache on disk and
+    show progress with `xmodal_plugins.support.encoders`. Returns nothing.
     """
 
 
