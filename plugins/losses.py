@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from xmodal import LossSpec, Param, hookimpl
+from xmodal import CheckContext, LossSpec, Param, hookimpl
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -82,7 +82,7 @@ def weighted(params: Mapping[str, Any]) -> Loss:
     return lambda pred, target: sum(w * fn(pred, target) for w, fn in parts)
 
 
-def check_weighted(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+def check_weighted(params: Mapping[str, Any], context: CheckContext) -> Iterator[tuple[str, str]]:
     if len(params["weights"]) != len(params["terms"]):
         yield "weights", f"gives {len(params['weights'])} weights for {len(params['terms'])} terms"
 
@@ -90,7 +90,8 @@ def check_weighted(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 @hookimpl
 def register_losses(register: Callable[[LossSpec], None]) -> None:
     for name, (build, params, description) in BUILDERS.items():
-        register(LossSpec(name, build, params, description))
+        # mse is the paper's loss: a study without [[loss]] trains with it.
+        register(LossSpec(name, build, params, description, default=name == "mse"))
     register(
         LossSpec(
             "weighted",

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xmodal import MappingSpec, Param, hookimpl
+from xmodal import CheckContext, MappingSpec, Param, hookimpl
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -71,7 +71,7 @@ def widths(params: Mapping[str, Any]) -> list[int]:
     return hidden
 
 
-def check_mlp(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+def check_mlp(params: Mapping[str, Any], context: CheckContext) -> Iterator[tuple[str, str]]:
     hidden, depth = params["hidden"], params["depth"]
     if len(hidden) not in (1, depth) and depth > 0:
         yield "hidden", f"lists {len(hidden)} widths for depth {depth}: give one width or {depth}"
@@ -158,12 +158,25 @@ PROCRUSTES_PARAMS = {
 }
 
 
+# Depth places a family on the report's by-depth figures (runs.depth). `linear` is the 0-hidden-
+# layer network; `ridge` and `procrustes` are affine too, but closed-form baselines, not networks
+# trained by gradient descent: they declare no depth, so they are kept in the tables and off the
+# depth axis instead of being averaged into the depth-0 point.
 @hookimpl
 def register_mappings(register: Callable[[MappingSpec], None]) -> None:
-    register(MappingSpec("linear", build_linear, LINEAR_PARAMS, "one affine layer"))
     register(
         MappingSpec(
-            "mlp", build_mlp, MLP_PARAMS, "feed-forward net, 0-5 hidden layers", check=check_mlp
+            "linear", build_linear, LINEAR_PARAMS, "one affine layer", depth=lambda params: 0
+        )
+    )
+    register(
+        MappingSpec(
+            "mlp",
+            build_mlp,
+            MLP_PARAMS,
+            "feed-forward net, 0-5 hidden layers",
+            check=check_mlp,
+            depth=lambda params: params["depth"],
         )
     )
     register(

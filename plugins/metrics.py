@@ -9,7 +9,6 @@ import numpy as np
 
 from xmodal import MetricSpec, Param, Probe, ResultRow, check_k_fits, hookimpl, overlap
 
-SIMILARITIES = ("cosine", "euclidean")
 COMPARISONS = {
     "pred-input": ("predicted", "input"),
     "pred-target": ("predicted", "target"),
@@ -18,7 +17,7 @@ COMPARISONS = {
 
 MNNO_PARAMS = {
     "k": Param(int, default=[1, 5, 10], many=True, min=1, doc="neighbourhood sizes"),
-    "similarity": Param(str, default=["cosine"], many=True, choices=SIMILARITIES),
+    "similarity": Param(str, default=["cosine"], many=True, choices_from="similarities"),
 }
 
 
@@ -64,6 +63,7 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             value_range=(0.0, 1.0),
             check=check_k_fits,
             uses_neighbors=True,
+            default=True,  # the paper's measure: a study without [[metric]] measures it
         )
     )
     register(

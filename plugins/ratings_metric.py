@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from xmodal import MetricSpec, Param, Probe, ResultRow, XmodalError, hookimpl
+from xmodal import CheckContext, MetricSpec, Param, Probe, ResultRow, XmodalError, hookimpl
 from xmodal_plugins.support.word_ratings import Rating, benchmark_path, load_ratings, read_ratings
 
 SHORT = {"input": "input", "predicted": "pred", "target": "target"}
@@ -146,7 +146,7 @@ def _check_benchmark(name: str) -> Iterator[tuple[str, str]]:
 
 
 def check_similarity_correlation(
-    params: Mapping[str, Any], split: Mapping[str, Any]
+    params: Mapping[str, Any], context: CheckContext
 ) -> Iterator[tuple[str, str]]:
     if not params["ratings"] and not params["ratings_file"]:
         yield (

@@ -27,7 +27,16 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from xmodal import MetricSpec, Param, Probe, ResultRow, check_k_fits, hookimpl, overlap_per_item
+from xmodal import (
+    CheckContext,
+    MetricSpec,
+    Param,
+    Probe,
+    ResultRow,
+    check_k_fits,
+    hookimpl,
+    overlap_per_item,
+)
 from xmodal_plugins.support.linalg import matmul
 
 COMPARISONS = {
@@ -202,17 +211,16 @@ def knn_jaccard(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
 # --- validation ------------------------------------------------------------------------------
 
 
-def check_cka(params: Mapping[str, Any], split: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    if split["n"] < 2:
-        yield "", f"CKA needs at least 2 items; the {split['split']} split has {split['n']}"
+def check_cka(params: Mapping[str, Any], context: CheckContext) -> Iterator[tuple[str, str]]:
+    n = context.n_items
+    if n is not None and n < 2:
+        yield "", f"CKA needs at least 2 items; the {context.split} split has {n}"
 
 
-def check_rsa(params: Mapping[str, Any], split: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    if split["n"] < 3:
-        yield (
-            "",
-            f"RSA needs at least 3 items (3 pairs); the {split['split']} split has {split['n']}",
-        )
+def check_rsa(params: Mapping[str, Any], context: CheckContext) -> Iterator[tuple[str, str]]:
+    n = context.n_items
+    if n is not None and n < 3:
+        yield "", f"RSA needs at least 3 items (3 pairs); the {context.split} split has {n}"
 
 
 @hookimpl
@@ -257,7 +265,9 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             params={
                 "comparisons": _COMPARISON_PARAM,
                 "k": Param(int, default=[1, 5, 10], many=True, min=1, doc="neighbourhood sizes"),
-                "similarity": Param(str, default=["cosine"], many=True, choices=SIMILARITIES),
+                "similarity": Param(
+                    str, default=["cosine"], many=True, choices_from="similarities"
+                ),
             },
             description="mean Jaccard similarity of the k-NN sets of two spaces",
             compares=tuple(COMPARISONS),

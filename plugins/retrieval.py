@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import MetricSpec, Param, Probe, ResultRow, hookimpl
+from xmodal import CheckContext, MetricSpec, Param, Probe, ResultRow, hookimpl
 from xmodal_plugins.support.linalg import matmul
 
 BLOCK_BYTES = 32 * 2**20  # float32 scores per block (label measures hold a sorted copy too)
@@ -241,16 +241,16 @@ def retrieval(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
                     yield ResultRow(split, metric, comparison, value, k=k, similarity=similarity)
 
 
-def check_retrieval(
-    params: Mapping[str, Any], split: Mapping[str, Any]
-) -> Iterator[tuple[str, str]]:
-    n = split["n"]
+def check_retrieval(params: Mapping[str, Any], context: CheckContext) -> Iterator[tuple[str, str]]:
+    n = context.n_items
+    if n is None:  # asked again once the split sizes are known
+        return
     for k in params["k"]:
         if k > n:
             yield (
                 "k",
                 (
-                    f"k = {k} is larger than the {split['split']} split: it has {n} items to retrieve "
+                    f"k = {k} is larger than the {context.split} split: it has {n} items to retrieve "
                     f"from, so k can be at most {n}"
                 ),
             )
@@ -258,7 +258,7 @@ def check_retrieval(
         yield (
             "map_at",
             (
-                f"map_at = {params['map_at']} is larger than the {split['split']} split ({n} items); "
+                f"map_at = {params['map_at']} is larger than the {context.split} split ({n} items); "
                 f'use at most {n}, or "all"'
             ),
         )

@@ -87,7 +87,7 @@ def glove_encode(batch: list[str], params: Mapping[str, Any]) -> np.ndarray:
     return out
 
 
-def glove_check(inputs: list[str], params: Mapping[str, Any]) -> str | None:
+def glove_coverage(inputs: list[str], params: Mapping[str, Any]) -> str | None:
     """A note on out-of-vocabulary words: texts with some unknown word, and with none known."""
     vocab, _ = _glove()
     partial, none = [], []
@@ -141,7 +141,7 @@ def register_encoders(register: Callable[[EncoderSpec], None]) -> None:
             name="glove",
             modality="text",
             encode=glove_encode,
-            check=glove_check,
+            coverage=glove_coverage,
             params={
                 "drop_stopwords": Param(
                     bool, default=True, doc="ignore function words (a, of, the…) when averaging"

@@ -124,7 +124,7 @@ def test_glove_averages_the_words_of_a_name_and_reports_out_of_vocabulary_words(
     expected = np.mean([vectors[vocab[w]] for w in ("pair", "blue", "jeans")], axis=0)
     np.testing.assert_allclose(out[2], expected, rtol=1e-5)
     assert np.isnan(out[3]).all()  # nothing known: NaN, so the dataset drops and reports it
-    note = spec.check(["blue jeans", "blue qxqzzv", "qxqzzv"], {"drop_stopwords": True})
+    note = spec.coverage(["blue jeans", "blue qxqzzv", "qxqzzv"], {"drop_stopwords": True})
     assert "1 of 3" in note and "1 have no known word" in note
 
 

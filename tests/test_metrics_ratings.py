@@ -10,6 +10,7 @@ from xmodal.errors import XmodalError
 from xmodal.params import expand
 from xmodal.plugins import get_registry
 from xmodal.probes import NeighborCache, Probe, Spaces
+from xmodal.validation import CheckContext
 from xmodal_plugins import ratings_metric
 from xmodal_plugins.ratings_metric import covered_pairs
 from xmodal_plugins.support.word_ratings import read_ratings
@@ -123,7 +124,7 @@ def test_fewer_than_two_covered_pairs_give_nan_not_an_error(probe, tmp_path):
 
 def test_check_asks_for_a_ratings_source_and_existing_files(tmp_path):
     spec = get_registry().metrics["similarity_correlation"]
-    info = {"n": 10, "split": "test", "include_self": False}
+    info = CheckContext("metric", "similarity_correlation")
     assert [key for key, _ in spec.check(expand(spec.params, {})[0], info)] == ["ratings"]
     params = expand(spec.params, {"ratings_file": str(tmp_path / "missing.tsv")})[0]
     [(key, message)] = spec.check(params, info)
@@ -132,6 +133,6 @@ def test_check_asks_for_a_ratings_source_and_existing_files(tmp_path):
 
 def test_check_names_an_unknown_benchmark_before_anything_runs():
     spec = get_registry().metrics["similarity_correlation"]
-    info = {"n": 10, "split": "test", "include_self": False}
+    info = CheckContext("metric", "similarity_correlation")
     [(key, message)] = spec.check(expand(spec.params, {"ratings": "simlexx"})[0], info)
     assert key == "ratings" and "simlexx" in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 from scipy import stats
@@ -11,6 +12,7 @@ from xmodal.neighbors import knn, overlap, overlap_per_item
 from xmodal.params import expand
 from xmodal.plugins import get_registry
 from xmodal.probes import NeighborCache, Probe, Spaces
+from xmodal.validation import CheckContext
 from xmodal_plugins import representation
 from xmodal_plugins.representation import jaccard, linear_cka, pair_sample, rsa_score
 
@@ -154,6 +156,7 @@ def test_knn_jaccard_metric_uses_the_probe_neighbour_lists(xy):
     got = {(r.comparison, r.k): r.value for r in rows}
     want = jaccard(knn(pred, 10).indices, knn(x, 10).indices, 3)
     assert got["pred-input", 3] == pytest.approx(want)
-    info = {"n": 10, "split": "test", "include_self": False}
+    info = CheckContext("metric", "knn_jaccard", n_items=10, split="test", include_self=False)
     assert [key for key, _ in spec.check({"k": [9, 10]}, info)] == ["k"]
-    assert list(spec.check({"k": [10]}, {**info, "include_self": True})) == []
+    assert list(spec.check({"k": [10]}, attrs.evolve(info, include_self=True))) == []
+    assert list(spec.check({"k": [10]}, attrs.evolve(info, n_items=None))) == []  # not known yet

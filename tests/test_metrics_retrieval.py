@@ -8,6 +8,7 @@ import pytest
 from xmodal.params import expand
 from xmodal.plugins import get_registry
 from xmodal.probes import NeighborCache, Probe, Spaces
+from xmodal.validation import CheckContext
 from xmodal_plugins.retrieval import partner_ranks, relevant_ranks, retrieval_scores
 
 
@@ -189,7 +190,7 @@ def test_metric_rows_per_direction_and_check_messages():
     problems = list(
         spec.check(
             {**params, "k": [1, 25], "map_at": 30},
-            {"n": 20, "split": "test", "include_self": False},
+            CheckContext("metric", "retrieval", n_items=20, split="test", include_self=False),
         )
     )
     assert [key for key, _ in problems] == ["k", "map_at"]

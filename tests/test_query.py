@@ -176,7 +176,7 @@ def test_text_that_looks_like_markup_is_shown_as_it_is(cli, results_db):
     for text in ("[/]", "[bold]y[/bold]", "[red]z", "[study]", 'name = "demo"'):
         assert text in table.out
     csv_out = cli("query", sql, "--db", results_db, "--format", "csv").out
-    assert csv_out.startswith('x,[red]z,source\r\n[/],[bold]y[/bold],"[study]\nname = ""demo""\n"')
+    assert csv_out.startswith('x,[red]z,source\n[/],[bold]y[/bold],"[study]\nname = ""demo""\n"')
     json_out = cli("query", sql, "--db", results_db, "--format", "json").out
     assert '"x": "[/]"' in json_out and '"[red]z": "[bold]y[/bold]"' in json_out
     assert '"source": "[study]\\nname = \\"demo\\"\\n"' in json_out
@@ -437,7 +437,7 @@ def test_help_lists_every_table_and_view(cli, tmp_path):
     tables, views = schema_objects()
     assert names == set(tables) | set(views)
     help_text = " ".join(cli("query", "--help").out.split())
-    for name in ("study_results", "current_studies", "paper_table1", *names):
+    for name in ("study_results", "current_studies", "results_summary", *names):
         assert name in help_text, name
     assert "WHERE study = 'NAME'" in help_text
 
@@ -471,3 +471,141 @@ def test_numbers_are_shown_as_the_query_computed_them(cli, db):
 def test_version_is_printed(cli):
     result = cli("--version")
     assert result.code == 0 and result.out.startswith("xmodal ")
+
+
+# -- a SQL front end: one statement, formats, --out ----------------------------------------------
+
+
+def test_two_statements_are_refused_not_answered_with_the_last(cli, results_db):
+    result = cli("query", "SELECT 1 AS first; SELECT 2 AS second", "--db", results_db)
+    assert result.code == 1 and result.out == ""
+    assert "runs one statement at a time; 2 were given" in result.err
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT 41 + 1 AS n;", "SELECT 41 + 1 AS n ;\n", "SELECT 41 + 1 AS n"]
+)
+def test_a_trailing_semicolon_is_fine(cli, results_db, sql):
+    result = cli("query", sql, "--db", results_db, "--format", "csv")
+    assert result.code == 0, result.err
+    assert result.out == "n\n42\n"
+
+
+VALUES_SQL = (
+    "SELECT round(0.83703704, 3) AS mnno, 1 / 4 AS quarter, 1.50::DECIMAL(4, 2) AS price, "
+    "'a|b' AS piped, '[bold]x' AS markup, NULL AS nothing, 'nan'::DOUBLE AS undefined"
+)
+
+
+def test_csv_lines_end_in_newline_bytes(results_db, tmp_path):
+    """Not `\\r\\n` (the csv module's default): what the process writes, byte for byte."""
+    args = [sys.executable, "-m", "xmodal", "query", VALUES_SQL, "--db", str(results_db)]
+    done = subprocess.run([*args, "--format", "csv"], cwd=REPO, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    expected = (
+        b"mnno,quarter,price,piped,markup,nothing,undefined\n0.837,0.25,1.50,a|b,[bold]x,,nan\n"
+    )
+    assert done.stdout == expected
+    out = tmp_path / "result.csv"
+    written = subprocess.run(
+        [*args, "--format", "csv", "--out", str(out)], cwd=REPO, capture_output=True, timeout=300
+    )
+    assert written.returncode == 0, written.stderr
+    assert out.read_bytes() == expected
+    assert b"wrote 1 row(s) to" in written.stdout and b"0.837" not in written.stdout
+
+
+def test_json_holds_the_numbers_the_query_computed(cli, results_db):
+    import json
+
+    result = cli("query", VALUES_SQL, "--db", results_db, "--format", "json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == [
+        {"mnno": 0.837, "quarter": 0.25, "price": 1.5, "piped": "a|b", "markup": "[bold]x",
+         "nothing": None, "undefined": None}  # NaN has no JSON spelling: null
+    ]  # fmt: skip
+
+
+def test_markdown_is_a_pipe_table(cli, results_db):
+    result = cli("query", VALUES_SQL, "--db", results_db, "--format", "markdown")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "| mnno | quarter | price | piped | markup | nothing | undefined |",
+        "| ---: | ---: | ---: | --- | --- | --- | ---: |",
+        "| 0.837 | 0.25 | 1.50 | a\\|b | [bold]x | NULL | nan |",
+    ]
+    multiline = cli(
+        "query", "SELECT source FROM studies", "--db", results_db, "--format", "markdown"
+    )
+    assert multiline.out.splitlines()[2] == '| [study]<br>name = "demo"<br> |'
+
+
+def test_parquet_is_written_by_xmodal_with_the_querys_types(cli, results_db, tmp_path):
+    out = tmp_path / "result.parquet"
+    result = cli("query", VALUES_SQL, "--db", results_db, "--format", "parquet", "--out", out)
+    assert result.code == 0, result.err
+    assert "wrote 1 row(s) to" in result.out
+    with duckdb.connect() as con:
+        described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{out}')").fetchall()
+        [row] = con.execute(f"SELECT * FROM read_parquet('{out}')").fetchall()
+    types = {name: kind for name, kind, *_ in described}
+    assert types["mnno"].startswith("DECIMAL") and types["price"] == "DECIMAL(4,2)"
+    assert types["piped"] == "VARCHAR" and types["undefined"] == "DOUBLE"
+    assert str(row[0]) == "0.837" and str(row[2]) == "1.50" and row[3] == "a|b" and row[5] is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.parquet", "results.duckdb"]
+
+
+def test_parquet_needs_a_file_and_copy_stays_refused(cli, results_db, tmp_path):
+    no_file = cli("query", "SELECT 1", "--db", results_db, "--format", "parquet")
+    assert no_file.code == 1 and "add --out FILE" in no_file.err
+    before = sorted(p.name for p in tmp_path.iterdir())
+    copy = f"COPY (SELECT 1) TO '{tmp_path / 'x.parquet'}' (FORMAT parquet)"
+    result = cli("query", copy, "--db", results_db, "--format", "parquet", "--out", tmp_path / "y")
+    assert result.code == 1 and "read-only" in result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_failed_or_timed_out_query_leaves_the_out_file_as_it_was(cli, results_db, tmp_path):
+    out = tmp_path / "kept.parquet"
+    out.write_bytes(b"earlier result")
+    for fmt, sql, extra in (
+        ("parquet", "SELECT * FROM no_such_table", ()),
+        ("parquet", ENDLESS, ("--timeout", "0.5")),
+        ("csv", "SELECT * FROM no_such_table", ()),
+    ):
+        result = cli("query", sql, "--db", results_db, "--format", fmt, "--out", out, *extra)
+        assert result.code == 1 and "Traceback" not in result.output, result.output
+        assert out.read_bytes() == b"earlier result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.parquet", "results.duckdb"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "out", "message"),
+    [
+        ("xml", None, "--format 'xml' is not one of table, csv, json, markdown, parquet"),
+        ("csv", "missing/dir/x.csv", "does not exist"),
+        ("csv", ".", "is a directory"),
+        ("csv", "results.duckdb", "that is the results database"),
+        ("parquet", "results.duckdb.wal", "that is the results database"),
+    ],
+)
+def test_output_mistakes_are_one_line_before_the_query_runs(
+    cli, results_db, monkeypatch, fmt, out, message
+):
+    monkeypatch.chdir(results_db.parent)
+    before = digest(results_db)
+    args = ["--out", out] if out else []
+    result = cli("query", "SELECT 1", "--db", results_db, "--format", fmt, *args)
+    assert result.code == 1 and message in result.err and "Traceback" not in result.output
+    assert message in result.err.strip().splitlines()[-1]  # one line (after any plugin warning)
+    assert digest(results_db) == before
+
+
+def test_table_out_writes_the_whole_table_as_plain_text(cli, results_db, tmp_path):
+    out = tmp_path / "table.txt"
+    sql = "SELECT '[red]x' AS label, 0.25 AS v, repeat('w', 150) AS wide"
+    result = cli("query", sql, "--db", results_db, "--out", out)
+    assert result.code == 0, result.err
+    written = out.read_text()
+    assert "[red]x" in written and "0.25" in written and "w" * 150 in written  # not wrapped
+    assert "\x1b" not in written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from xmodal.validation import CheckContext
 from xmodal_plugins.support.word_ratings import RatingsError, known_benchmarks, load_ratings
 
 
@@ -76,7 +77,7 @@ def test_a_comma_separated_file_works_as_the_dataset_and_in_the_metric(tmp_path)
 
     metric = get_registry().metrics["similarity_correlation"]
     params = expand(metric.params, {"ratings_file": str(path), "spaces": "input"})[0]
-    assert list(metric.check(params, {"n": 4, "split": "test", "include_self": False})) == []
+    assert list(metric.check(params, CheckContext("metric", "similarity_correlation"))) == []
     x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.3, 0.9]])  # cat, dog, car, truck
     spaces = Spaces("test", x, x, x, ("x",), ("x",), ids=("cat", "dog", "car", "truck"))
     probe = Probe({"test": spaces}, NeighborCache(), include_self=False)
@@ -93,5 +94,5 @@ def test_a_malformed_ratings_file_is_named_when_the_metric_is_checked(tmp_path):
     path.write_text("cat,dog,8\ncat,dog\n")
     metric = get_registry().metrics["similarity_correlation"]
     params = expand(metric.params, {"ratings_file": str(path)})[0]
-    [(key, message)] = metric.check(params, {"n": 4, "split": "test", "include_self": False})
+    [(key, message)] = metric.check(params, CheckContext("metric", "similarity_correlation"))
     assert key == "ratings_file" and "bad.csv:2" in message

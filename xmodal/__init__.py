@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "MetricSpec": "xmodal.components",
     "ResultRow": "xmodal.components",
     # Declared parameters.
+    "CheckContext": "xmodal.validation",
     "Param": "xmodal.params",
     "expand": "xmodal.params",
     "validate_params": "xmodal.params",

@@ -101,9 +101,8 @@ def _load(
 
 
 def _describe(run: Run) -> str:
-    mapping = (
-        run.mapping if run.depth is None or run.mapping == "linear" else f"{run.mapping}{run.depth}"
-    )
+    # A depth the mapping declares tells its variants apart (mlp2); 0 or none adds nothing.
+    mapping = f"{run.mapping}{run.depth}" if run.depth else run.mapping
     fold = f" fold {run.fold}" if run.fold is not None else ""
     loss = run.loss or "-"
     return f"{run.input_features}→{run.target_features} {mapping} {loss} {run.probe} seed {run.seed}{fold}"

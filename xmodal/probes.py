@@ -18,14 +18,20 @@ from xmodal.neighbors import knn
 ROLES = ("input", "target", "predicted")
 
 
-def check_k_fits(params: Mapping[str, Any], split: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """`MetricSpec.check` for metrics with a `k` list: each k must leave room in the split."""
-    limit = split["n"] if split["include_self"] else split["n"] - 1
+def check_k_fits(params: Mapping[str, Any], context: Any) -> Iterator[tuple[str, str]]:
+    """`MetricSpec.check` for metrics with a `k` list: each k must leave room in the split.
+
+    `context` is an `xmodal.CheckContext`; before the split sizes are known there is nothing
+    to check."""
+    n = context.n_items
+    if n is None:
+        return
+    limit = n if context.include_self else n - 1
     for k in params["k"]:
         if k > limit:
             yield (
                 "k",
-                f"k = {k} is larger than the {split['split']} split allows: it has {split['n']} "
+                f"k = {k} is larger than the {context.split} split allows: it has {n} "
                 f"items, so k can be at most {limit}",
             )
 

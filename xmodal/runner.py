@@ -23,12 +23,13 @@ from xmodal.executors import Failure, make_executor, threads_per_run
 from xmodal.locking import RunLock
 from xmodal.params import expand
 from xmodal.planning import Measurement, Run
-from xmodal.plugins import Registry
+from xmodal.plugins import Registry, singular
 from xmodal.recorder import Recorder
 from xmodal.spool import check_free_space
 from xmodal.store import RunRecord, Store, now
 from xmodal.study import Study
 from xmodal.studydata import StudyData, probed_splits, split_key
+from xmodal.validation import CheckContext, check_component
 
 
 @attrs.frozen
@@ -109,7 +110,7 @@ def check_runs(study: Study, runs: list[Run], shared: StudyData) -> None:
             shared.split(run)
         except XmodalError as exc:
             problems.append(Problem("data.split", str(exc)))
-    problems.extend(_metric_problems(study, runs, shared))
+    problems.extend(_component_problems(study, runs, shared))
     if problems:
         unique = list(dict.fromkeys(problems))
         raise StudyError(study.path, [attrs.evolve(p, line=study.line_of(p.path)) for p in unique])
@@ -143,29 +144,49 @@ def _zero_row_problems(dataset: str, name: str, data: Any) -> list[Problem]:
     ]
 
 
-def _metric_problems(study: Study, runs: list[Run], shared: StudyData) -> list[Problem]:
-    """Metric checks against the size of every split a run probes (probe curves included)."""
-    problems: list[Problem] = []
+def _component_problems(study: Study, runs: list[Run], shared: StudyData) -> list[Problem]:
+    """The components' own checks (`xmodal.validation`) now that the data is known: mappings and
+    losses with each training split's size and the input and output dimensions, metrics with the
+    size of every split a run probes (probe curves included)."""
+    # (kind, name) -> what the component sees: its runs' training data, or the probed splits
+    contexts: dict[tuple[str, str | None], set[CheckContext]] = {}
     seen: set[tuple[Any, ...]] = set()
     for run in runs:
+        key = (split_key(run), run.input_features, run.target_features, run.mapping, run.loss,
+               tuple(probed_splits(run)))  # fmt: skip
+        if key in seen:
+            continue
+        seen.add(key)
         try:
+            data = shared.data(run)
             train_idx, test_idx = shared.split(run)
+            in_dim = int(np.shape(data.features[run.input_features])[1])
+            out_dim = int(np.shape(data.features[run.target_features])[1])
         except Exception:  # reported by the data checks
             continue
         sizes = {"train": len(train_idx), "test": len(test_idx)}
+        known = dict(include_self=bool(run.probes["include_self"]), in_dim=in_dim, out_dim=out_dim)
+        fitted = CheckContext("", "", n_items=sizes["train"], split="train", **known)
+        contexts.setdefault(("mappings", run.mapping), set()).add(fitted)
+        contexts.setdefault(("losses", run.loss), set()).add(fitted)
         for split in probed_splits(run):
-            if (split_key(run), split) in seen:
+            probe = CheckContext("", "", n_items=sizes[split], split=split, **known)
+            contexts.setdefault(("metrics", None), set()).add(probe)
+    problems: list[Problem] = []
+    for kind, components in (
+        ("mappings", study.mappings),
+        ("losses", study.losses),
+        ("metrics", study.metrics),
+    ):
+        for component in components:
+            spec = shared.registry.of(kind)[component.name]
+            if getattr(spec, "check", None) is None:
                 continue
-            seen.add((split_key(run), split))
-            info = {"n": sizes[split], "split": split, "include_self": run.probes["include_self"]}
-            for i, metric in enumerate(study.metrics):
-                spec = shared.registry.metrics[metric.name]
-                if spec.check is None:
-                    continue
-                for key, message in spec.check(expand(spec.params, metric.params)[0], info):
-                    problems.append(
-                        Problem(f"metric[{i}].{key}" if key else f"metric[{i}]", message)
-                    )
+            seen_by = contexts.get((kind, None if kind == "metrics" else component.name), set())
+            for context in sorted(seen_by, key=attrs.astuple):
+                context = attrs.evolve(context, component=singular(kind), name=component.name)
+                for params in expand(spec.params, component.params):
+                    problems.extend(check_component(spec, params, context, component.path))
     return problems
 
 

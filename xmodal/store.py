@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -454,12 +454,58 @@ class Store:
         can reach no other file. `timeout` seconds (None or 0: no limit) interrupt the query;
         Ctrl-C interrupts it at once (QueryInterrupted). Nothing is ever written.
         """
+        result = self.query_result(sql, timeout)
+        return result.columns, result.rows
+
+    def query_result(self, sql: str, timeout: float | None = None) -> QueryResult:
+        """`query`, with the DuckDB type of each column (to tell numbers from text)."""
         check_query(sql)
         with self.reading() as con:
             try:
                 return _execute_interruptibly(con, sql, timeout)
             except duckdb.Error as exc:
                 raise StoreError(_query_problem(self.path, con, exc)) from None
+
+    def query_to_parquet(self, sql: str, path: Path, timeout: float | None = None) -> int:
+        """Run one read-only statement as `query` does and write its result to a Parquet file at
+        `path` (replaced whole, or left as it was if the query fails); return the rows written.
+
+        The statement runs on the sandboxed read connection. Its result reaches the file through
+        an Arrow stream read by a second, in-memory connection that runs no user SQL: the query
+        itself still cannot write (a COPY in it is refused), and column types are kept.
+        """
+        check_query(sql)
+        path = Path(path)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.xmodal-tmp")
+        writer = duckdb.connect(":memory:")
+        try:
+            with self.reading() as con:
+
+                def write(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+                    relation = con.sql(sql)
+                    if relation is None:  # pragma: no cover - check_query admits only reads
+                        raise StoreError("the statement returns no result to write")
+                    try:
+                        writer.from_arrow(_ArrowStream(relation)).write_parquet(str(temporary))
+                    except duckdb.Error as exc:
+                        if "Arrow source" in str(exc) or "Interrupt" in str(exc):
+                            # the query's own error (or the timeout's), reported as such
+                            inner = re.sub(r"^.*?Arrow source failed: \w+: ", "", str(exc))
+                            raise type(exc)(inner) from None
+                        raise StoreError(f"{path}: cannot write the Parquet file ({exc})") from None
+                    found = writer.execute("SELECT count(*) FROM read_parquet(?)", [str(temporary)])
+                    return int(found.fetchone()[0])  # type: ignore[index]
+
+                try:
+                    rows = _execute_interruptibly(con, sql, timeout, write, also=(writer,))
+                except duckdb.Error as exc:
+                    raise StoreError(_query_problem(self.path, con, exc)) from None
+            os.replace(temporary, path)
+            return rows
+        finally:
+            writer.close()
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
 
     def earlier_runs(self, study: str, current_hash: str) -> set[str]:
         """Run ids planned by earlier versions of a study (to tell new runs from old pending ones)."""
@@ -613,10 +659,45 @@ def _starts_with(sql: str, keyword: str) -> bool:
     return sql.lstrip(" \t\r\n(").upper().startswith(keyword)
 
 
+@attrs.frozen
+class QueryResult:
+    """What a query returned: column names, their DuckDB types (e.g. `DOUBLE`, `VARCHAR`,
+    `DECIMAL(4,2)`) and the rows, as DuckDB's Python values."""
+
+    columns: list[str]
+    types: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def _fetch_all(con: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
+    cursor = con.execute(sql)
+    if cursor.description is None:
+        return QueryResult([], [], [])
+    described = cursor.description
+    return QueryResult([d[0] for d in described], [str(d[1]) for d in described], cursor.fetchall())
+
+
+class _ArrowStream:
+    """A relation as an Arrow C stream (PyCapsule) alone, so that another connection reads its
+    rows (executing it on its own connection) without pyarrow and without seeing the relation."""
+
+    def __init__(self, relation: duckdb.DuckDBPyRelation) -> None:
+        self._relation = relation
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        return self._relation.__arrow_c_stream__(requested_schema)
+
+
 def _execute_interruptibly(
-    con: duckdb.DuckDBPyConnection, sql: str, timeout: float | None
-) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run `sql` in a helper thread so that a timeout or Ctrl-C can `interrupt()` it promptly.
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    timeout: float | None,
+    consume: Callable[[duckdb.DuckDBPyConnection, str], Any] = _fetch_all,
+    also: Sequence[duckdb.DuckDBPyConnection] = (),
+) -> Any:
+    """Run `consume(con, sql)` (by default: execute and fetch every row as a `QueryResult`) in a
+    helper thread so that a timeout or Ctrl-C can `interrupt()` it, and the connections in `also`
+    that it uses, promptly.
 
     DuckDB releases the GIL while it works, but the main thread only sees SIGINT between Python
     bytecodes: executing there would leave Ctrl-C waiting for the query to end.
@@ -625,14 +706,11 @@ def _execute_interruptibly(
     # An Event, not Thread.join(): a join interrupted by Ctrl-C can leave is_alive() False while
     # the thread still runs (CPython 3.11), and the connection must not be closed under it.
     done = threading.Event()
+    connections = (con, *also)
 
     def work() -> None:
         try:
-            cursor = con.execute(sql)
-            if cursor.description is None:
-                outcome["value"] = ([], [])
-            else:
-                outcome["value"] = ([d[0] for d in cursor.description], cursor.fetchall())
+            outcome["value"] = consume(con, sql)
         except BaseException as exc:  # handed to the calling thread
             outcome["error"] = exc
         finally:
@@ -646,14 +724,15 @@ def _execute_interruptibly(
         while not done.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 timed_out = True
-                con.interrupt()
+                for each in connections:
+                    each.interrupt()
                 break
             wait = 0.1 if deadline is None else min(0.1, max(deadline - time.monotonic(), 0.0))
             done.wait(wait)
     except KeyboardInterrupt:
-        _stop(con, done)
+        _stop(connections, done)
         raise QueryInterrupted("query interrupted (Ctrl-C); a query changes nothing") from None
-    _stop(con, done)
+    _stop(connections, done)
     if "value" in outcome:
         return outcome["value"]  # finished just as the timeout struck: keep the answer
     if timed_out:
@@ -664,10 +743,11 @@ def _execute_interruptibly(
     raise outcome["error"]
 
 
-def _stop(con: duckdb.DuckDBPyConnection, done: threading.Event) -> None:
-    """Wait for an interrupted query's thread to end, so the connection is closed only then."""
+def _stop(connections: Sequence[duckdb.DuckDBPyConnection], done: threading.Event) -> None:
+    """Wait for an interrupted query's thread to end, so the connections are closed only then."""
     while not done.is_set():
-        con.interrupt()
+        for con in connections:
+            con.interrupt()
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C only repeats the request
             done.wait(0.1)
 
@@ -750,7 +830,9 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The newest migration applied to this database (None: not an xmodal database yet)."""
     if not _has_table(con, "schema_migrations"):
         return None
-    (version,) = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    # fetchall: a finished result, so that the connection can run a relation next (a fetchone
+    # would leave it "in use" for DuckDB 2's relation and Arrow APIs)
+    [(version,)] = con.execute("SELECT max(version) FROM schema_migrations").fetchall()
     return version
 
 

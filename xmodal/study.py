@@ -30,6 +30,7 @@ from xmodal.params import (
 )
 from xmodal.plugins import Registry, singular
 from xmodal.tomlpos import locate, scan
+from xmodal.validation import CheckContext, check_component, depth_problems
 
 SECTIONS = ("study", "data", "mapping", "loss", "train", "probes", "metric", "execution")
 DIRECTIONS = ("forward", "backward")
@@ -318,19 +319,70 @@ class _Builder:
             )
             return None
         params = {k: v for k, v in table.items() if k != "name"}
-        schema_problems = validate_params(known[name].params, params, path, sweep=sweep)
+        spec = known[name]
+        schema_problems = validate_params(spec.params, params, path, sweep=sweep)
         self.problems.extend(schema_problems)
-        check = getattr(known[name], "check", None)
+        describes = getattr(spec, "check", None) is not None or getattr(spec, "depth", None)
         if (
-            check is not None
+            describes
             and not schema_problems
-            and kind in ("mappings", "losses")
-            and count_variants(known[name].params, params) <= self.max_runs  # else: _grid says
+            and count_variants(spec.params, params) <= self.max_runs  # else: _grid says
         ):
-            for variant in expand(known[name].params, params):
-                for key, message in check(variant):
-                    self.problems.append(Problem(f"{path}.{key}", message))
+            # What the component says about each variant before any data is known
+            # (xmodal.validation); a sweep may repeat a problem, which is reported once.
+            context = CheckContext(component=singular(kind), name=name)
+            found: list[Problem] = []
+            for variant in expand(spec.params, params):
+                found.extend(check_component(spec, variant, context, path))
+                if kind == "mappings":
+                    found.extend(depth_problems(spec, variant, path))
+            self.problems.extend(dict.fromkeys(found))
         return Component(name=name, params=params, path=path)
+
+    def declared_or_default(
+        self, doc: Mapping[str, Any], key: str, kind: str, *, needed: bool = True
+    ) -> list[dict]:
+        """The `[[key]]` tables of the study, or, when it declares none, a table naming the one
+        `kind` component the loaded plugins declare `default=True`.
+
+        No default, or more than one, is a problem when the component is `needed`; otherwise
+        (e.g. no loss while nothing is trained) the study simply has none.
+        """
+        if key in doc:
+            return self.array_of_tables(doc, key, [])
+        registered = self.registry.of(kind)
+        names = sorted(n for n, spec in registered.items() if getattr(spec, "default", False))
+        if len(names) == 1:
+            return [{"name": names[0]}]
+        if not needed:
+            return []
+        what = singular(kind)
+        if not names:
+            self.problems.append(
+                Problem(
+                    key,
+                    f"no [[{key}]] table, and no loaded plugin declares a default {what}",
+                    allowed=(
+                        f"a [[{key}]] table naming one of: {', '.join(sorted(registered))}"
+                        if registered
+                        else f"no {kind} are loaded; install or load a plugin that provides one"
+                    ),
+                    notes=self.registry.filter_notes(kind),
+                )
+            )
+        else:
+            claims = ", ".join(
+                f"{n!r} (plugin {self.registry.owners.get((kind, n), '?')!r})" for n in names
+            )
+            self.problems.append(
+                Problem(
+                    key,
+                    f"no [[{key}]] table, and {len(names)} loaded {kind} are declared the "
+                    f"default {what}: {claims}",
+                    allowed=f'name one in a [[{key}]] table, e.g. [[{key}]] name = "{names[0]}"',
+                )
+            )
+        return []
 
     def build(
         self, doc: Mapping[str, Any], file: str, source: str, lines: Mapping[str, int]
@@ -363,13 +415,16 @@ class _Builder:
             self.component(t, "mappings", f"mapping[{i}]", sweep=True)
             for i, t in enumerate(self.array_of_tables(doc, "mapping", []))
         ]
+        # Without [[loss]] / [[metric]], the registered defaults; a loss only when runs train.
+        raw_probes = doc.get("probes")
+        trains = not isinstance(raw_probes, dict) or raw_probes.get("trained", True) is not False
         losses = [
             self.component(t, "losses", f"loss[{i}]", sweep=True)
-            for i, t in enumerate(self.array_of_tables(doc, "loss", [{"name": "mse"}]))
+            for i, t in enumerate(self.declared_or_default(doc, "loss", "losses", needed=trains))
         ]
         metrics = [
             self.component(t, "metrics", f"metric[{i}]", sweep=False)
-            for i, t in enumerate(self.array_of_tables(doc, "metric", [{"name": "mnno"}]))
+            for i, t in enumerate(self.declared_or_default(doc, "metric", "metrics"))
         ]
         train = self.table(doc, "train", required=False)
         self.section(TRAIN_PARAMS, train, "train", sweep=True)

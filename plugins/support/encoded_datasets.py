@@ -67,8 +67,8 @@ def encode_all(
     features = {}
     for spec, params in selection.specs:
         items, groups = _flatten(inputs[spec.modality])
-        if spec.check is not None:
-            note = spec.check(items, params)
+        if spec.coverage is not None:
+            note = spec.coverage(items, params)
             if note:
                 log.warning("%s: %s", what, note)
         label = f"{len(items)} {what} {spec.modality}s"
