@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -358,43 +356,117 @@ def _query_help() -> str:
     )
 
 
+QUERY_FORMATS = ("table", "csv", "json", "markdown", "parquet")
+
+
 @app.command(help=_query_help())
 def query(
-    sql: Annotated[str, typer.Argument(help="one SQL statement that reads (SELECT, WITH, ...)")],
+    sql: Annotated[
+        str,
+        typer.Argument(help="one SQL statement that reads (SELECT, WITH, ...); a final ; is fine"),
+    ],
     db: DbOption = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table, csv, json, markdown or parquet (parquet needs --out)",
+            show_default=True,
+        ),
+    ] = "table",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="write to FILE instead of the screen (replaced whole)"),
+    ] = None,
     limit: Annotated[int, typer.Option(help="rows to show in table format (0 = all)")] = 200,
     timeout: Annotated[
         float,
         typer.Option(min=0, help="interrupt the query after SECONDS (0 = no limit)"),
     ] = 60.0,
 ) -> None:
-    if fmt not in ("table", "csv", "json"):
-        raise XmodalError(f"--format {fmt!r} is not one of table, csv, json")
+    from xmodal import queryformat
+
+    store = _store(db)
+    _check_query_output(fmt, out, store.path)  # before the database is opened
     try:
-        columns, rows = _store(db).query(sql, timeout=timeout or None)
+        if fmt == "parquet":
+            assert out is not None
+            written = store.query_to_parquet(sql, out, timeout=timeout or None)
+            console.print(f"wrote {written} row(s) to {out}", markup=False, highlight=False)
+            return
+        result = store.query_result(sql, timeout=timeout or None)
     except KeyboardInterrupt:  # Ctrl-C while waiting for the database, before the query ran
         raise QueryInterrupted("query interrupted (Ctrl-C); a query changes nothing") from None
+    columns, rows = result.columns, result.rows
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        writer.writerows(rows)
-        typer.echo(buffer.getvalue(), nl=False)
+        text = queryformat.to_csv(columns, rows)
     elif fmt == "json":
-        typer.echo(
-            json.dumps([dict(zip(columns, r, strict=True)) for r in rows], indent=2, default=str)
-        )
+        text = queryformat.to_json(columns, rows)
+    elif fmt == "markdown":
+        text = queryformat.to_markdown(columns, result.types, rows)
     else:
         # Text, not markup: '[/]' or a study's '[study]' line are data and shown as they are.
         table = Table()
-        for column in columns:
-            table.add_column(Text(_visible(column)))
+        for column, kind in zip(columns, result.types, strict=True):
+            numeric = queryformat.is_numeric(kind)
+            table.add_column(Text(_visible(column)), justify="right" if numeric else "left")
         for row in rows if limit == 0 else rows[:limit]:
             table.add_row(*(_cell_text(v) for v in row))
-        console.print(table)
-        if limit and len(rows) > limit:
-            console.print(f"… {len(rows) - limit} more row(s); use --limit 0 or --format csv")
+        more = (
+            f"… {len(rows) - limit} more row(s); use --limit 0 or --format csv"
+            if limit and len(rows) > limit
+            else None
+        )
+        if out is None:
+            console.print(table)
+            if more:
+                console.print(more, markup=False, highlight=False)
+            return
+        page = Console(file=io.StringIO(), width=100_000, color_system=None, highlight=False)
+        page.print(table)
+        if more:
+            page.print(more, markup=False)
+        text = "\n".join(line.rstrip() for line in page.file.getvalue().splitlines()) + "\n"
+    if out is None:
+        _write_stdout(text)
+        return
+    try:
+        out.write_bytes(text.encode("utf-8"))
+    except OSError as exc:
+        raise XmodalError(f"{out}: cannot write the query's result ({exc.strerror or exc})") from None
+    console.print(f"wrote {len(rows)} row(s) to {out}", markup=False, highlight=False)
+
+
+def _check_query_output(fmt: str, out: Path | None, db: Path) -> None:
+    """The format is known, parquet has a file, and the file can be written: all before the
+    query runs (a long query must not end in 'no such directory')."""
+    if fmt not in QUERY_FORMATS:
+        raise XmodalError(f"--format {fmt!r} is not one of {', '.join(QUERY_FORMATS)}")
+    if out is None:
+        if fmt == "parquet":
+            raise XmodalError(
+                "--format parquet writes a binary file: add --out FILE (e.g. --out results.parquet)"
+            )
+        return
+    if out.is_dir():
+        raise XmodalError(f"--out {out}: is a directory; give a file name (e.g. {out / 'result'})")
+    if not out.resolve().parent.is_dir():
+        raise XmodalError(f"--out {out}: directory {out.resolve().parent} does not exist")
+    database = db.resolve()
+    companions = {database, *(database.with_name(database.name + s) for s in (".wal", ".lock"))}
+    if out.resolve() in companions:
+        raise XmodalError(f"--out {out}: that is the results database; give another file name")
+
+
+def _write_stdout(text: str) -> None:
+    """Data to standard output as UTF-8 bytes: `\n` stays `\n` on every platform."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(text)
+    else:
+        buffer.write(text.encode("utf-8"))
+        buffer.flush()
 
 
 @app.command()
@@ -422,17 +494,18 @@ def report(
 
 
 def _cell_text(value: Any) -> Text:
-    """A query value as shown in a table: verbatim (no rich markup), control characters visible."""
-    if isinstance(value, float):
-        return Text(repr(value))  # as the query computed it: round() in SQL to shorten it
-    return Text("NULL" if value is None else _visible(str(value)))
+    """A query value as shown in a table: verbatim (no rich markup), control characters visible;
+    a float as the query computed it (round() in SQL shortens it)."""
+    from xmodal import queryformat
+
+    return Text("NULL" if value is None else queryformat.visible(queryformat.text(value)))
 
 
 def _visible(text: str) -> str:
     """Control characters (an ESC could drive the terminal) as escapes; newlines and tabs kept."""
-    return "".join(
-        ch if ch in "\n\t" or unicodedata.category(ch) != "Cc" else repr(ch)[1:-1] for ch in text
-    )
+    from xmodal import queryformat
+
+    return queryformat.visible(text)
 
 
 @app.command("plugins")
