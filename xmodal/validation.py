@@ -38,7 +38,7 @@ class CheckContext:
     """What is known when a component's `check(params, context)` is called.
 
     - `component`: the kind of component being checked, `"mapping"`, `"loss"` or `"metric"`.
-    - `name`: the component's registered name, e.g. `"mlp"`.
+    - `name`: the component's registered name (`[[mapping]] name`, ...).
     - `n_items`: how many items the split in `split` holds; None before the data is loaded.
       For mappings and losses it is the training split (the items they are fitted on); for a
       metric it is the probed split.
