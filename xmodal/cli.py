@@ -433,7 +433,9 @@ def query(
     try:
         out.write_bytes(text.encode("utf-8"))
     except OSError as exc:
-        raise XmodalError(f"{out}: cannot write the query's result ({exc.strerror or exc})") from None
+        raise XmodalError(
+            f"{out}: cannot write the query's result ({exc.strerror or exc})"
+        ) from None
     console.print(f"wrote {len(rows)} row(s) to {out}", markup=False, highlight=False)
 
 
@@ -510,31 +512,106 @@ def _visible(text: str) -> str:
 
 @app.command("plugins")
 def list_plugins(
+    component: Annotated[
+        str | None,
+        typer.Argument(
+            help="with --params: only the component(s) of this name", show_default=False
+        ),
+    ] = None,
+    params: Annotated[
+        bool,
+        typer.Option(
+            "--params", help="list each component's parameters: type, default, range, choices"
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
 ) -> None:
-    """Which plugins are loaded and what each registered; plugin problems exit with status 1."""
+    """Which plugins are loaded and what each registered; plugin problems exit with status 1.
+
+    With --params: every component's parameters (docs/reference.md lists the built-in ones).
+    """
     registry = plugins.get_registry(strict=False)
-    listing = {name: registry.registered_by(name) for name in registry.plugins}
     warned = plugins.load_problems()  # main() showed these
     for problem in registry.problems:
         if problem not in warned:
             err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
-    if as_json:
+    if component is not None and not params:
+        raise XmodalError(
+            f"xmodal plugins {component}: a component name goes with --params "
+            f"(xmodal plugins --params {component})"
+        )
+    if params:
+        _parameter_listing(registry, component, as_json)
+    elif as_json:
+        listing = {name: registry.registered_by(name) for name in registry.plugins}
         typer.echo(json.dumps(listing, indent=2))
     else:
-        _plugin_table(listing)
+        _plugin_table(registry)
     if registry.problems:
         raise typer.Exit(1)
 
 
-def _plugin_table(listing: dict[str, dict[str, list[str]]]) -> None:
-    kinds_shown = ("datasets", "encoders", "mappings", "losses", "metrics")
+def _plugin_table(registry: plugins.Registry) -> None:
+    """One row per plugin and kind it registered something of: any number of kinds fits."""
     table = Table(title="plugins")
-    for column in ("plugin", *kinds_shown):
-        table.add_column(column)
-    for name, kinds in listing.items():
-        table.add_row(name, *(", ".join(kinds[k]) for k in kinds_shown))
+    for column in ("plugin", "kind", "components"):
+        table.add_column(column, overflow="fold")
+    built_in = sorted(set(registry.owners.values()) - set(registry.plugins))  # e.g. executors
+    for name in [*built_in, *registry.plugins]:
+        registered = [(k, names) for k, names in registry.registered_by(name).items() if names]
+        if not registered:
+            table.add_row(escape(name), "", "(nothing)")
+        for i, (kind, names) in enumerate(registered):
+            table.add_row(escape(name) if i == 0 else "", kind, escape(", ".join(names)))
+        table.add_section()
     console.print(table)
+
+
+def _parameter_listing(registry: plugins.Registry, name: str | None, as_json: bool) -> None:
+    from xmodal import reference
+    from xmodal.errors import did_you_mean
+
+    found = reference.components(registry, name)
+    if name is not None and not found:
+        names = {c.name for c in reference.components(registry)}
+        guess = did_you_mean(name, names)
+        hint = f"did you mean {guess!r}? " if guess else ""
+        raise XmodalError(
+            f"xmodal plugins --params {name}: no component of that name; {hint}"
+            "`xmodal plugins` lists them all"
+        )
+    if as_json:
+        typer.echo(reference.as_json(found))
+        return
+    from rich import box
+
+    for kind in reference.kinds():
+        members = [c for c in found if c.kind == kind]
+        if not members:
+            continue
+        console.rule(Text(kind.replace("_", " "), style="bold"), align="left")
+        for c in members:
+            head = Text.assemble((c.name, "bold"), (f" (plugin {c.plugin})", "dim"))
+            if c.description:
+                head.append(f": {c.description}")
+            if not c.params:
+                head.append(" - no parameters", style="dim")
+            console.print(head)
+            if not c.params:
+                continue
+            table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 2))
+            for column in ("parameter", "default", "type, allowed", "description"):
+                table.add_column(column, overflow="fold")
+            for p in c.params:
+                allowed = p.allowed_text()
+                table.add_row(
+                    Text(p.name),
+                    Text(p.default_text()),
+                    Text(f"{p.type_text()}, {allowed}" if allowed else p.type_text()),
+                    Text(p.doc),
+                )
+            console.print(table)
+        console.print()
 
 
 @app.command("datasets")
