@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import REPO, TINY_STUDY, rows
 from xmodal.store import Store
-from xmodal.views import VIEW_NAMES, VIEWS
+from xmodal.views import RESULTS_SUMMARY, DeclaredView
+from xmodal_plugins.paper_report import VIEWS
 
 STUDY = """\
 [study]
@@ -72,8 +73,9 @@ spaces = ["input", "predicted"]
 
 # 2 directions × 2 folds × 3 depths × (2 losses trained + 1 untrained)
 N_RUNS = 36
-# The report needs only these plugins; loading no others keeps these tests about the report.
-PLUGINS = "synthetic,mappings,losses,metrics,retrieval,ratings_metric"
+# The report needs none of the plugins that read files or encode; skipping them keeps these tests
+# about the report (every other built-in, the paper's report sections included, loads).
+PLUGINS = "-collell2018,-tuxpaint,-files,-ratings,-text_encoders,-image_encoders,-representation"
 
 
 @pytest.fixture(autouse=True)
@@ -267,8 +269,10 @@ def test_missing_database_is_a_clear_error(cli, tmp_path):
 
 def test_docs_show_every_views_sql():
     doc = (REPO / "docs" / "report.md").read_text()
-    for name in VIEW_NAMES:
-        assert VIEWS[name].strip() in doc, f"docs/report.md does not show the SQL of {name}"
+    for name, sql in VIEWS.items():
+        create = DeclaredView(name, sql, "paper", "paper_report").create
+        assert create in doc, f"docs/report.md does not show the SQL of {name}"
+    assert RESULTS_SUMMARY.strip() in doc, "docs/report.md does not show results_summary"
 
 
 def test_a_mapping_without_depth_beside_mlps_is_in_the_tables_not_on_the_depth_axis(
@@ -282,3 +286,140 @@ def test_a_mapping_without_depth_beside_mlps_is_in_the_tables_not_on_the_depth_a
     assert result.code == 0 and "Traceback" not in result.output, result.output
     text = (tmp_path / "report" / "report.md").read_text()
     assert "ridge" in text and (tmp_path / "report" / "depth.png").is_file()
+
+
+# -- any component: a third-party mapping and metric, mixed families, an old database --------------
+
+
+def spread(probe, params):
+    """A third-party metric: the mean distance of predictions to their targets."""
+    import numpy as np
+
+    from xmodal import ResultRow
+
+    for split, spaces in probe.spaces.items():
+        gap = np.linalg.norm(spaces.predicted - spaces.target, axis=1).mean()
+        yield ResultRow(split, "spread", "pred-target", float(gap))
+
+
+def shift(in_dim, out_dim, params):
+    """A third-party mapping family with no depth: one linear map."""
+    import torch
+
+    return torch.nn.Linear(in_dim, out_dim)
+
+
+def register_third_party(name: str = "third-party") -> None:
+    import types
+
+    from xmodal import MappingSpec, MetricSpec, hookimpl, plugins
+
+    @hookimpl
+    def register_mappings(register):
+        register(MappingSpec("shift", build=shift, description="one linear map, no depth"))
+
+    @hookimpl
+    def register_metrics(register):
+        register(MetricSpec("spread", compute=spread, compares=("pred-target",),
+                            value_range=(0.0, float("inf")), label="Spread", digits=2,
+                            higher_is_better=False))  # fmt: skip
+
+    hooks = types.SimpleNamespace(register_mappings=register_mappings,
+                                  register_metrics=register_metrics)  # fmt: skip
+    plugins.reset(plugins.load_manager(extra=[(name, hooks)]))
+
+
+MIXED = (
+    TINY_STUDY.replace('[[mapping]]\nname = "linear"\n', '[[mapping]]\nname = "shift"\n').replace(
+        "depth = 2", "depth = [0, 1]"
+    )
+    + '\n[[metric]]\nname = "spread"\n'
+)
+
+
+def test_a_third_party_mapping_without_depth_and_metric_are_reported(
+    cli, write_study, db, tmp_path
+):
+    register_third_party()
+    assert cli("run", write_study(MIXED), "--db", db).code == 0
+    result = cli("report", "tiny", "--db", db, "--out", tmp_path / "r")
+    assert result.code == 0 and "Traceback" not in result.output, result.output
+    text = (tmp_path / "r" / "report.md").read_text()
+    # The metric appears under its label, with its direction and its digits.
+    assert "### Spread (`spread`), lower is better" in text
+    part = text.split("### Spread (`spread`)")[1]
+    body = [ln for ln in part.splitlines() if ln.startswith("| ")][2:]
+    shift_rows = [ln for ln in body if "| shift |" in ln]
+    # shift has no depth (—) and sits beside mlp at depths 0 and 1; values have 2 decimals.
+    assert shift_rows and all("| — |" in ln for ln in shift_rows), part
+    assert all(any(f"| mlp | {d} |" in ln for ln in body) for d in (0, 1))
+    assert all(re.search(r"\| \**\d+\.\d{2}( ± \d+\.\d{2})?\** \| 1 \|$", ln) for ln in body), body
+    assert "**" in part  # the best (lowest) mean is marked
+    assert (tmp_path / "r" / "depth-spread.png").is_file()
+    assert "![Figure: Spread by depth](depth-spread.png)" in text
+    # The paper's Table 1 lists the family too (its depth: —); mnno is not repeated below.
+    assert "| shift | — |" in text.split("## Table 1")[1].split("##")[0]
+    assert "### mNNO" not in text and "### mnno" not in text
+
+
+def test_ridge_and_mlp_at_depth_0_and_1_report_with_only_the_core_section(
+    cli, write_study, db, tmp_path, monkeypatch
+):
+    """The issue's crash (depth None sorted with ints), without the paper's sections."""
+    monkeypatch.setenv("XMODAL_LOAD_PLUGINS", PLUGINS + ",-paper_report")
+    study = TINY_STUDY.replace(
+        '[[mapping]]\nname = "linear"\n', '[[mapping]]\nname = "ridge"\n'
+    ).replace("depth = 2", "depth = [0, 1]")
+    assert cli("run", write_study(study), "--db", db).code == 0
+    result = cli("report", "tiny", "--db", db, "--out", tmp_path / "r")
+    assert result.code == 0 and "Traceback" not in result.output, result.output
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "## Table 1" not in text and "## All measurements" in text
+    assert "### mnno" in text  # no label declared: the name
+    assert re.search(r"\| ridge \| — \|", text) and re.search(r"\| mlp \| 1 \|", text)
+    assert (tmp_path / "r" / "depth-mnno.png").is_file()
+    # The terminal headline is the first table of All measurements, means only.
+    assert "mnno(f(X), X)" in result.out and not re.search(r"\d ± \d", result.out)
+
+
+def test_a_database_of_the_previous_schema_queries_and_reports(cli, tmp_path):
+    """schema4.sql: the four migrations of the xmodal before report views moved into plugins."""
+    import duckdb
+
+    from xmodal.store import MIGRATIONS
+
+    db = tmp_path / "old.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"
+        )
+        con.execute((REPO / "tests" / "data" / "schema4.sql").read_text())
+        con.executemany(
+            "INSERT INTO schema_migrations VALUES (?, now())", [[v] for v in range(1, 5)]
+        )
+        con.execute("INSERT INTO studies VALUES ('legacy', 'h1', 'old.toml', '', now())")
+        for i, (depth, value) in enumerate([(0, 0.5), (1, 0.25)]):
+            con.execute("INSERT INTO study_runs VALUES ('legacy', 'h1', ?, ?)", [f"r{i}", i])
+            con.execute(
+                "INSERT INTO runs (run_id, study, dataset, input_features, target_features, "
+                "direction, mapping, depth, loss, state, seed, status) VALUES "
+                "(?, 'legacy', 'synthetic', 'text', 'image', 'forward', 'mlp', ?, 'mse', "
+                "'trained', 0, 'finished')",
+                [f"r{i}", depth],
+            )
+            for comparison in ("pred-input", "pred-target", "input-target"):
+                con.execute(
+                    "INSERT INTO results VALUES (?, 'test', 'mnno', ?, 10, 'cosine', NULL, ?, NULL)",
+                    [f"r{i}", comparison, value],
+                )
+    # Read-only first: the old views answer as before.
+    result = cli("query", "SELECT depth, pred_input FROM paper_table1 ORDER BY 1", "--db", db,
+                 "--format", "csv")  # fmt: skip
+    assert result.code == 0 and "0,0.5" in result.out and "1,0.25" in result.out, result.output
+    # The report upgrades it (schema 5, the plugin's views) and reports it.
+    result = cli("report", "legacy", "--db", db, "--out", tmp_path / "r")
+    assert result.code == 0 and "Traceback" not in result.output, result.output
+    assert "## Table 1" in (tmp_path / "r" / "report.md").read_text()
+    assert rows(db, "SELECT max(version) FROM schema_migrations") == [(len(MIGRATIONS),)]
+    assert rows(db, "SELECT count(*) FROM report_views WHERE plugin = 'paper_report'") == [(7,)]
+    assert rows(db, "SELECT count(*) FROM results_summary WHERE study = 'legacy'") == [(6,)]

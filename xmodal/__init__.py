@@ -31,8 +31,17 @@ _EXPORTS: dict[str, str] = {
     "FeatureSetInfo": "xmodal.components",
     "LossSpec": "xmodal.components",
     "MappingSpec": "xmodal.components",
+    "MetricDisplay": "xmodal.components",
     "MetricSpec": "xmodal.components",
+    "ReportSectionSpec": "xmodal.components",
     "ResultRow": "xmodal.components",
+    # What a report section receives and returns.
+    "ReportContext": "xmodal.report",
+    "ReportFigure": "xmodal.report",
+    "ReportTable": "xmodal.report",
+    "ReportText": "xmodal.report",
+    # What an executor computes for each job (ExecutorSpec.make).
+    "run_job": "xmodal.executors",
     # Declared parameters.
     "CheckContext": "xmodal.validation",
     "Param": "xmodal.params",

@@ -350,7 +350,9 @@ def _query_help() -> str:
         "Query the results with one read-only SQL statement (docs/queries.md).\n\n"
         f"Tables: {', '.join(tables)}.\n\n"
         f"Views: {', '.join(views)}. study_results holds every study's current version: "
-        "filter it by study (WHERE study = 'NAME') so that studies do not mix.\n\n"
+        "filter it by study (WHERE study = 'NAME') so that studies do not mix. Report sections "
+        "add views of their own when a study runs (the table report_views lists them; "
+        "docs/report.md).\n\n"
         "Nothing can be written and no other file read (ATTACH, COPY, SET, PRAGMA ... are "
         "refused)."
     )
@@ -493,6 +495,8 @@ def report(
             console.print(made.headline.note)
     for path in (made.markdown, *made.figures):
         console.print(f"wrote {path}", markup=False)
+    for problem in made.problems:
+        err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _cell_text(value: Any) -> Text:

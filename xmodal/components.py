@@ -5,6 +5,7 @@ Each carries its parameter schema (see `xmodal.params`) and one callable that do
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,10 @@ class MetricSpec:
     `uses_neighbors` says that `compute` asks `probe.neighbors` for every `k` and `similarity` in
     its parameters: the runner then computes the input and target lists once, up front, for the
     largest such k, and shares them with every run and worker.
+    How `xmodal report` shows its rows: `label` (e.g. "mNNO"; empty: the name), `digits` after
+    the decimal point and `higher_is_better` (None: neither) for rows whose `metric` is the spec's
+    name; `outputs` maps the other row metrics it writes (e.g. "mse", "r2" of a "regression"
+    metric) to a `MetricDisplay` each.
     """
 
     name: str
@@ -139,6 +144,32 @@ class MetricSpec:
     check: Callable[[Mapping[str, Any], CheckContext], Iterable[tuple[str, str]]] | None = None
     uses_neighbors: bool = False
     default: bool = False
+    label: str = ""
+    digits: int = 3
+    higher_is_better: bool | None = None
+    outputs: Mapping[str, MetricDisplay] = _schema()
+
+    def display(self, row_metric: str) -> MetricDisplay:
+        """How the report shows rows whose `metric` column is `row_metric`: the spec's own
+        `label`, `digits` and `higher_is_better` for rows named after it, `outputs[row_metric]`
+        for the others it declares, else the row metric's name with the spec's digits."""
+        if row_metric in self.outputs:
+            shown = self.outputs[row_metric]
+            return shown if shown.label else attrs.evolve(shown, label=row_metric)
+        if row_metric == self.name:
+            return MetricDisplay(self.label or self.name, self.digits, self.higher_is_better)
+        return MetricDisplay(row_metric, self.digits, None)
+
+
+@attrs.frozen
+class MetricDisplay:
+    """How `xmodal report` shows one row metric: its `label` (empty: the row metric's name),
+    the `digits` after the decimal point, and whether a higher value is better (None: neither,
+    e.g. a count; the report then marks no best value)."""
+
+    label: str = ""
+    digits: int = 3
+    higher_is_better: bool | None = None
 
 
 @attrs.frozen
@@ -169,3 +200,172 @@ class EncoderSpec:
     batch_size: int = 32
     coverage: Callable[[list[Any], Mapping[str, Any]], str | None] | None = None
     weights: Callable[[Mapping[str, Any]], str] | None = None
+
+_VIEW_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _check_views(instance: Any, attribute: Any, views: Mapping[str, str]) -> None:
+    for name, sql in views.items():
+        if not isinstance(name, str) or not _VIEW_NAME.fullmatch(name):
+            raise ValueError(
+                f"report section {instance.name!r}: view name {name!r} must be lower-case "
+                "letters, digits and _, starting with a letter"
+            )
+        if not isinstance(sql, str) or not sql.strip():
+            raise ValueError(f"report section {instance.name!r}: view {name!r} has no SQL")
+
+
+@attrs.frozen
+class ReportSectionSpec:
+    """A section of `xmodal report`: the views it reads and how it lays them out.
+
+    `views` maps a view name to the SELECT statement that defines it, over the core tables and
+    views (`runs`, `current_results`, `current_studies`, `study_runs`, `curves`, ...) or other
+    declared views. xmodal creates (or replaces) them in the results database whenever a study
+    runs and when `xmodal report` finds one missing, so `xmodal query` and plain DuckDB see them.
+    Several sections may declare one view with the same SQL; a view name must not be a core
+    table or view.
+    `render(context)` receives an `xmodal.ReportContext` (a read-only connection, the study's
+    name, the output directory, the registered metrics) and returns the section's blocks, in
+    order: `ReportTable`, `ReportFigure`, `ReportText` (or plain Markdown strings); an empty
+    list when the study has nothing for the section. Sections appear by `order`, then name.
+    `metrics` names the row metrics (the `metric` column of `results`) the section presents: the
+    core's "All measurements" section leaves them out when this section rendered anything.
+    """
+
+    name: str
+    render: Callable[[Any], Iterable[Any]]
+    views: Mapping[str, str] = attrs.field(factory=dict, converter=dict, validator=_check_views)
+    order: int = 100
+    metrics: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    description: str = ""
+
+
+
+# Keys of a study's [data] table that are not split parameters: no split strategy may take them.
+DATA_SETTINGS = ("dataset", "params", "pairs", "directions", "split", "split_seed")
+
+
+def _single_fold(params: Mapping[str, Any]) -> tuple[int | None, ...]:
+    return (None,)
+
+
+def _check_split_params(instance: Any, attribute: Any, params: Mapping[str, Param]) -> None:
+    reserved = (*DATA_SETTINGS, "kind", "seed")  # a run records its split as {kind, seed, ...}
+    taken = sorted(set(params) & set(reserved))
+    if taken:
+        raise ValueError(
+            f"split strategy {instance.name!r}: parameter name(s) {', '.join(map(repr, taken))} "
+            f"are taken; choose names other than {', '.join(reserved)}"
+        )
+
+
+@attrs.frozen
+class SplitStrategySpec:
+    """How a study divides its items into train and test items: one or more folds.
+
+    A study picks the strategy by name (`[data] split = "name"`) and writes its parameters next
+    to it in `[data]` (e.g. `folds = 5`); they are validated against `params` like any
+    component's and arrive with defaults filled (they are not swept).
+    `folds(data, params, seed)` returns `{fold id: (train indices, test indices)}` for a
+    `PairedData`: integer row indices, each fold's two sets disjoint and non-empty. It must be
+    deterministic: the same data, parameters and seed give the same indices (a run's id stands
+    for them). `seed` is the study's `[data] split_seed` (0 unless set).
+    `fold_ids(params)` names the folds without loading data (cheap: it is how `xmodal plan`
+    knows the runs): one run per fold id and everything else; `(None,)` (the default) for a
+    strategy with a single train/test division. `folds` must return exactly these ids.
+    `seeded`: the folds depend on `seed`; False keeps `split_seed` out of the runs' identity
+    (changing it then re-runs nothing).
+    `default`: the strategy a study uses when its `[data]` names none (one loaded strategy may
+    declare it; the built-in `dataset` does).
+    Parameter names must not be [data] settings (`DATA_SETTINGS`), `kind` or `seed`.
+    """
+
+    name: str
+    folds: Callable[[Any, Mapping[str, Any], int], Mapping[int | None, tuple[Any, Any]]]
+    fold_ids: Callable[[Mapping[str, Any]], Iterable[int | None]] = _single_fold
+    params: Mapping[str, Param] = attrs.field(
+        factory=dict, converter=dict, validator=_check_split_params
+    )
+    description: str = ""
+    seeded: bool = True
+    default: bool = False
+
+
+@attrs.frozen
+class SimilaritySpec:
+    """A similarity between vectors for exact nearest-neighbour search (larger is nearer).
+
+    The blocked kNN (`xmodal.knn`) computes, for rows i and j of a space,
+    s(i, j) = weight · (Y[i] · Y[j]) − offset[i] − offset[j],
+    where `prepare(X, sq_norms) -> (Y, offset)` turns the space once into that form: `X` is the
+    float32 N×d matrix (finite values, do not modify it), `sq_norms` its squared row norms
+    (float64, N); `Y` is an N×d' matrix (cast to float32) and `offset` an N vector, or None for
+    no offset. Cosine is (X / ‖X‖, None) with weight 1; the negative squared Euclidean distance
+    is (X, ‖X‖²) with weight 2; a plain dot product is (X, None).
+    `self_similarity` is the similarity of a vector to an exact copy of itself (1.0 for cosine,
+    0.0 for Euclidean): equal vectors are one point and get exactly this value, which is also
+    the item's own value with `include_self`. None when it differs per vector (a dot product):
+    it is then weight · ‖Y[i]‖² − 2·offset[i], computed once per distinct vector in float64.
+    `rejects_zero_rows`: the similarity is undefined for an all-zero vector (cosine); such rows
+    are an error that `xmodal validate` reports, naming the items.
+    """
+
+    name: str
+    prepare: Callable[[Any, Any], tuple[Any, Any]]
+    self_similarity: float | None
+    weight: float = 1.0
+    rejects_zero_rows: bool = False
+    description: str = ""
+
+
+@attrs.frozen
+class ExecutorOptions:
+    """What `xmodal run` asks of an executor: given to `ExecutorSpec.check` and `make`.
+
+    - `workers`: how many runs may execute at once (`--workers`/`-j`, `[execution] workers`).
+    - `threads`: torch threads each run gets (`--threads`, `[execution] threads`; 0 there is
+      already resolved here to cores / workers, so this is at least 1).
+    - `address`: where a cluster executor connects (`--address` or `XMODAL_RAY_ADDRESS`), None
+      when not given. Never taken from a study file.
+    """
+
+    workers: int = 1
+    threads: int = 1
+    address: str | None = None
+
+
+@attrs.frozen
+class ExecutorSpec:
+    """Where a study's runs execute: in this process, in a process pool, on a cluster...
+
+    A study or the command line picks one by name (`[execution] executor`, `--executor`); the
+    executor is not part of a run's identity, and every executor must give the same numbers.
+
+    `make(shared, options)` returns the executor for one `xmodal run`: an object with
+    - `run(jobs, on_start)`: for each job (a picklable object known by `job.run_id`), call
+      `on_start(job)` just before it starts, compute `xmodal.run_job(job, shared)` (here or in
+      a worker that holds the study's data; it returns the run's outcome or a failure and never
+      raises for a failing run), and yield `(job, result)` as each job ends, in any order,
+      every job exactly once;
+    - `close()`: stop any workers and free what `make` set up. Called once, whatever happened
+      (also after Ctrl-C or an exception inside `run`).
+    `shared` is the study's `StudyData` (loaded datasets, splits and neighbour lists); an
+    executor whose workers are other processes sends them `shared.export(directory)` and each
+    worker calls `StudyData.attach(handle, registry)` once.
+    `check(options)` tells, before anything is written to the results database, whether the
+    executor can run here with these options: None when it can, else one message saying what
+    is missing and how to get it (e.g. the package to install). It must be quick (no cluster
+    start-up) and must not write anything.
+    `shares_files`: jobs run where the driver's files can be read (this machine or a shared
+    disk). False makes a job that only measures carry its stored predictions with it.
+    `default`: the executor used when neither `--executor` nor `[execution] executor` names one;
+    exactly one loaded executor may claim it (the built-in `local` does).
+    """
+
+    name: str
+    make: Callable[[Any, ExecutorOptions], Any]
+    description: str = ""
+    check: Callable[[ExecutorOptions], str | None] | None = None
+    shares_files: bool = True
+    default: bool = False

@@ -78,3 +78,95 @@ def register_commands(cli: Any) -> None:
     `cli` is the `typer.Typer` application; decorate functions with `@cli.command()`. Called once
     when the command line starts. Returns nothing.
     """
+
+@hookspec
+def register_report_sections(register: Callable[[Any], None]) -> None:
+    """Register sections of `xmodal report`, with the SQL views they read.
+
+    Arguments: `register`, a callback; call `register(ReportSectionSpec(name=..., render=...,
+    views={...}, order=..., metrics=(...)))` once per section. The paper's tables and figures are
+    the built-in plugin `paper_report`; the core adds one section of its own, "All measurements"
+    (order 1000): a table per row metric and comparison, and a by-depth figure, for every metric
+    that no rendered section lists in its `metrics`.
+
+    When: once, when the registry is first built. Each declared view (`name -> SELECT ...`) is
+    created or replaced in the results database when a study runs (`xmodal run`, in the
+    transaction that records the study) and by `xmodal report` when one is missing, so `xmodal
+    query` and plain DuckDB see it. Then `xmodal report STUDY` calls every section's
+    `render(context)` in `order` (then name) with an `xmodal.ReportContext`: `context.fetch(sql,
+    params)` reads (read-only: the views, filtered by `context.study`), `context.path(name)` is
+    where to write a figure, `context.display(metric)` how a row metric is shown.
+
+    Returns nothing. `render` returns the section's blocks (`ReportTable`, `ReportFigure`,
+    `ReportText`, or Markdown strings), empty when the study has nothing for it; a `ReportTable`
+    with `headline=True` is printed by `xmodal report` on the terminal (the report's first one)
+    instead of written to report.md. A render that raises does not stop the report: report.md
+    names the section and its plugin, and the command prints a warning.
+    """
+
+
+@hookspec
+def register_split_strategies(register: Callable[[Any], None]) -> None:
+    """Register split strategies: how a study divides its items into train and test folds.
+
+    Arguments: `register`, a callback; call `register(SplitStrategySpec(name=..., folds=...,
+    fold_ids=..., params=..., seeded=...))` once per strategy. The built-in strategies (plugin
+    `splits`) are `dataset` (the dataset's own train/test marks), `random`, `kfold`,
+    `grouped_kfold`, `stratified_kfold` and `column` (the dataset's per-item fold numbers).
+
+    When: once, when the registry is first built. A study names one strategy in `[data] split`
+    (default `"dataset"`) with its parameters beside it in `[data]`; `xmodal validate` checks
+    them against the spec's `params`, and planning calls `fold_ids(params)` (no data loaded) to
+    make one run per fold. Before the first run, the runner calls `folds(data, params, seed)`
+    once per dataset configuration, with the loaded `PairedData`, the parameters (defaults
+    filled) and `[data] split_seed`; it checks the indices it returns (ids as declared, integer
+    indices in range, train and test disjoint and non-empty) and reports an exception it
+    raises, or a bad result, as a problem of `data.split` before anything runs. Names must be
+    unique across plugins.
+
+    Returns nothing.
+    """
+
+
+@hookspec
+def register_similarities(register: Callable[[Any], None]) -> None:
+    """Register similarities for exact nearest-neighbour search (and the metrics built on it).
+
+    Arguments: `register`, a callback; call `register(SimilaritySpec(name=..., prepare=...,
+    self_similarity=..., weight=..., rejects_zero_rows=...))` once per similarity. The built-in
+    ones (plugin `similarities`) are `cosine` and `euclidean`.
+
+    When: once, when the registry is first built. A metric parameter declared
+    `Param(str, choices_from="similarities")` accepts the registered names (`xmodal validate`
+    suggests the nearest for a typo). `xmodal.knn(X, k, similarity=name)` and
+    `Probe.neighbors(..., similarity)` look the name up and call `prepare(X, sq_norms)` once per
+    space (the input, target and predicted vectors of each probed split); the blocked kNN then
+    ranks by weight · (Y[i] · Y[j]) − offset[i] − offset[j]. With `rejects_zero_rows`,
+    `xmodal validate` names the all-zero items of every feature set a study compares with it.
+    Names must be unique across plugins.
+
+    Returns nothing.
+    """
+
+
+@hookspec
+def register_executors(register: Callable[[Any], None]) -> None:
+    """Register executors: where a study's runs execute (in-process, a process pool, a cluster).
+
+    Arguments: `register`, a callback; call `register(ExecutorSpec(name=..., make=...,
+    check=..., shares_files=..., default=...))` once per executor. The built-in ones (`local`,
+    `process`, `ray`) are registered through this hook by xmodal's default plugin
+    `xmodal.default_executors`, which always loads (`XMODAL_LOAD_PLUGINS` does not apply to it)
+    and registers first: a plugin's executor of the same name is reported, not used.
+
+    When: once, when the registry is first built. `[execution] executor` in a study and
+    `xmodal run --executor NAME` must name a registered executor (a typo gets "did you mean").
+    `xmodal run` then calls `check(options)` with an `ExecutorOptions` (workers, threads per
+    run, address) before it opens the results database for writing: a message it returns stops
+    the command with nothing written. Once the runs to train are known, `make(shared, options)`
+    builds the executor, its `run(jobs, on_start)` executes them and `close()` ends it (see
+    `ExecutorSpec`). A session that only measures stored predictions runs in-process and does
+    not call `make`. Names must be unique across plugins.
+
+    Returns nothing.
+    """

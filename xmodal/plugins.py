@@ -35,6 +35,7 @@ from xmodal.components import (
     LossSpec,
     MappingSpec,
     MetricSpec,
+    ReportSectionSpec,
     ResultRow,
 )
 from xmodal.errors import XmodalError, did_you_mean
@@ -47,6 +48,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "losses": ("register_losses", LossSpec),
     "metrics": ("register_metrics", MetricSpec),
     "encoders": ("register_encoders", EncoderSpec),
+    "report_sections": ("register_report_sections", ReportSectionSpec),
 }
 _SINGULAR = {
     "datasets": "dataset",
@@ -54,6 +56,7 @@ _SINGULAR = {
     "losses": "loss",
     "metrics": "metric",
     "encoders": "encoder",
+    "report_sections": "report section",
 }
 
 
@@ -207,6 +210,7 @@ class Registry:
     losses: dict[str, LossSpec] = attrs.Factory(dict)
     metrics: dict[str, MetricSpec] = attrs.Factory(dict)
     encoders: dict[str, EncoderSpec] = attrs.Factory(dict)
+    report_sections: dict[str, ReportSectionSpec] = attrs.Factory(dict)
     owners: dict[tuple[str, str], str] = attrs.Factory(dict)
     plugins: list[str] = attrs.Factory(list)
     problems: list[PluginProblem] = attrs.Factory(list)

@@ -1,8 +1,13 @@
-"""`xmodal report`: a study's results laid out as Collell & Moens (2018) show them.
+"""`xmodal report`: a study's results, laid out by report sections.
 
-Everything is read from the `paper_*` views (xmodal/views.py, docs/report.md), so any number in a
-report can be re-queried with `xmodal query`. `build_report` writes report.md and PNG figures into
-a directory and returns the headline table for the terminal.
+A report is a header (the study, its runs, the software) and then the sections plugins register
+(hook `register_report_sections`, `ReportSectionSpec`), in `order`, each rendering blocks
+(`ReportTable`, `ReportFigure`, `ReportText`) from SQL views; the core adds the last one, "All
+measurements": every row metric no rendered section presents, per comparison, by configuration,
+with a by-depth figure where runs have a depth. Nothing here knows a component by name: labels
+and digits come from the metrics' specs (`MetricSpec.label`, `digits`, `higher_is_better`,
+`outputs`) or from the data. Every number is read from a view (xmodal/views.py,
+docs/report.md), so it can be re-queried with `xmodal query`.
 """
 
 from __future__ import annotations
@@ -10,127 +15,157 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import duckdb
 
-from xmodal import figures
+from xmodal.components import MetricDisplay, MetricSpec, ReportSectionSpec
 from xmodal.errors import XmodalError
-from xmodal.store import Store
-from xmodal.views import VIEW_NAMES
+
+if TYPE_CHECKING:
+    from xmodal.plugins import Registry
+    from xmodal.store import Store
 
 Row = dict[str, Any]
-HEADLINE_K = 10
 
-COMPARISON_HEADERS = ("mNNO(f(X),X)", "mNNO(f(X),Y)", "mNNO(X,Y)")
+# The spaces a comparison names (`<space>-<space>`), as the report writes them.
+SPACE_SYMBOLS = {"pred": "f(X)", "input": "X", "target": "Y"}
+# The configuration columns of `results_summary`, in the order tables show them.
+CONFIG = (
+    "dataset", "pair", "direction", "mapping", "depth", "loss", "state", "split", "k",
+    "similarity", "params",
+)  # fmt: skip
+HEADERS = {"pair": "input → target", "params": "parameters"}
+LINES_PER_FIGURE = 10
 
 
 class ReportError(XmodalError):
     """The report cannot be made: unknown study, no results, or an unwritable directory."""
 
 
+# -- what sections return -------------------------------------------------------------------------
+
+
 @attrs.frozen
-class Table:
-    """A titled table: rendered as Markdown in report.md and with rich in the terminal."""
+class ReportTable:
+    """A titled table of text cells: Markdown in report.md (a heading of `level` #, the table,
+    then `note`). With `headline=True` it is not written to report.md: `xmodal report` prints
+    the report's first headline table on the terminal (keep it within 80 columns)."""
 
     title: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
+    columns: tuple[str, ...] = attrs.field(converter=tuple)
+    rows: tuple[tuple[str, ...], ...] = attrs.field(
+        converter=lambda rows: tuple(tuple(str(c) for c in r) for r in rows)
+    )
     note: str = ""
+    headline: bool = False
+    level: int = 2
 
     def markdown(self) -> str:
         lines = [
+            f"{'#' * self.level} {self.title}",
+            "",
             "| " + " | ".join(self.columns) + " |",
             "| " + " | ".join("---" for _ in self.columns) + " |",
         ]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in self.rows]
+        if self.note:
+            lines += ["", self.note]
         return "\n".join(lines)
 
 
 @attrs.frozen
+class ReportFigure:
+    """A figure the section wrote (to `context.path(name)`): a heading, the image, a caption."""
+
+    path: Path = attrs.field(converter=Path)
+    title: str
+    caption: str = ""
+    alt: str = ""
+    level: int = 3
+
+    def markdown(self) -> str:
+        parts = [
+            f"{'#' * self.level} {self.title}",
+            f"![{self.alt or self.title}]({self.path.name})",
+        ]
+        if self.caption:
+            parts.append(self.caption)
+        return "\n\n".join(parts)
+
+
+@attrs.frozen
+class ReportText:
+    """Markdown text, as written."""
+
+    markdown_text: str
+
+    def markdown(self) -> str:
+        return self.markdown_text
+
+
+Block = ReportTable | ReportFigure | ReportText | str
+
+
+@attrs.frozen
+class ReportContext:
+    """What a section's `render` receives.
+
+    `con` is a read-only DuckDB connection to the results database; `study` the study's name
+    (views hold every study: filter by it); `out` the report's directory; `metrics` the
+    registered metrics; `covered` the row metrics that sections rendered before this one present.
+    """
+
+    con: Any
+    study: str
+    out: Path
+    metrics: Mapping[str, MetricSpec] = attrs.field(factory=dict)
+    covered: frozenset[str] = frozenset()
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Rows of a query as dicts (column name -> value)."""
+        cursor = self.con.execute(sql, list(params))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def path(self, name: str) -> Path:
+        """Where to write the file `name` (e.g. "depth.png") in the report's directory."""
+        if not name or Path(name).name != name:
+            raise ValueError(f"a report file name must be a plain file name, not {name!r}")
+        return self.out / name
+
+    def display(self, row_metric: str, measured_by: str | None = None) -> MetricDisplay:
+        """How to show rows whose `metric` is `row_metric` (written by the metric `measured_by`,
+        when known): from the spec that declares it, else the name with 3 digits."""
+        spec = self.metrics.get(measured_by or "")
+        if spec is None:
+            spec = self.metrics.get(row_metric) or next(
+                (s for s in self.metrics.values() if row_metric in s.outputs), None
+            )
+        if spec is None:
+            return MetricDisplay(row_metric)
+        return spec.display(row_metric)
+
+
+@attrs.frozen
 class Report:
-    """What `build_report` wrote, and the headline table to print."""
+    """What `build_report` wrote, the headline table to print, and the sections that failed."""
 
     study: str
     directory: Path
     markdown: Path
     figures: tuple[Path, ...]
-    headline: Table | None
+    headline: ReportTable | None
+    problems: tuple[str, ...] = ()
 
 
-# -- reading --------------------------------------------------------------------------------------
+# -- formatting helpers (also for sections) --------------------------------------------------------
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-    cursor = con.execute(sql, list(params))
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _ensure_views(store: Store) -> None:
-    """Databases written before the views existed get them (migration 2) on first report."""
-    with store.reading() as con:
-        present = {
-            name
-            for (name,) in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'paper_%'"
-            ).fetchall()
-        }
-        has_studies = bool(
-            con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'studies'"
-            ).fetchone()[0]
-        )
-    if not has_studies:
-        raise ReportError(f"{store.path}: no studies recorded yet (run one with `xmodal run`)")
-    if not set(VIEW_NAMES) <= present:
-        with store.writing():
-            pass  # opening for writing applies the pending migrations
-
-
-def _study_row(con: duckdb.DuckDBPyConnection, store: Store, study: str) -> Row:
-    names = [n for (n,) in con.execute("SELECT DISTINCT name FROM studies ORDER BY 1").fetchall()]
-    if study not in names:
-        close = difflib.get_close_matches(study, names, n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        known = ", ".join(names) if names else "none"
-        raise ReportError(
-            f"no study named {study!r} in {store.path}{hint}\n"
-            f"  studies there: {known}\n"
-            "  (STUDY is the [study] name from the TOML file, as `xmodal status` lists it)"
-        )
-    return _fetch(
-        con,
-        "SELECT name, hash, path, source, created FROM studies WHERE name = ? "
-        "ORDER BY created DESC LIMIT 1",
-        [study],
-    )[0]
-
-
-def _pick(values: Sequence[Any], preferred: Any) -> Any:
-    present = [v for v in values if v is not None]
-    if preferred in present:
-        return preferred
-    return sorted(present)[0] if present else None
-
-
-def _headline_k(ks: Sequence[int]) -> int | None:
-    ks = sorted({k for k in ks if k is not None})
-    if not ks:
-        return None
-    if HEADLINE_K in ks:
-        return HEADLINE_K
-    below = [k for k in ks if k <= HEADLINE_K]
-    return below[-1] if below else ks[0]
-
-
-# -- formatting -----------------------------------------------------------------------------------
-
-
-def _num(value: Any, digits: int = 3) -> str:
+def number(value: Any, digits: int = 3) -> str:
+    """A value with `digits` decimals; — for NULL."""
     if value is None:
         return "—"
     value = float(value)
@@ -139,50 +174,45 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _pm(mean: Any, std: Any, digits: int = 3) -> str:
-    text = _num(mean, digits)
+def mean_std(mean: Any, std: Any, digits: int = 3) -> str:
+    """`mean ± std` (the mean alone when there is no std)."""
+    text = number(mean, digits)
     if std is None or mean is None or math.isnan(float(std)):
         return text
     return f"{text} ± {float(std):.{digits}f}"
 
 
-def _pair(row: Row) -> str:
-    return f"{row['input_features']} → {row['target_features']}"
+def comparison_label(comparison: str) -> str:
+    """`pred-target` -> `f(X), Y`; comparisons of other spaces are shown as written."""
+    left, sep, right = comparison.partition("-")
+    if not sep:
+        return comparison
+    return f"{SPACE_SYMBOLS.get(left, left)}, {SPACE_SYMBOLS.get(right, right)}"
 
 
-def _mapping(row: Row) -> str:
-    if row["mapping"] == "mlp" and row["depth"] == 0:
-        return "mlp (linear)"
-    return str(row["mapping"])
-
-
-def _on_depth_axis(rows: list[Row]) -> list[Row]:
-    """The rows a by-depth figure can place: mappings without a depth (e.g. ridge) are in the
-    tables only."""
-    return [r for r in rows if r["depth"] is not None]
-
-
-def _order(row: Row) -> tuple[Any, ...]:
-    return (
-        row["dataset"],
-        row["input_features"],
-        row["target_features"],
-        row["mapping"] != "linear",
-        row["depth"] if row["depth"] is not None else -1,
-        row.get("loss") or "",
-    )
+def sort_key(value: Any) -> tuple[bool, Any]:
+    """Sorts values of one column with NULL last (never compares None with a number)."""
+    return (value is None, "" if value is None else value)
 
 
 # -- the report -----------------------------------------------------------------------------------
 
 
-def build_report(store: Store, study: str, out: Path) -> Report:
+def build_report(store: Store, study: str, out: Path, registry: Registry | None = None) -> Report:
     """Write `out`/report.md and the figures of `study` (latest version) from the store."""
-    _ensure_views(store)
+    from xmodal import plugins
+    from xmodal.views import declared_views
+
+    registry = registry if registry is not None else plugins.get_registry(strict=False)
+    views = declared_views(registry)
+    _ensure_views(store, views)
+    sections = sorted(
+        [*registry.report_sections.values(), CORE_SECTION], key=lambda s: (s.order, s.name)
+    )
     with store.reading() as con:
-        meta = _study_row(con, store, study)
-        counts = _fetch(
-            con,
+        context = ReportContext(con, study, out, dict(registry.metrics))
+        meta = _study_row(context, store)
+        counts = context.fetch(
             """SELECT count(*) AS planned,
                       count(*) FILTER (WHERE r.status = 'finished') AS finished,
                       count(*) FILTER (WHERE r.status = 'failed') AS failed
@@ -196,103 +226,94 @@ def build_report(store: Store, study: str, out: Path) -> Report:
                 f"study {study!r} has no finished runs in {store.path} "
                 f"({counts['planned']} planned, {counts['failed']} failed): run it first with{where}"
             )
-        q = [study]
-        table1 = _fetch(con, "SELECT * FROM paper_table1 WHERE study = ?", q)
-        depth = _fetch(con, "SELECT * FROM paper_depth WHERE study = ?", q)
-        fit = _fetch(con, "SELECT * FROM paper_fit WHERE study = ?", q)
-        curves = _fetch(con, "SELECT * FROM paper_curves WHERE study = ? AND metric = 'mnno'", q)
-        ratings = _fetch(con, "SELECT * FROM paper_ratings WHERE study = ?", q)
-        prov = _fetch(
-            con,
-            """SELECT DISTINCT r.xmodal_version, r.git_commit, r.torch_version, r.numpy_version
-               FROM paper_runs p JOIN runs r USING (run_id) WHERE p.study = ?""",
-            q,
+        runs = context.fetch(
+            """SELECT DISTINCT r.dataset, r.xmodal_version, r.git_commit, r.torch_version,
+                      r.numpy_version
+               FROM current_studies l
+               JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
+               JOIN runs r USING (run_id)
+               WHERE l.name = ? AND r.status = 'finished'""",
+            [study],
         )
-        datasets = sorted({r["dataset"] for r in _fetch(
-            con, "SELECT DISTINCT dataset FROM paper_runs WHERE study = ?", q)})  # fmt: skip
-
-    _prepare(out)
-    k = _headline_k([r["k"] for r in table1])
-    split = _pick([r["split"] for r in table1], "test")
-    similarity = _pick([r["similarity"] for r in table1], "cosine")
-
-    def sel(rows: list[Row], **eq: Any) -> list[Row]:
-        return [r for r in rows if all(r.get(c) == v for c, v in eq.items())]
-
-    base = {"k": k, "split": split, "similarity": similarity}
-    trained = sorted(sel(table1, state="trained", **base), key=_order)
-    untrained = sorted(sel(table1, state="untrained", **base), key=_order)
-
-    sections: list[str] = []
-    written: list[Path] = []
-    headline: Table | None = None
-
-    if trained:
-        table = _table1(trained, k, split, similarity)
-        headline = _compact(table, trained, k, split, "trained mappings")
-        sections.append(_section(table))
-        depth_rows = _on_depth_axis(sel(depth, state="trained", **base))
-        if depth_rows:
-            path = figures.depth_figure(depth_rows, out / "depth.png", study=study, k=k)
-            written.append(path)
-            sections.append(
-                "### Figure: mNNO by depth (trained)\n\n"
-                f"![mNNO@{k} by depth]({path.name})\n\n"
-                "Blue: mNNO(f(X), X); red: mNNO(f(X), Y); grey dashed: the baseline mNNO(X, Y). "
-                "Error bars: ± one standard deviation over folds and seeds."
-            )
-    if untrained:
-        table = _untrained_table(untrained, k, split, similarity)
-        headline = headline or _compact(table, untrained, k, split, "untrained networks")
-        sections.append(_section(table))
-        rows = _on_depth_axis(sel(depth, state="untrained", comparison="pred-input", **base))
-        if rows:
-            path = figures.untrained_figure(rows, out / "untrained.png", study=study, k=k)
-            written.append(path)
-            sections.append(
-                "### Figure: untrained networks by depth\n\n"
-                f"![untrained mNNO@{k}(f(X), X) by depth]({path.name})"
-            )
-    if curves:
-        ck = _headline_k([r["k"] for r in curves])
-        crows = [r for r in _on_depth_axis(curves) if r["k"] == ck
-                 and r["similarity"] == _pick([c["similarity"] for c in curves], "cosine")
-                 and r["comparison"] in ("pred-target", "input-target")]  # fmt: skip
-        if crows:
-            path = figures.curves_figure(crows, out / "curves.png", study=study, k=ck)
-            written.append(path)
-            sections.append(_curves_section(curves, ck, path))
-    other_k = _other_k_table(table1, split, similarity)
-    if other_k is not None:
-        sections.append(_section(other_k))
-    fit_rows = sorted(
-        (r for r in fit if r["split"] == split), key=lambda r: (_order(r), r["state"])
-    )
-    if fit_rows:
-        sections.append(_section(_fit_table(fit_rows, split)))
-    if ratings:
-        rated = sorted(ratings, key=lambda r: (r["source"], *_order(r), r["state"]))
-        sections.append(_section(_ratings_table(rated)))
-        plot_rows = [r for r in _on_depth_axis(rated) if r["state"] == "untrained"
-                     and r["similarity"] == _pick([x["similarity"] for x in rated], "cosine")]  # fmt: skip
-        if plot_rows:
-            path = figures.ratings_figure(plot_rows, out / "ratings.png", study=study)
-            written.append(path)
-            sections.append(
-                "### Figure: rating correlations before and after\n\n"
-                f"![Spearman correlation with human ratings]({path.name})\n\n"
-                "Dashed: ρ of the input vectors X (before); solid: ρ of the untrained network's "
-                "output f(X) (after), mean ± std over seeds."
-            )
-
-    header = _header(meta, counts, datasets, prov, k, split, similarity)
-    text = "\n\n".join([header, *sections]) + "\n"
+        _prepare(out)
+        parts = [_header(meta, counts, runs)]
+        written: list[Path] = []
+        headline: ReportTable | None = None
+        problems: list[str] = []
+        covered: set[str] = set()
+        for section in sections:
+            owner = registry.owners.get(("report_sections", section.name), "xmodal")
+            here = attrs.evolve(context, covered=frozenset(covered))
+            try:
+                blocks = list(section.render(here) or ())
+                for block in blocks:
+                    if not isinstance(block, (ReportTable, ReportFigure, ReportText, str)):
+                        raise TypeError(
+                            f"render returned {type(block).__name__}; sections return "
+                            "ReportTable, ReportFigure, ReportText or str blocks"
+                        )
+            except Exception as exc:
+                text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                problem = (
+                    f"report section {section.name!r} (plugin {owner!r}) failed and is left "
+                    f"out: {text.rstrip(': ')}"
+                )
+                problems.append(problem)
+                parts.append(f"> {problem}")
+                continue
+            if blocks:
+                covered.update(section.metrics)
+            for block in blocks:
+                if isinstance(block, ReportTable) and block.headline:
+                    headline = headline or block
+                    continue
+                if isinstance(block, ReportFigure):
+                    written.append(block.path)
+                parts.append(block if isinstance(block, str) else block.markdown())
     markdown = out / "report.md"
     try:
-        markdown.write_text(text, encoding="utf-8")
+        markdown.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     except OSError as exc:
         raise ReportError(f"cannot write {markdown}: {exc.strerror or exc}") from None
-    return Report(study, out, markdown, tuple(written), headline)
+    return Report(study, out, markdown, tuple(written), headline, tuple(problems))
+
+
+def _ensure_views(store: Store, views: Sequence[Any]) -> None:
+    """Create the report views the database lacks (an older database, or a plugin installed
+    since the last run), and bring an older schema up to date."""
+    from xmodal.store import MIGRATIONS, schema_version
+    from xmodal.views import outdated
+
+    with store.reading() as con:
+        has_studies = bool(
+            con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'studies'"
+            ).fetchone()[0]
+        )
+        if not has_studies:
+            raise ReportError(f"{store.path}: no studies recorded yet (run one with `xmodal run`)")
+        stale = outdated(con, views) or (schema_version(con) or 0) < len(MIGRATIONS)
+    if stale:
+        store.install_views(views)  # opening for writing also applies pending migrations
+
+
+def _study_row(context: ReportContext, store: Store) -> Row:
+    names = [r["name"] for r in context.fetch("SELECT DISTINCT name FROM studies ORDER BY 1")]
+    study = context.study
+    if study not in names:
+        close = difflib.get_close_matches(study, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        known = ", ".join(names) if names else "none"
+        raise ReportError(
+            f"no study named {study!r} in {store.path}{hint}\n"
+            f"  studies there: {known}\n"
+            "  (STUDY is the [study] name from the TOML file, as `xmodal status` lists it)"
+        )
+    return context.fetch(
+        "SELECT name, hash, path, source, created FROM studies WHERE name = ? "
+        "ORDER BY created DESC LIMIT 1",
+        [study],
+    )[0]
 
 
 def _prepare(out: Path) -> None:
@@ -309,32 +330,17 @@ def _prepare(out: Path) -> None:
         )
 
 
-def _section(table: Table) -> str:
-    parts = [f"## {table.title}", table.markdown()]
-    if table.note:
-        parts.append(table.note)
-    return "\n\n".join(parts)
-
-
-def _header(
-    meta: Row,
-    counts: Row,
-    datasets: list[str],
-    prov: list[Row],
-    k: int | None,
-    split: str | None,
-    similarity: str | None,
-) -> str:
+def _header(meta: Row, counts: Row, runs: list[Row]) -> str:
     versions = sorted({f"xmodal {p['xmodal_version']}, torch {p['torch_version']}, "
-                       f"numpy {p['numpy_version']}" for p in prov})  # fmt: skip
-    commits = sorted({(p["git_commit"] or "unknown")[:12] for p in prov})
+                       f"numpy {p['numpy_version']}" for p in runs})  # fmt: skip
+    commits = sorted({(p["git_commit"] or "unknown")[:12] for p in runs})
+    datasets = sorted({str(p["dataset"]) for p in runs})
     description = ""
-    if meta["source"]:
-        for line in meta["source"].splitlines():
-            stripped = line.strip()
-            if stripped.startswith("description"):
-                description = stripped.split("=", 1)[1].strip().strip('"')
-                break
+    for line in (meta["source"] or "").splitlines():
+        stripped = line.strip()
+        if stripped.startswith("description"):
+            description = stripped.split("=", 1)[1].strip().strip('"')
+            break
     lines = [
         f"# {meta['name']}: report",
         "",
@@ -345,212 +351,192 @@ def _header(
         f"- runs: {counts['finished']} finished of {counts['planned']} planned"
         + (f", {counts['failed']} failed" if counts["failed"] else ""),
         f"- software: {'; '.join(versions)}; git commit {', '.join(commits)}",
-        f"- headline: mNNO at k = {k}, {similarity} similarity, on {split} items; mean ± sample "
-        "std over folds × seeds (n runs)",
         "",
-        "mNNO^k(V, Z) = 1/(kN) Σ_i |NN^k(v_i) ∩ NN^k(z_i)|: the share of each item's k nearest "
-        "neighbours that two spaces have in common (Collell & Moens, 2018). X: the mapping's "
-        "inputs, Y: the paired target vectors, f(X): the predictions.",
-        "",
-        "Every number comes from the views in docs/report.md; e.g. "
-        f"`xmodal query \"SELECT * FROM paper_table1 WHERE study = '{meta['name']}' AND k = {k}\"`.",
+        "Means and ± sample standard deviations are over the runs that differ only in fold and "
+        "seed (n runs). Every number comes from a view (docs/report.md); e.g. "
+        f"`xmodal query \"SELECT * FROM results_summary WHERE study = '{meta['name']}'\"`.",
     ]
     return "\n".join(lines)
 
 
-def _table1(rows: list[Row], k: int, split: str, similarity: str) -> Table:
-    body = []
-    wins = 0
-    for r in rows:
-        win = (
-            r["pred_input"] is not None
-            and r["pred_target"] is not None
-            and (r["pred_input"] > r["pred_target"])
-        )
-        wins += bool(win)
-        body.append((
-            r["dataset"], _pair(r), r["direction"], _mapping(r), str(r["depth"]), r["loss"] or "—",
-            _pm(r["pred_input"], r["pred_input_std"]), _pm(r["pred_target"], r["pred_target_std"]),
-            _pm(r["input_target"], r["input_target_std"]), "yes" if win else "no", str(r["n"]),
-        ))  # fmt: skip
-    return Table(
-        title=f"Table 1: mNNO@{k} of trained mappings on {split} items ({similarity})",
-        columns=(
-            "dataset",
-            "input → target",
-            "direction",
-            "mapping",
-            "depth",
-            "loss",
-            *COMPARISON_HEADERS,
-            "f(X),X > f(X),Y",
-            "n",
-        ),
-        rows=tuple(body),
-        note=f"mNNO(f(X),X) > mNNO(f(X),Y) in {wins} of {len(rows)} rows. Depth = hidden layers "
-        "(0 = linear map). Source: view `paper_table1` (state = 'trained').",
-    )
+# -- the core section: every metric, any mapping ----------------------------------------------------
 
 
-def _compact(table: Table, rows: list[Row], k: int, split: str, what: str) -> Table:
-    """The headline for an 80-column terminal: means only (report.md has the ± std)."""
-    body = tuple(
-        (_pair(r), "linear" if r["depth"] == 0 else f"{r['mapping']}{r['depth']}",
-         r["loss"] or "—", _num(r["pred_input"]), _num(r["pred_target"]),
-         _num(r["input_target"]), str(r["n"]))
-        for r in rows
-    )  # fmt: skip
-    return Table(
-        title=f"mNNO@{k}, {what}, {split} items (mean over n runs)",
-        columns=("input → target", "map", "loss", "f(X),X", "f(X),Y", "X,Y", "n"),
-        rows=body,
-        note=table.note.split(" Depth =")[0].split(" Source:")[0],
-    )
+def _config_value(row: Row, column: str) -> Any:
+    if column == "pair":
+        return f"{row['input_features']} → {row['target_features']}"
+    value = row.get(column)
+    if column == "params" and value in ("{}", "null"):
+        return None  # a metric without parameters
+    return value
 
 
-def _untrained_table(rows: list[Row], k: int, split: str, similarity: str) -> Table:
-    body = tuple(
-        (r["dataset"], _pair(r), r["direction"], _mapping(r), str(r["depth"]),
-         _pm(r["pred_input"], r["pred_input_std"]), _pm(r["pred_target"], r["pred_target_std"]),
-         _pm(r["input_target"], r["input_target_std"]), str(r["n"]))
-        for r in rows
-    )  # fmt: skip
-    return Table(
-        title=f"Untrained networks: mNNO@{k} on {split} items ({similarity})",
-        columns=(
-            "dataset",
-            "input → target",
-            "direction",
-            "mapping",
-            "depth",
-            *COMPARISON_HEADERS,
-            "n",
-        ),
-        rows=body,
-        note="The same architectures at initialisation, never trained. Source: view "
-        "`paper_untrained`.",
-    )
+def _shown(value: Any) -> str:
+    return "—" if value is None else str(value)
 
 
-def _other_k_table(rows: list[Row], split: str, similarity: str) -> Table | None:
-    ks = sorted({r["k"] for r in rows if r["k"] is not None})
-    if len(ks) < 2:
-        return None
-    groups: dict[tuple[Any, ...], list[Row]] = {}
-    for r in rows:
-        if r["split"] == split and r["similarity"] == similarity:
-            groups.setdefault((r["state"], _pair(r), r["k"]), []).append(r)
-
-    def mean(values: list[Any]) -> float | None:
-        values = [v for v in values if v is not None]
-        return sum(values) / len(values) if values else None
-
-    body = tuple(
-        (state, pair, str(k), *(_num(mean([r[c] for r in g]))
-                                for c in ("pred_input", "pred_target", "input_target")))
-        for (state, pair, k), g in sorted(groups.items())
-    )  # fmt: skip
-    return Table(
-        title=f"mNNO at every recorded k ({split} items, {similarity}; mean over mappings, depths, "
-        "losses)",
-        columns=("state", "input → target", "k", *COMPARISON_HEADERS),
-        rows=body,
-        note="Source: view `paper_table1`, averaged over its rows per state, pair and k.",
-    )
-
-
-def _fit_table(rows: list[Row], split: str) -> Table:
-    body = tuple(
-        (_pair(r), _mapping(r), str(r["depth"]), r["loss"] or "—", r["state"],
-         _pm(r["mse"], r["mse_std"], 4), _pm(r["r2"], r["r2_std"]), _num(r["recall_at_1"]),
-         _pm(r["recall_at_10"], r["recall_at_10_std"]), _num(r["mrr"]), _num(r["median_rank"], 1),
-         str(r["n"]))
-        for r in rows
-    )  # fmt: skip
-    return Table(
-        title=f"Regression fit and retrieval of the true partner ({split} items)",
-        columns=(
-            "input → target",
-            "mapping",
-            "depth",
-            "loss",
-            "state",
-            "MSE",
-            "R²",
-            "R@1",
-            "R@10",
-            "MRR",
-            "median rank",
-            "n",
-        ),
-        rows=body,
-        note="Retrieval: query f(x_i) among all target vectors of the split (cosine); R@k = "
-        "share of queries whose partner y_i ranks in the top k. Source: view `paper_fit`.",
-    )
-
-
-def _ratings_table(rows: list[Row]) -> Table:
-    low = sorted({r["source"] for r in rows if r["coverage"] is not None and r["coverage"] < 0.05})
-    warning = (
-        f" **Low coverage** ({', '.join(low)}: under 5 % of the rated pairs): those correlations "
-        "rest on few pairs and are noisy."
-        if low
-        else ""
-    )
-    body = tuple(
-        (r["source"], _pair(r), _mapping(r), str(r["depth"]), r["state"], _num(r["coverage"], 2),
-         _pm(r["rho_before"], r["rho_before_std"]), _pm(r["rho_after"], r["rho_after_std"]),
-         _pm(r["rho_change"], r["rho_change_std"]), str(r["n"]))
-        for r in rows
-    )  # fmt: skip
-    return Table(
-        title="Spearman correlation with human similarity ratings, before and after the mapping",
-        columns=(
-            "ratings",
-            "input → target",
-            "mapping",
-            "depth",
-            "state",
-            "coverage",
-            "ρ before (X)",
-            "ρ after (f(X))",
-            "change",
-            "n",
-        ),
-        rows=body,
-        note="Coverage: share of the rated pairs whose two words are both probed items. Source: "
-        "view `paper_ratings` (before = comparison input-<ratings>, after = pred-<ratings>)."
-        + warning,
-    )
-
-
-def _curves_section(curves: list[Row], k: int, path: Path) -> str:
-    last = max(r["epoch"] for r in curves)
-    summary: dict[tuple[str, str], list[float]] = {}
-    for r in curves:
-        wanted = r["k"] == k and r["comparison"] == "pred-target" and r["epoch"] in (0, last)
-        if wanted and r["mean"] is not None:
-            key = (r["split"], "first" if r["epoch"] == 0 else "last")
-            summary.setdefault(key, []).append(float(r["mean"]))
-    parts = [
-        "### Figure: mNNO(f(X), Y) over epochs, training vs held-out items",
-        f"![mNNO@{k}(f(X), Y) over epochs]({path.name})",
+def all_measurements(context: ReportContext) -> list[Block]:
+    """The core section: per row metric (by its label) and comparison, mean ± std by
+    configuration; a by-depth figure per metric when runs have two depths or more."""
+    rows = [
+        r
+        for r in context.fetch("SELECT * FROM results_summary WHERE study = ?", [context.study])
+        if r["metric"] not in context.covered
     ]
-    if summary:
-        lines = ["| items | epoch 0 | epoch " + str(last) + " |", "| --- | --- | --- |"]
-        for split in ("train", "test"):
-            first = summary.get((split, "first"), [])
-            end = summary.get((split, "last"), [])
-            lines.append(
-                f"| {'training' if split == 'train' else 'held-out'} | "
-                f"{_num(sum(first) / len(first) if first else None)} | "
-                f"{_num(sum(end) / len(end) if end else None)} |"
-            )
-        parts.append(
-            f"mNNO@{k}(f(X), Y) averaged over every pair, loss and depth:\n\n" + "\n".join(lines)
+    if not rows:
+        return []
+    by_metric: dict[str, list[Row]] = {}
+    for r in rows:
+        by_metric.setdefault(r["metric"], []).append(r)
+    blocks: list[Block] = [
+        ReportText(
+            "## All measurements\n\n"
+            "Every metric of the study that no section above presents: one table per metric and "
+            "comparison (X: the mapping's inputs, Y: the paired targets, f(X): the predictions), "
+            "mean ± std over folds × seeds, n runs. Columns that are the same on every row are "
+            "named in the title. Source: view `results_summary`."
         )
-    parts.append(
-        "Source: view `paper_curves` (metric = 'mnno'). Training and held-out mNNO are not on the "
-        "same scale: mNNO depends on the number of items, hence each split's own grey baseline."
+    ]
+    for metric in sorted(by_metric):
+        mine = by_metric[metric]
+        measured_by = next((r["measured_by"] for r in mine if r["measured_by"]), None)
+        shown = context.display(metric, measured_by)
+        label = shown.label or metric
+        better = {True: ", higher is better", False: ", lower is better"}.get(
+            shown.higher_is_better, ""
+        )
+        name = f" (`{metric}`)" if label != metric else ""
+        blocks.append(ReportText(f"### {label}{name}{better}"))
+        spec = context.metrics.get(measured_by or "") or context.metrics.get(metric)
+        declared = list(spec.compares) if spec is not None else []
+        for comparison in sorted(
+            {r["comparison"] for r in mine},
+            key=lambda c: (declared.index(c) if c in declared else len(declared), c),
+        ):
+            table = _metric_table(
+                [r for r in mine if r["comparison"] == comparison], label, comparison, shown
+            )
+            blocks.append(table)
+            if not any(isinstance(b, ReportTable) and b.headline for b in blocks):
+                blocks.append(_compact(table))  # the section's first table, for the terminal
+        figure = _depth_figure(context, mine, metric, label, measured_by)
+        if figure is not None:
+            blocks.append(figure)
+    return blocks
+
+
+def _varying(rows: Sequence[Row]) -> tuple[list[str], list[str]]:
+    varying, constant = [], []
+    for column in CONFIG:
+        values = {_shown(_config_value(r, column)) for r in rows}
+        (varying if len(values) > 1 else constant).append(column)
+    return varying, constant
+
+
+def _metric_table(
+    rows: list[Row], label: str, comparison: str, shown: MetricDisplay
+) -> ReportTable:
+    varying, constant = _varying(rows)
+    rows = sorted(rows, key=lambda r: tuple(sort_key(_config_value(r, c)) for c in varying))
+    best = None
+    means = [float(r["mean"]) for r in rows if r["mean"] is not None and not math.isnan(r["mean"])]
+    if shown.higher_is_better is not None and len(means) > 1:
+        best = max(means) if shown.higher_is_better else min(means)
+    body = []
+    for r in rows:
+        cell = mean_std(r["mean"], r["std"], shown.digits)
+        if best is not None and r["mean"] is not None and float(r["mean"]) == best:
+            cell = f"**{cell}**"
+        body.append((*(_shown(_config_value(r, c)) for c in varying), cell, str(r["n"])))
+    fixed = [
+        f"{HEADERS.get(c, c)} {_shown(_config_value(rows[0], c))}"
+        for c in constant
+        if _config_value(rows[0], c) is not None
+    ]
+    note = "Bold: the best mean." if best is not None else ""
+    return ReportTable(
+        title=f"{label}({comparison_label(comparison)})"
+        + (f": {', '.join(fixed)}" if fixed else ""),
+        columns=(*(HEADERS.get(c, c) for c in varying), label, "n"),
+        rows=body,
+        note=note,
+        level=4,
     )
-    return "\n\n".join(parts)
+
+
+def _compact(table: ReportTable) -> ReportTable:
+    """The headline for an 80-column terminal: the table without its ± std and bold."""
+    rows = [(*row[:-2], row[-2].strip("*").split(" ± ")[0], row[-1]) for row in table.rows[:40]]
+    return attrs.evolve(table, rows=rows, headline=True, note="mean over n runs (report.md: ± std)")
+
+
+def _depth_figure(
+    context: ReportContext, rows: list[Row], metric: str, label: str, measured_by: str | None
+) -> ReportFigure | None:
+    placed = [r for r in rows if r["depth"] is not None and r["mean"] is not None]
+    if len({r["depth"] for r in placed}) < 2:
+        return None
+    from xmodal import figures
+
+    varying = [c for c in _varying(placed)[0] if c != "depth"]
+    panels: dict[str, dict[str, list[tuple[int, float, float]]]] = {}
+    for r in placed:
+        line = " · ".join(f"{_shown(_config_value(r, c))}" for c in varying) or label
+        panels.setdefault(comparison_label(r["comparison"]), {}).setdefault(line, []).append(
+            (int(r["depth"]), float(r["mean"]), 0.0 if r["std"] is None else float(r["std"]))
+        )
+    shown_lines = sorted({line for lines in panels.values() for line in lines})[:LINES_PER_FIGURE]
+    panels = {
+        p: {line: pts for line, pts in lines.items() if line in shown_lines}
+        for p, lines in panels.items()
+    }
+    spec = context.metrics.get(measured_by or "") or context.metrics.get(metric)
+    limits = spec.value_range if spec is not None else None
+    if limits is not None and not all(math.isfinite(v) for v in limits):
+        limits = None
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in metric)
+    path = figures.depth_figure(
+        panels,
+        context.path(f"depth-{safe}.png"),
+        title=f"{context.study}: {label} by depth",
+        ylabel=label,
+        legend_title=", ".join(HEADERS.get(c, c) for c in varying),
+        limits=limits,
+    )
+    total = len({line for lines in panels.values() for line in lines})
+    more = len({r_line for r_line in _all_lines(placed, varying, label)}) - total
+    return ReportFigure(
+        path,
+        title=f"Figure: {label} by depth",
+        caption="Mean ± std over folds × seeds, one panel per comparison. Mappings without a "
+        "depth are in the tables only."
+        + (f" {more} more line(s) are in the tables." if more > 0 else ""),
+        level=4,
+    )
+
+
+def _all_lines(rows: Iterable[Row], varying: list[str], label: str) -> set[str]:
+    return {" · ".join(_shown(_config_value(r, c)) for c in varying) or label for r in rows}
+
+
+CORE_SECTION = ReportSectionSpec(
+    name="all-measurements",
+    render=all_measurements,
+    order=1000,
+    description="every metric no other section presents, by comparison and configuration",
+)
+
+__all__ = [
+    "Block",
+    "Report",
+    "ReportContext",
+    "ReportError",
+    "ReportFigure",
+    "ReportTable",
+    "ReportText",
+    "build_report",
+    "comparison_label",
+    "mean_std",
+    "number",
+    "sort_key",
+]

@@ -30,6 +30,7 @@ from xmodal.store import RunRecord, Store, now
 from xmodal.study import Study
 from xmodal.studydata import StudyData, probed_splits, split_key
 from xmodal.validation import CheckContext, check_component
+from xmodal.views import declared_views
 
 
 @attrs.frozen
@@ -271,8 +272,9 @@ def run_study(
             )
         ids = [c.run_id for c in runs]
         owed = [(m.measurement_id, c.run_id) for c in runs for m in c.measurements()]
+        views = declared_views(shared.registry)  # the report sections' views, kept current
         store.record_study(
-            study.name, study.source_hash, str(Path(study.path)), study.source, ids, owed
+            study.name, study.source_hash, str(Path(study.path)), study.source, ids, owed, views
         )
         plan = stages(runs, store, artifacts, force)
         pending = [s for s in plan if s.action != "cached"]

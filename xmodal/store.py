@@ -21,8 +21,8 @@ import attrs
 import duckdb
 
 from xmodal.errors import XmodalError
-from xmodal.views import MIGRATION as PAPER_VIEWS
-from xmodal.views import OVER_CURRENT_RESULTS as PAPER_VIEWS_OVER_CURRENT_RESULTS
+from xmodal.views import MIGRATION as REPORT_VIEWS
+from xmodal.views import DeclaredView, install_views
 
 DEFAULT_DB = "xmodal.duckdb"
 
@@ -105,8 +105,10 @@ MIGRATIONS: list[str] = [
         JOIN runs r USING (run_id)
         JOIN results res USING (run_id);
     """,
-    # 2: the paper's tables and figures as views (xmodal/views.py, docs/report.md).
-    PAPER_VIEWS,
+    # 2: once the paper's tables and figures as views. Report plugins now declare their views
+    # (hook register_report_sections, xmodal/views.py); databases that applied this keep theirs
+    # until a study run or `xmodal report` replaces them with the plugin's.
+    "-- (nothing: views of report plugins are created when a study runs)",
     # 3: study_results counted a result once per study version and carried runs.study twice;
     # it now covers each study's current version only (older versions: join study_runs).
     """
@@ -124,7 +126,8 @@ MIGRATIONS: list[str] = [
     # 4: two stages per run. Runs record their data fingerprint and the artifact (stored
     # predictions) that later measurements read; results belong to measurements (run + metric +
     # parameters), and each study version lists the measurements it owes. Views show, for each
-    # study's current version, only the measurements that version plans (older rows stay).
+    # study's current version, only the measurements that version plans (older rows stay). (It
+    # also replaced migration 2's views: now the report plugin's, created when a study runs.)
     """
     ALTER TABLE runs ADD COLUMN data_fingerprint VARCHAR;
     ALTER TABLE runs ADD COLUMN artifact VARCHAR;
@@ -161,8 +164,9 @@ MIGRATIONS: list[str] = [
                x.k, x.similarity, x.epoch, x.value, x.measurement_id
         FROM current_results x
         JOIN runs r USING (run_id);
-    """
-    + PAPER_VIEWS_OVER_CURRENT_RESULTS,
+    """,
+    # 5: the record of report plugins' views, and the core summary of every metric.
+    REPORT_VIEWS,
 ]
 
 RUN_COLUMNS = (
@@ -302,10 +306,13 @@ class Store:
         source: str,
         run_ids: Sequence[str],
         measurements: Sequence[tuple[str, str]] = (),
+        views: Sequence[DeclaredView] = (),
     ) -> None:
         """Remember a study version, the runs it plans and the measurements (measurement id,
-        run id) it owes (idempotent)."""
+        run id) it owes (idempotent); create or replace the report `views` in the same
+        transaction (`xmodal.views.declared_views`)."""
         with self.writing() as con:
+            install_views(con, views, now())
             con.execute(
                 # `created` is refreshed whenever a version is run, so going back to an earlier
                 # version of a study makes it the current one again.
@@ -327,6 +334,11 @@ class Store:
                     "INSERT INTO study_measurements VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     [[name, study_hash, mid, rid] for mid, rid in measurements],
                 )
+
+    def install_views(self, views: Sequence[DeclaredView]) -> None:
+        """Create or replace report `views` in one transaction (xmodal.views)."""
+        with self.writing() as con:
+            install_views(con, views, now())
 
     def record(self, record: RunRecord) -> None:
         """Write what one job produced, in one transaction (idempotent: it replaces the run's

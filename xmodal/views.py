@@ -1,176 +1,188 @@
-"""SQL views that reproduce the tables and figures of Collell & Moens (2018).
+"""The views `xmodal report` reads: one core view, and the views report sections declare.
 
-They are schema migration 2 (`xmodal.store.MIGRATIONS`): once applied, never edit this text —
-change a view with a new migration (`CREATE OR REPLACE VIEW ...`). docs/report.md shows each
-view's SQL and columns; `xmodal report` reads nothing but these views, so every number in a report
-can be re-queried with `xmodal query`.
+The core view `results_summary` (schema migration 5, `xmodal.store.MIGRATIONS`) aggregates every
+row metric of every study's current version over the runs that differ only in fold and seed; it
+knows no component by name, so it serves any metric and mapping.
 
-Every view covers the latest version of each study (the `studies` row with the newest `created`),
-through the runs that version plans (`study_runs`), and finished runs only. Means and sample
-standard deviations are over the runs that differ only in fold and seed (`n` counts them).
+Report sections (hook `register_report_sections`, `ReportSectionSpec.views`) declare further
+views, name -> SELECT. They are created or replaced in the database when a study runs (in the
+transaction that records the study: `Store.record_study(views=...)`) and by `xmodal report` when
+one is missing or its SQL changed; `report_views` (migration 5) records each view's plugin,
+section and SQL. So `xmodal query` and plain DuckDB see them, and databases written before a view
+existed get it. Views should read `current_results` (each study's current version, only the
+measurements it plans), never `results`, so that a metric whose parameters changed shows only its
+current rows. docs/report.md describes all of them.
 """
 
 from __future__ import annotations
 
-# Names of the views, in the order they are created (later ones read earlier ones).
-VIEW_NAMES: tuple[str, ...] = (
-    "paper_runs",
-    "paper_depth",
-    "paper_table1",
-    "paper_untrained",
-    "paper_fit",
-    "paper_curves",
-    "paper_ratings",
-)
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-PAPER_RUNS = """
-CREATE VIEW paper_runs AS
-    WITH latest AS (
-        SELECT name, arg_max(hash, created) AS hash FROM studies GROUP BY name
-    )
-    SELECT sr.study, r.run_id, r.dataset, r.input_features, r.target_features, r.direction,
-           r.fold, r.mapping, r.depth, r.loss, r.state, r.seed, r.epochs
-    FROM latest l
-    JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
-    JOIN runs r ON r.run_id = sr.run_id
-    WHERE r.status = 'finished';
-"""
+import attrs
 
-PAPER_DEPTH = """
-CREATE VIEW paper_depth AS
-    SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
-           p.depth, p.loss, p.state, x.split, x.similarity, x.k, x.comparison,
+from xmodal.errors import XmodalError
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from xmodal.plugins import Registry
+
+RESULTS_SUMMARY = """
+CREATE OR REPLACE VIEW results_summary AS
+    SELECT x.study, r.dataset, r.input_features, r.target_features, r.direction, r.mapping,
+           r.depth, r.loss, r.state, x.split, m.metric AS measured_by, m.params, x.metric,
+           x.comparison, x.k, x.similarity,
            count(*) AS n, avg(x.value) AS mean, stddev_samp(x.value) AS std
-    FROM paper_runs p
-    JOIN results x ON x.run_id = p.run_id
-    WHERE x.metric = 'mnno'
+    FROM current_results x
+    JOIN runs r ON r.run_id = x.run_id
+    LEFT JOIN measurements m ON m.measurement_id = x.measurement_id
+    WHERE r.status = 'finished'
     GROUP BY ALL;
 """
 
-PAPER_TABLE1 = """
-CREATE VIEW paper_table1 AS
-    SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
-           p.depth, p.loss, p.state, x.split, x.similarity, x.k,
-           count(DISTINCT p.run_id) AS n,
-           avg(x.value) FILTER (WHERE x.comparison = 'pred-input') AS pred_input,
-           stddev_samp(x.value) FILTER (WHERE x.comparison = 'pred-input') AS pred_input_std,
-           avg(x.value) FILTER (WHERE x.comparison = 'pred-target') AS pred_target,
-           stddev_samp(x.value) FILTER (WHERE x.comparison = 'pred-target') AS pred_target_std,
-           avg(x.value) FILTER (WHERE x.comparison = 'input-target') AS input_target,
-           stddev_samp(x.value) FILTER (WHERE x.comparison = 'input-target') AS input_target_std
-    FROM paper_runs p
-    JOIN results x ON x.run_id = p.run_id
-    WHERE x.metric = 'mnno'
-    GROUP BY ALL;
-"""
-
-PAPER_UNTRAINED = """
-CREATE VIEW paper_untrained AS
-    SELECT study, dataset, input_features, target_features, direction, mapping, depth, split,
-           similarity, k, n, pred_input, pred_input_std, pred_target, pred_target_std,
-           input_target
-    FROM paper_table1
-    WHERE state = 'untrained';
-"""
-
-PAPER_FIT = """
-CREATE VIEW paper_fit AS
-    SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
-           p.depth, p.loss, p.state, x.split,
-           count(DISTINCT p.run_id) AS n,
-           avg(x.value) FILTER (WHERE x.metric = 'mse') AS mse,
-           stddev_samp(x.value) FILTER (WHERE x.metric = 'mse') AS mse_std,
-           avg(x.value) FILTER (WHERE x.metric = 'r2') AS r2,
-           stddev_samp(x.value) FILTER (WHERE x.metric = 'r2') AS r2_std,
-           avg(x.value) FILTER (WHERE x.metric = 'recall' AND x.k = 1) AS recall_at_1,
-           avg(x.value) FILTER (WHERE x.metric = 'recall' AND x.k = 5) AS recall_at_5,
-           avg(x.value) FILTER (WHERE x.metric = 'recall' AND x.k = 10) AS recall_at_10,
-           stddev_samp(x.value) FILTER (WHERE x.metric = 'recall' AND x.k = 10) AS recall_at_10_std,
-           avg(x.value) FILTER (WHERE x.metric = 'mrr') AS mrr,
-           avg(x.value) FILTER (WHERE x.metric = 'median_rank') AS median_rank
-    FROM paper_runs p
-    JOIN results x ON x.run_id = p.run_id
-    WHERE x.metric IN ('mse', 'r2')
-       OR (x.metric IN ('recall', 'mrr', 'median_rank') AND x.comparison = 'pred-target'
-           AND coalesce(x.similarity, 'cosine') = 'cosine')
-    GROUP BY ALL;
-"""
-
-PAPER_CURVES = """
-CREATE VIEW paper_curves AS
-    SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
-           p.depth, p.loss, c.epoch, c.split, c.metric, c.comparison, c.k, c.similarity,
-           count(*) AS n, avg(c.value) AS mean, stddev_samp(c.value) AS std
-    FROM paper_runs p
-    JOIN curves c ON c.run_id = p.run_id
-    GROUP BY ALL;
-"""
-
-PAPER_RATINGS = """
-CREATE VIEW paper_ratings AS
-    WITH rows AS (
-        SELECT p.*, x.split, x.metric, x.similarity, x.value,
-               regexp_extract(x.comparison, '^(input|pred|target)-(.+)$', 1) AS space,
-               regexp_extract(x.comparison, '^(input|pred|target)-(.+)$', 2) AS source
-        FROM paper_runs p
-        JOIN results x ON x.run_id = p.run_id
-        WHERE x.metric IN ('spearman', 'coverage')
-    ),
-    per_run AS (
-        SELECT study, run_id, dataset, input_features, target_features, direction, mapping,
-               depth, loss, state, split, source, similarity,
-               max(value) FILTER (WHERE space = 'input') AS rho_before,
-               max(value) FILTER (WHERE space = 'pred') AS rho_after,
-               max(value) FILTER (WHERE space = 'target') AS rho_target
-        FROM rows WHERE metric = 'spearman'
-        GROUP BY ALL
-    ),
-    coverage AS (
-        SELECT run_id, split, source, max(value) AS coverage
-        FROM rows WHERE metric = 'coverage'
-        GROUP BY ALL
-    )
-    SELECT r.study, r.dataset, r.input_features, r.target_features, r.direction, r.mapping,
-           r.depth, r.loss, r.state, r.split, r.source, r.similarity,
-           count(*) AS n,
-           avg(r.rho_before) AS rho_before, stddev_samp(r.rho_before) AS rho_before_std,
-           avg(r.rho_after) AS rho_after, stddev_samp(r.rho_after) AS rho_after_std,
-           avg(r.rho_after - r.rho_before) AS rho_change,
-           stddev_samp(r.rho_after - r.rho_before) AS rho_change_std,
-           avg(r.rho_target) AS rho_target,
-           avg(c.coverage) AS coverage
-    FROM per_run r
-    LEFT JOIN coverage c USING (run_id, split, source)
-    GROUP BY ALL;
-"""
-
-VIEWS: dict[str, str] = dict(
-    zip(
-        VIEW_NAMES,
-        (
-            PAPER_RUNS,
-            PAPER_DEPTH,
-            PAPER_TABLE1,
-            PAPER_UNTRAINED,
-            PAPER_FIT,
-            PAPER_CURVES,
-            PAPER_RATINGS,
-        ),
-        strict=True,
-    )
+# Schema migration 5: the table that records the views report sections declared, and the core
+# summary view (any metric, any mapping).
+MIGRATION: str = (
+    """
+    CREATE TABLE report_views (
+        name VARCHAR PRIMARY KEY,
+        plugin VARCHAR,
+        section VARCHAR,
+        sql VARCHAR NOT NULL,
+        installed_at TIMESTAMP
+    );
+    """
+    + RESULTS_SUMMARY
 )
 
-# Schema migration 2: every view above, in order.
-MIGRATION: str = "".join(VIEWS.values())
+
+class ViewError(XmodalError):
+    """A report section declares a view that cannot be created: a core name, two definitions
+    of one name, a cycle, or SQL that DuckDB refuses."""
 
 
-def _over_current_results(sql: str) -> str:
-    return sql.replace("CREATE VIEW", "CREATE OR REPLACE VIEW").replace(
-        "JOIN results x ON x.run_id = p.run_id",
-        "JOIN current_results x ON x.run_id = p.run_id AND x.study = p.study",
-    )
+@attrs.frozen
+class DeclaredView:
+    """One view a report section declares: `name`, its SELECT `sql`, and who declared it."""
+
+    name: str
+    sql: str
+    section: str
+    plugin: str
+    fix: str = ""
+
+    @property
+    def create(self) -> str:
+        """The statement that creates (or replaces) it."""
+        return f"CREATE OR REPLACE VIEW {self.name} AS\n    {self.sql.strip().rstrip(';')};"
 
 
-# Schema migration 4: the same views over `current_results` (the measurements each study's
-# current version plans), so a metric whose parameters changed shows only its current rows.
-OVER_CURRENT_RESULTS: str = "".join(_over_current_results(v) for v in VIEWS.values())
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.split()).rstrip(";") == " ".join(b.split()).rstrip(";")
+
+
+def _core_objects() -> set[str]:
+    from xmodal.store import schema_objects  # store imports this module
+
+    tables, views = schema_objects()
+    return {*tables, *views, "schema_migrations"}
+
+
+def declared_views(registry: Registry) -> list[DeclaredView]:
+    """Every view the registered report sections declare, each once, in an order that creates
+    the views a view reads before it. Raises `ViewError` for a core name, one name with two
+    different definitions, or views that read each other in a cycle."""
+    sections = sorted(registry.report_sections.values(), key=lambda s: (s.order, s.name))
+    core = _core_objects()
+    found: dict[str, DeclaredView] = {}
+    for section in sections:
+        plugin = registry.owners.get(("report_sections", section.name), "?")
+        for name, sql in section.views.items():
+            fix = registry.plugin_filter.skip_fix(plugin)
+            view = DeclaredView(name, sql, section.name, plugin, fix)
+            if name in core:
+                raise ViewError(
+                    f"report section {section.name!r} (plugin {plugin!r}) declares a view "
+                    f"{name!r}, which is a table or view of xmodal's own; rename the view"
+                )
+            other = found.get(name)
+            if other is None:
+                found[name] = view
+            elif not _same(other.sql, sql):
+                raise ViewError(
+                    f"report sections {other.section!r} (plugin {other.plugin!r}) and "
+                    f"{section.name!r} (plugin {plugin!r}) declare the view {name!r} with "
+                    "different SQL; rename one of them"
+                )
+    return _dependency_order(list(found.values()))
+
+
+def _reads(view: DeclaredView, names: Iterable[str]) -> set[str]:
+    text = re.sub(r"--[^\n]*|'(?:[^']|'')*'", " ", view.sql)  # comments and string literals
+    return {n for n in names if n != view.name and re.search(rf"\b{re.escape(n)}\b", text)}
+
+
+def _dependency_order(views: list[DeclaredView]) -> list[DeclaredView]:
+    by_name = {v.name: v for v in views}
+    needs = {v.name: _reads(v, by_name) for v in views}
+    ordered: list[DeclaredView] = []
+    done: set[str] = set()
+    while len(ordered) < len(views):
+        ready = [v for v in views if v.name not in done and needs[v.name] <= done]
+        if not ready:
+            cycle = sorted(n for n in by_name if n not in done)
+            raise ViewError(
+                f"report views read each other in a cycle: {', '.join(cycle)}; "
+                "each view may read only views declared without reading it"
+            )
+        for v in ready:
+            ordered.append(v)
+            done.add(v.name)
+    return ordered
+
+
+def install_views(con: duckdb.DuckDBPyConnection, views: Sequence[DeclaredView], when: Any) -> None:
+    """Create or replace `views` (in order) and record them in `report_views`, on a connection
+    inside a write transaction. SQL that DuckDB refuses raises `ViewError` naming the view, its
+    section and plugin (the transaction is then rolled back by the caller)."""
+    import duckdb
+
+    for view in views:
+        try:  # quoted: a name that is also an SQL keyword still works
+            con.execute(view.create.replace(f"VIEW {view.name} AS", f'VIEW "{view.name}" AS', 1))
+        except duckdb.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ViewError(
+                f"the view {view.name!r} of report section {view.section!r} (plugin "
+                f"{view.plugin!r}) cannot be created: {first}\n"
+                f"  fix its SQL{', or ' + view.fix if view.fix else ''}"
+            ) from None
+        con.execute(
+            "INSERT OR REPLACE INTO report_views VALUES (?, ?, ?, ?, ?)",
+            [view.name, view.plugin, view.section, view.sql.strip(), when],
+        )
+
+
+def outdated(con: duckdb.DuckDBPyConnection, views: Sequence[DeclaredView]) -> list[str]:
+    """The names of `views` that the database lacks or recorded with other SQL."""
+    if not views:
+        return []
+    present = {
+        name
+        for (name,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+        ).fetchall()
+    }
+    recorded: dict[str, str] = {}
+    has_table = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'report_views'"
+    ).fetchone()[0]
+    if has_table:
+        recorded = dict(con.execute("SELECT name, sql FROM report_views").fetchall())
+    return [
+        v.name
+        for v in views
+        if v.name not in present or v.name not in recorded or not _same(recorded[v.name], v.sql)
+    ]

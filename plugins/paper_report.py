@@ -1,0 +1,644 @@
+"""Built-in report sections: the tables and figures of Collell & Moens (ACL 2018).
+
+Registered exactly as a third-party plugin registers its sections (hook
+`register_report_sections`), with the `paper_*` views they read. Table 1 (mNNO of trained
+mappings), the mNNO-by-depth figure, the untrained networks, the training curves, mNNO at every
+k, regression fit and retrieval, and the correlations with human ratings. docs/report.md shows
+each view's SQL; the views are created in the results database whenever a study runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from xmodal import (
+    ReportContext,
+    ReportFigure,
+    ReportSectionSpec,
+    ReportTable,
+    ReportText,
+    hookimpl,
+)
+from xmodal_plugins.support import paper_figures as figures
+
+Row = dict[str, Any]
+HEADLINE_K = 10
+COMPARISON_HEADERS = ("mNNO(f(X),X)", "mNNO(f(X),Y)", "mNNO(X,Y)")
+
+# -- the views (SELECT statements; xmodal creates them as `CREATE OR REPLACE VIEW name AS ...`) --
+
+PAPER_RUNS = """
+    SELECT sr.study, r.run_id, r.dataset, r.input_features, r.target_features, r.direction,
+           r.fold, r.mapping, r.depth, r.loss, r.state, r.seed, r.epochs
+    FROM current_studies l
+    JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
+    JOIN runs r ON r.run_id = sr.run_id
+    WHERE r.status = 'finished'
+"""
+
+PAPER_DEPTH = """
+    SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
+           p.depth, p.loss, p.state, x.split, x.similarity, x.k, x.comparison,
+           count(*) AS n, avg(x.value) AS mean, stddev_samp(x.value) AS std
+    FROM paper_runs p
+    JOIN current_results x ON x.run_id = p.run_id AND x.study = p.study
+    WHERE x.metric = 'mnno'
+    GROUP BY ALL
+"""
+
+PAPER_TABLE1 = """
+    SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
+           p.depth, p.loss, p.state, x.split, x.similarity, x.k,
+           count(DISTINCT p.run_id) AS n,
+           avg(x.value) FILTER (WHERE x.comparison = 'pred-input') AS pred_input,
+           stddev_samp(x.value) FILTER (WHERE x.comparison = 'pred-input') AS pred_input_std,
+           avg(x.value) FILTER (WHERE x.comparison = 'pred-target') AS pred_target,
+           stddev_samp(x.value) FILTER (WHERE x.comparison = 'pred-target') AS pred_target_std,
+           avg(x.value) FILTER (WHERE x.comparison = 'input-target') AS input_target,
+           stddev_samp(x.value) FILTER (WHERE x.comparison = 'input-target') AS input_target_std
+    FROM paper_runs p
+    JOIN current_results x ON x.run_id = p.run_id AND x.study = p.study
+    WHERE x.metric = 'mnno'
+    GROUP BY ALL
+"""
+
+PAPER_UNTRAINED = """
+    SELECT study, dataset, input_features, target_features, direction, mapping, depth, split,
+           similarity, k, n, pred_input, pred_input_std, pred_target, pred_target_std,
+           input_target
+    FROM paper_table1
+    WHERE state = 'untrained'
+"""
+
+PAPER_FIT = """
+    SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
+           p.depth, p.loss, p.state, x.split,
+           count(DISTINCT p.run_id) AS n,
+           avg(x.value) FILTER (WHERE x.metric = 'mse') AS mse,
+           stddev_samp(x.value) FILTER (WHERE x.metric = 'mse') AS mse_std,
+           avg(x.value) FILTER (WHERE x.metric = 'r2') AS r2,
+           stddev_samp(x.value) FILTER (WHERE x.metric = 'r2') AS r2_std,
+           avg(x.value) FILTER (WHERE x.metric = 'recall' AND x.k = 1) AS recall_at_1,
+           avg(x.value) FILTER (WHERE x.metric = 'recall' AND x.k = 5) AS recall_at_5,
+           avg(x.value) FILTER (WHERE x.metric = 'recall' AND x.k = 10) AS recall_at_10,
+           stddev_samp(x.value) FILTER (WHERE x.metric = 'recall' AND x.k = 10) AS recall_at_10_std,
+           avg(x.value) FILTER (WHERE x.metric = 'mrr') AS mrr,
+           avg(x.value) FILTER (WHERE x.metric = 'median_rank') AS median_rank
+    FROM paper_runs p
+    JOIN current_results x ON x.run_id = p.run_id AND x.study = p.study
+    WHERE x.metric IN ('mse', 'r2')
+       OR (x.metric IN ('recall', 'mrr', 'median_rank') AND x.comparison = 'pred-target'
+           AND coalesce(x.similarity, 'cosine') = 'cosine')
+    GROUP BY ALL
+"""
+
+PAPER_CURVES = """
+    SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
+           p.depth, p.loss, c.epoch, c.split, c.metric, c.comparison, c.k, c.similarity,
+           count(*) AS n, avg(c.value) AS mean, stddev_samp(c.value) AS std
+    FROM paper_runs p
+    JOIN curves c ON c.run_id = p.run_id
+    GROUP BY ALL
+"""
+
+PAPER_RATINGS = """
+    WITH rows AS (
+        SELECT p.*, x.split, x.metric, x.similarity, x.value,
+               regexp_extract(x.comparison, '^(input|pred|target)-(.+)$', 1) AS space,
+               regexp_extract(x.comparison, '^(input|pred|target)-(.+)$', 2) AS source
+        FROM paper_runs p
+        JOIN current_results x ON x.run_id = p.run_id AND x.study = p.study
+        WHERE x.metric IN ('spearman', 'coverage')
+    ),
+    per_run AS (
+        SELECT study, run_id, dataset, input_features, target_features, direction, mapping,
+               depth, loss, state, split, source, similarity,
+               max(value) FILTER (WHERE space = 'input') AS rho_before,
+               max(value) FILTER (WHERE space = 'pred') AS rho_after,
+               max(value) FILTER (WHERE space = 'target') AS rho_target
+        FROM rows WHERE metric = 'spearman'
+        GROUP BY ALL
+    ),
+    coverage AS (
+        SELECT run_id, split, source, max(value) AS coverage
+        FROM rows WHERE metric = 'coverage'
+        GROUP BY ALL
+    )
+    SELECT r.study, r.dataset, r.input_features, r.target_features, r.direction, r.mapping,
+           r.depth, r.loss, r.state, r.split, r.source, r.similarity,
+           count(*) AS n,
+           avg(r.rho_before) AS rho_before, stddev_samp(r.rho_before) AS rho_before_std,
+           avg(r.rho_after) AS rho_after, stddev_samp(r.rho_after) AS rho_after_std,
+           avg(r.rho_after - r.rho_before) AS rho_change,
+           stddev_samp(r.rho_after - r.rho_before) AS rho_change_std,
+           avg(r.rho_target) AS rho_target,
+           avg(c.coverage) AS coverage
+    FROM per_run r
+    LEFT JOIN coverage c USING (run_id, split, source)
+    GROUP BY ALL
+"""
+
+# Every view, in the order they are created (later ones read earlier ones).
+VIEWS: dict[str, str] = {
+    "paper_runs": PAPER_RUNS,
+    "paper_depth": PAPER_DEPTH,
+    "paper_table1": PAPER_TABLE1,
+    "paper_untrained": PAPER_UNTRAINED,
+    "paper_fit": PAPER_FIT,
+    "paper_curves": PAPER_CURVES,
+    "paper_ratings": PAPER_RATINGS,
+}
+
+
+def _views(*names: str) -> dict[str, str]:
+    """The views a section reads, with the views they read first."""
+    needs = {"paper_untrained": ("paper_table1",)}
+    out = {"paper_runs": PAPER_RUNS}
+    for name in names:
+        for dep in needs.get(name, ()):
+            out[dep] = VIEWS[dep]
+        out[name] = VIEWS[name]
+    return out
+
+
+# -- formatting -------------------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.{digits}f}"
+
+
+def _pm(mean: Any, std: Any, digits: int = 3) -> str:
+    text = _num(mean, digits)
+    if std is None or mean is None or math.isnan(float(std)):
+        return text
+    return f"{text} ± {float(std):.{digits}f}"
+
+
+def _pair(row: Row) -> str:
+    return f"{row['input_features']} → {row['target_features']}"
+
+
+def _mapping(row: Row) -> str:
+    if row["mapping"] == "mlp" and row["depth"] == 0:
+        return "mlp (linear)"
+    return str(row["mapping"])
+
+
+def _on_depth_axis(rows: list[Row]) -> list[Row]:
+    """The rows a by-depth figure can place: mappings without a depth (e.g. ridge) are in the
+    tables only."""
+    return [r for r in rows if r["depth"] is not None]
+
+
+def _order(row: Row) -> tuple[Any, ...]:
+    return (
+        row["dataset"],
+        row["input_features"],
+        row["target_features"],
+        row["mapping"] != "linear",
+        row["depth"] if row["depth"] is not None else -1,
+        row.get("loss") or "",
+    )
+
+
+def _pick(values: Sequence[Any], preferred: Any) -> Any:
+    present = [v for v in values if v is not None]
+    if preferred in present:
+        return preferred
+    return sorted(present)[0] if present else None
+
+
+def _headline_k(ks: Sequence[int]) -> int | None:
+    ks = sorted({k for k in ks if k is not None})
+    if not ks:
+        return None
+    if HEADLINE_K in ks:
+        return HEADLINE_K
+    below = [k for k in ks if k <= HEADLINE_K]
+    return below[-1] if below else ks[0]
+
+
+def _sel(rows: list[Row], **eq: Any) -> list[Row]:
+    return [r for r in rows if all(r.get(c) == v for c, v in eq.items())]
+
+
+def _table1_rows(context: ReportContext) -> tuple[list[Row], dict[str, Any]]:
+    """paper_table1 of the study and the headline's k, split and similarity: k = 10 (else the
+    largest recorded k below 10), cosine and test items when the study has them."""
+    rows = context.fetch("SELECT * FROM paper_table1 WHERE study = ?", [context.study])
+    base = {
+        "k": _headline_k([r["k"] for r in rows]),
+        "split": _pick([r["split"] for r in rows], "test"),
+        "similarity": _pick([r["similarity"] for r in rows], "cosine"),
+    }
+    return rows, base
+
+
+# -- the sections ---------------------------------------------------------------------------------
+
+
+def table1(context: ReportContext) -> list[Any]:
+    rows, base = _table1_rows(context)
+    trained = sorted(_sel(rows, state="trained", **base), key=_order)
+    untrained = sorted(_sel(rows, state="untrained", **base), key=_order)
+    if not (trained or untrained):
+        return []
+    k, split, similarity = base["k"], base["split"], base["similarity"]
+    blocks: list[Any] = [
+        ReportText(
+            f"Headline: mNNO at k = {k}, {similarity} similarity, on {split} items; mean ± "
+            "sample std over folds × seeds (n runs). mNNO^k(V, Z) = 1/(kN) Σ_i |NN^k(v_i) ∩ "
+            "NN^k(z_i)|: the share of each item's k nearest neighbours that two spaces have in "
+            "common (Collell & Moens, 2018). X: the mapping's inputs, Y: the paired target "
+            'vectors, f(X): the predictions. E.g. `xmodal query "SELECT * FROM paper_table1 '
+            f"WHERE study = '{context.study}' AND k = {k}\"`."
+        )
+    ]
+    if trained:
+        table = _table1(trained, k, split, similarity)
+        blocks += [table, _compact(table, trained, k, split, "trained mappings")]
+    else:  # only untrained runs: their table is the headline
+        blocks.append(_compact(_untrained_table(untrained, k, split, similarity), untrained, k,
+                               split, "untrained networks"))  # fmt: skip
+    return blocks
+
+
+def depth(context: ReportContext) -> list[Any]:
+    _, base = _table1_rows(context)
+    rows = context.fetch(
+        "SELECT * FROM paper_depth WHERE study = ? AND state = 'trained'", [context.study]
+    )
+    placed = _on_depth_axis(_sel(rows, **base))
+    if not placed:
+        return []
+    k = base["k"]
+    path = figures.depth_figure(placed, context.path("depth.png"), study=context.study, k=k)
+    return [
+        ReportFigure(
+            path,
+            "Figure: mNNO by depth (trained)",
+            "Blue: mNNO(f(X), X); red: mNNO(f(X), Y); grey dashed: the baseline mNNO(X, Y). "
+            "Error bars: ± one standard deviation over folds and seeds.",
+            alt=f"mNNO@{k} by depth",
+        )
+    ]
+
+
+def untrained(context: ReportContext) -> list[Any]:
+    rows, base = _table1_rows(context)
+    chosen = sorted(_sel(rows, state="untrained", **base), key=_order)
+    if not chosen:
+        return []
+    k, split, similarity = base["k"], base["split"], base["similarity"]
+    blocks: list[Any] = [_untrained_table(chosen, k, split, similarity)]
+    depth_rows = context.fetch(
+        "SELECT * FROM paper_depth WHERE study = ? AND state = 'untrained' "
+        "AND comparison = 'pred-input'",
+        [context.study],
+    )
+    placed = _on_depth_axis(_sel(depth_rows, **base))
+    if placed:
+        path = figures.untrained_figure(
+            placed, context.path("untrained.png"), study=context.study, k=k
+        )
+        blocks.append(
+            ReportFigure(
+                path,
+                "Figure: untrained networks by depth",
+                alt=f"untrained mNNO@{k}(f(X), X) by depth",
+            )
+        )
+    return blocks
+
+
+def curves(context: ReportContext) -> list[Any]:
+    rows = context.fetch(
+        "SELECT * FROM paper_curves WHERE study = ? AND metric = 'mnno'", [context.study]
+    )
+    if not rows:
+        return []
+    k = _headline_k([r["k"] for r in rows])
+    similarity = _pick([c["similarity"] for c in rows], "cosine")
+    chosen = [r for r in _on_depth_axis(rows) if r["k"] == k and r["similarity"] == similarity
+              and r["comparison"] in ("pred-target", "input-target")]  # fmt: skip
+    if not chosen:
+        return []
+    path = figures.curves_figure(chosen, context.path("curves.png"), study=context.study, k=k)
+    last = max(r["epoch"] for r in rows)
+    summary: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        wanted = r["k"] == k and r["comparison"] == "pred-target" and r["epoch"] in (0, last)
+        if wanted and r["mean"] is not None:
+            key = (r["split"], "first" if r["epoch"] == 0 else "last")
+            summary.setdefault(key, []).append(float(r["mean"]))
+    caption = []
+    if summary:
+        lines = ["| items | epoch 0 | epoch " + str(last) + " |", "| --- | --- | --- |"]
+        for split in ("train", "test"):
+            first = summary.get((split, "first"), [])
+            end = summary.get((split, "last"), [])
+            lines.append(
+                f"| {'training' if split == 'train' else 'held-out'} | "
+                f"{_num(sum(first) / len(first) if first else None)} | "
+                f"{_num(sum(end) / len(end) if end else None)} |"
+            )
+        caption.append(
+            f"mNNO@{k}(f(X), Y) averaged over every pair, loss and depth:\n\n" + "\n".join(lines)
+        )
+    caption.append(
+        "Source: view `paper_curves` (metric = 'mnno'). Training and held-out mNNO are not on the "
+        "same scale: mNNO depends on the number of items, hence each split's own grey baseline."
+    )
+    return [
+        ReportFigure(
+            path,
+            "Figure: mNNO(f(X), Y) over epochs, training vs held-out items",
+            "\n\n".join(caption),
+            alt=f"mNNO@{k}(f(X), Y) over epochs",
+        )
+    ]
+
+
+def other_k(context: ReportContext) -> list[Any]:
+    rows, base = _table1_rows(context)
+    ks = sorted({r["k"] for r in rows if r["k"] is not None})
+    if len(ks) < 2:
+        return []
+    split, similarity = base["split"], base["similarity"]
+    groups: dict[tuple[Any, ...], list[Row]] = {}
+    for r in rows:
+        if r["split"] == split and r["similarity"] == similarity:
+            groups.setdefault((r["state"], _pair(r), r["k"]), []).append(r)
+
+    def mean(values: list[Any]) -> float | None:
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+    body = tuple(
+        (state, pair, str(k), *(_num(mean([r[c] for r in g]))
+                                for c in ("pred_input", "pred_target", "input_target")))
+        for (state, pair, k), g in sorted(groups.items())
+    )  # fmt: skip
+    return [
+        ReportTable(
+            title=f"mNNO at every recorded k ({split} items, {similarity}; mean over mappings, "
+            "depths, losses)",
+            columns=("state", "input → target", "k", *COMPARISON_HEADERS),
+            rows=body,
+            note="Source: view `paper_table1`, averaged over its rows per state, pair and k.",
+        )
+    ]
+
+
+def fit(context: ReportContext) -> list[Any]:
+    _, base = _table1_rows(context)
+    rows = context.fetch("SELECT * FROM paper_fit WHERE study = ?", [context.study])
+    split = base["split"] or _pick([r["split"] for r in rows], "test")
+    chosen = sorted((r for r in rows if r["split"] == split), key=lambda r: (_order(r), r["state"]))
+    if not chosen:
+        return []
+    body = tuple(
+        (_pair(r), _mapping(r), _depth_cell(r["depth"]), r["loss"] or "—", r["state"],
+         _pm(r["mse"], r["mse_std"], 4), _pm(r["r2"], r["r2_std"]), _num(r["recall_at_1"]),
+         _pm(r["recall_at_10"], r["recall_at_10_std"]), _num(r["mrr"]), _num(r["median_rank"], 1),
+         str(r["n"]))
+        for r in chosen
+    )  # fmt: skip
+    return [
+        ReportTable(
+            title=f"Regression fit and retrieval of the true partner ({split} items)",
+            columns=(
+                "input → target",
+                "mapping",
+                "depth",
+                "loss",
+                "state",
+                "MSE",
+                "R²",
+                "R@1",
+                "R@10",
+                "MRR",
+                "median rank",
+                "n",
+            ),
+            rows=body,
+            note="Retrieval: query f(x_i) among all target vectors of the split (cosine); R@k = "
+            "share of queries whose partner y_i ranks in the top k. Source: view `paper_fit`.",
+        )
+    ]
+
+
+def ratings(context: ReportContext) -> list[Any]:
+    rows = context.fetch("SELECT * FROM paper_ratings WHERE study = ?", [context.study])
+    if not rows:
+        return []
+    rated = sorted(rows, key=lambda r: (r["source"], *_order(r), r["state"]))
+    low = sorted({r["source"] for r in rated if r["coverage"] is not None and r["coverage"] < 0.05})
+    warning = (
+        f" **Low coverage** ({', '.join(low)}: under 5 % of the rated pairs): those correlations "
+        "rest on few pairs and are noisy."
+        if low
+        else ""
+    )
+    body = tuple(
+        (r["source"], _pair(r), _mapping(r), _depth_cell(r["depth"]), r["state"], _num(r["coverage"], 2),
+         _pm(r["rho_before"], r["rho_before_std"]), _pm(r["rho_after"], r["rho_after_std"]),
+         _pm(r["rho_change"], r["rho_change_std"]), str(r["n"]))
+        for r in rated
+    )  # fmt: skip
+    blocks: list[Any] = [
+        ReportTable(
+            title="Spearman correlation with human similarity ratings, before and after the "
+            "mapping",
+            columns=(
+                "ratings",
+                "input → target",
+                "mapping",
+                "depth",
+                "state",
+                "coverage",
+                "ρ before (X)",
+                "ρ after (f(X))",
+                "change",
+                "n",
+            ),
+            rows=body,
+            note="Coverage: share of the rated pairs whose two words are both probed items. "
+            "Source: view `paper_ratings` (before = comparison input-<ratings>, after = "
+            "pred-<ratings>)." + warning,
+        )
+    ]
+    similarity = _pick([x["similarity"] for x in rated], "cosine")
+    plot_rows = [r for r in _on_depth_axis(rated)
+                 if r["state"] == "untrained" and r["similarity"] == similarity]  # fmt: skip
+    if plot_rows:
+        path = figures.ratings_figure(plot_rows, context.path("ratings.png"), study=context.study)
+        blocks.append(
+            ReportFigure(
+                path,
+                "Figure: rating correlations before and after",
+                "Dashed: ρ of the input vectors X (before); solid: ρ of the untrained network's "
+                "output f(X) (after), mean ± std over seeds.",
+                alt="Spearman correlation with human ratings",
+            )
+        )
+    return blocks
+
+
+def _table1(rows: list[Row], k: int, split: str, similarity: str) -> ReportTable:
+    body = []
+    wins = 0
+    for r in rows:
+        win = (
+            r["pred_input"] is not None
+            and r["pred_target"] is not None
+            and (r["pred_input"] > r["pred_target"])
+        )
+        wins += bool(win)
+        body.append((
+            r["dataset"], _pair(r), r["direction"], _mapping(r), _depth_cell(r["depth"]), r["loss"] or "—",
+            _pm(r["pred_input"], r["pred_input_std"]), _pm(r["pred_target"], r["pred_target_std"]),
+            _pm(r["input_target"], r["input_target_std"]), "yes" if win else "no", str(r["n"]),
+        ))  # fmt: skip
+    return ReportTable(
+        title=f"Table 1: mNNO@{k} of trained mappings on {split} items ({similarity})",
+        columns=(
+            "dataset",
+            "input → target",
+            "direction",
+            "mapping",
+            "depth",
+            "loss",
+            *COMPARISON_HEADERS,
+            "f(X),X > f(X),Y",
+            "n",
+        ),
+        rows=body,
+        note=f"mNNO(f(X),X) > mNNO(f(X),Y) in {wins} of {len(rows)} rows. Depth = hidden layers "
+        "(0 = linear map). Source: view `paper_table1` (state = 'trained').",
+    )
+
+
+def _compact(table: ReportTable, rows: list[Row], k: int, split: str, what: str) -> ReportTable:
+    """The headline for an 80-column terminal: means only (report.md has the ± std)."""
+    body = tuple(
+        (_pair(r), "linear" if r["depth"] == 0 else f"{r['mapping']}{_depth_text(r['depth'])}",
+         r["loss"] or "—", _num(r["pred_input"]), _num(r["pred_target"]),
+         _num(r["input_target"]), str(r["n"]))
+        for r in rows
+    )  # fmt: skip
+    return ReportTable(
+        title=f"mNNO@{k}, {what}, {split} items (mean over n runs)",
+        columns=("input → target", "map", "loss", "f(X),X", "f(X),Y", "X,Y", "n"),
+        rows=body,
+        note=table.note.split(" Depth =")[0].split(" Source:")[0],
+        headline=True,
+    )
+
+
+def _depth_text(depth: int | None) -> str:
+    return "" if depth is None else str(depth)
+
+
+def _depth_cell(depth: int | None) -> str:
+    """A depth in a table: — for a family without one."""
+    return "—" if depth is None else str(depth)
+
+
+def _untrained_table(rows: list[Row], k: int, split: str, similarity: str) -> ReportTable:
+    body = tuple(
+        (r["dataset"], _pair(r), r["direction"], _mapping(r), _depth_cell(r["depth"]),
+         _pm(r["pred_input"], r["pred_input_std"]), _pm(r["pred_target"], r["pred_target_std"]),
+         _pm(r["input_target"], r["input_target_std"]), str(r["n"]))
+        for r in rows
+    )  # fmt: skip
+    return ReportTable(
+        title=f"Untrained networks: mNNO@{k} on {split} items ({similarity})",
+        columns=(
+            "dataset",
+            "input → target",
+            "direction",
+            "mapping",
+            "depth",
+            *COMPARISON_HEADERS,
+            "n",
+        ),
+        rows=body,
+        note="The same architectures at initialisation, never trained. Source: view "
+        "`paper_untrained`.",
+    )
+
+
+MNNO = ("mnno",)
+
+SECTIONS = (
+    ReportSectionSpec(
+        name="paper-table1",
+        render=table1,
+        views=_views("paper_table1"),
+        order=10,
+        metrics=MNNO,
+        description="Table 1: mNNO of trained mappings (and the terminal's headline)",
+    ),
+    ReportSectionSpec(
+        name="paper-depth",
+        render=depth,
+        views=_views("paper_table1", "paper_depth"),
+        order=20,
+        metrics=MNNO,
+        description="the three mNNO of trained mappings by depth (depth.png)",
+    ),
+    ReportSectionSpec(
+        name="paper-untrained",
+        render=untrained,
+        views=_views("paper_table1", "paper_untrained", "paper_depth"),
+        order=30,
+        metrics=MNNO,
+        description="untrained networks: table and mNNO(f(X), X) by depth (untrained.png)",
+    ),
+    ReportSectionSpec(
+        name="paper-curves",
+        render=curves,
+        views=_views("paper_curves"),
+        order=40,
+        description="mNNO(f(X), Y) over epochs, training vs held-out items (curves.png)",
+    ),
+    ReportSectionSpec(
+        name="paper-other-k",
+        render=other_k,
+        views=_views("paper_table1"),
+        order=50,
+        metrics=MNNO,
+        description="mNNO at every recorded k",
+    ),
+    ReportSectionSpec(
+        name="paper-fit",
+        render=fit,
+        views=_views("paper_table1", "paper_fit"),
+        order=60,
+        metrics=("mse", "r2", "recall", "mrr", "median_rank"),
+        description="regression fit (MSE, R²) and retrieval of the true partner",
+    ),
+    ReportSectionSpec(
+        name="paper-ratings",
+        render=ratings,
+        views=_views("paper_ratings"),
+        order=70,
+        metrics=("spearman", "coverage"),
+        description="Spearman correlation with human similarity ratings (ratings.png)",
+    ),
+)
+
+
+@hookimpl
+def register_report_sections(register: Any) -> None:
+    for section in SECTIONS:
+        register(section)
