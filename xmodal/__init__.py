@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "ReportText": "xmodal.report",
     # What an executor computes for each job (ExecutorSpec.make).
     "run_job": "xmodal.executors",
+    "SimilaritySpec": "xmodal.components",
+    "SplitStrategySpec": "xmodal.components",
     # Declared parameters.
     "CheckContext": "xmodal.validation",
     "Param": "xmodal.params",

@@ -75,6 +75,31 @@ def _check_labels(instance: PairedData, attribute: attrs.Attribute, value: Any) 
         )
 
 
+def _check_fold(instance: PairedData, attribute: attrs.Attribute, value: Any) -> None:
+    """`fold` is None, or one fold number (an integer >= 0) per item."""
+    if value is None:
+        return
+    n = len(instance.ids)
+    numbers = np.asarray(value)
+    if numbers.ndim != 1 or len(numbers) != n:
+        raise DataError(
+            f"{_where(instance)}: fold has shape {numbers.shape}, expected ({n},): one fold "
+            f"number per item of ids ({n} items); use fold=None for a dataset without folds"
+        )
+    if numbers.dtype.kind not in "iu":
+        raise DataError(
+            f"{_where(instance)}: fold numbers must be integers (0, 1, 2, ...), got dtype "
+            f"{numbers.dtype}"
+        )
+    negative = np.flatnonzero(numbers < 0)
+    if negative.size:
+        items = ", ".join(repr(instance.ids[i]) for i in negative[:3])
+        raise DataError(
+            f"{_where(instance)}: fold numbers must be >= 0; {negative.size} of {n} items have a "
+            f"negative one (items {items}{' …' if negative.size > 3 else ''})"
+        )
+
+
 @attrs.frozen(eq=False)
 class PairedData:
     """Row-aligned feature sets of the same N items in several modalities.
@@ -83,6 +108,8 @@ class PairedData:
     `split` optionally marks each item "train" or "test" (the dataset's own split): a 1-D array of
     N marks, nothing else (an unknown mark would silently leave its item out of every run).
     `labels` optionally gives each item a set of label ids (for label-based retrieval metrics).
+    `fold` optionally gives each item a fold number (an integer >= 0): the fold in which it is a
+    test item, for the `column` split strategy (a dataset's own cross-validation folds).
     Anything inconsistent raises `DataError` when the object is made.
     """
 
@@ -91,6 +118,7 @@ class PairedData:
     split: np.ndarray | None = attrs.field(default=None, validator=_check_split)
     labels: tuple[frozenset[int], ...] | None = attrs.field(default=None, validator=_check_labels)
     source: str = ""
+    fold: np.ndarray | None = attrs.field(default=None, validator=_check_fold)
 
     @property
     def n_items(self) -> int:

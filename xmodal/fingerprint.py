@@ -223,9 +223,13 @@ def array_digest(*arrays: Any) -> str:
 
 def paired_data_digest(data: Any) -> str:
     """The fallback fingerprint of a loaded `PairedData`: its ids, every feature set (name and
-    matrix), its split marks and its labels. Its `source` text is left out (it names paths)."""
+    matrix), its split marks, its labels and its fold numbers (if any). Its `source` text is left
+    out (it names paths)."""
     ids = value_digest(list(data.ids))
     features = [f"{name}\0{array_digest(data.features[name])}" for name in sorted(data.features)]
     split = "none" if data.split is None else array_digest(np.asarray(data.split).astype(str))
     labels = "none" if data.labels is None else value_digest([sorted(s) for s in data.labels])
-    return combine("paired-data", ids, *features, split, labels)
+    # Fold numbers enter only when present, so data without them keeps its digest.
+    fold = getattr(data, "fold", None)
+    folds = () if fold is None else ("fold\0" + array_digest(np.asarray(fold, np.int64)),)
+    return combine("paired-data", ids, *features, split, labels, *folds)

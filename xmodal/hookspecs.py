@@ -79,6 +79,50 @@ def register_commands(cli: Any) -> None:
     when the command line starts. Returns nothing.
     """
 
+
+@hookspec
+def register_split_strategies(register: Callable[[Any], None]) -> None:
+    """Register split strategies: how a study divides its items into train and test folds.
+
+    Arguments: `register`, a callback; call `register(SplitStrategySpec(name=..., folds=...,
+    fold_ids=..., params=..., seeded=...))` once per strategy. The built-in strategies (plugin
+    `splits`) are `dataset` (the dataset's own train/test marks), `random`, `kfold`,
+    `grouped_kfold`, `stratified_kfold` and `column` (the dataset's per-item fold numbers).
+
+    When: once, when the registry is first built. A study names one strategy in `[data] split`
+    (default `"dataset"`) with its parameters beside it in `[data]`; `xmodal validate` checks
+    them against the spec's `params`, and planning calls `fold_ids(params)` (no data loaded) to
+    make one run per fold. Before the first run, the runner calls `folds(data, params, seed)`
+    once per dataset configuration, with the loaded `PairedData`, the parameters (defaults
+    filled) and `[data] split_seed`; it checks the indices it returns (ids as declared, integer
+    indices in range, train and test disjoint and non-empty) and reports an exception it
+    raises, or a bad result, as a problem of `data.split` before anything runs. Names must be
+    unique across plugins.
+
+    Returns nothing.
+    """
+
+
+@hookspec
+def register_similarities(register: Callable[[Any], None]) -> None:
+    """Register similarities for exact nearest-neighbour search (and the metrics built on it).
+
+    Arguments: `register`, a callback; call `register(SimilaritySpec(name=..., prepare=...,
+    self_similarity=..., weight=..., rejects_zero_rows=...))` once per similarity. The built-in
+    ones (plugin `similarities`) are `cosine` and `euclidean`.
+
+    When: once, when the registry is first built. A metric parameter declared
+    `Param(str, choices_from="similarities")` accepts the registered names (`xmodal validate`
+    suggests the nearest for a typo). `xmodal.knn(X, k, similarity=name)` and
+    `Probe.neighbors(..., similarity)` look the name up and call `prepare(X, sq_norms)` once per
+    space (the input, target and predicted vectors of each probed split); the blocked kNN then
+    ranks by weight · (Y[i] · Y[j]) − offset[i] − offset[j]. With `rejects_zero_rows`,
+    `xmodal validate` names the all-zero items of every feature set a study compares with it.
+    Names must be unique across plugins.
+
+    Returns nothing.
+    """
+
 @hookspec
 def register_report_sections(register: Callable[[Any], None]) -> None:
     """Register sections of `xmodal report`, with the SQL views they read.

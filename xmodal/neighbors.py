@@ -10,9 +10,9 @@ The contract (docs/metrics.md, "Ties"):
   construction: the rows are deduplicated before any matrix product, so the similarity of every
   such item to every other item is one number, computed once. Equal items therefore tie with
   each other everywhere, on every CPU, BLAS kernel, tile position, block size and thread count,
-  and the tie goes to the lower index. An item's equal copies are at similarity exactly 1.0
-  (cosine) or 0.0 (euclidean, the negative squared distance), the value include_self gives the
-  item itself.
+  and the tie goes to the lower index. An item's equal copies are at exactly the similarity's
+  self-similarity: 1.0 (cosine) or 0.0 (euclidean, the negative squared distance), the value
+  include_self gives the item itself.
 - Similarities between *different* vectors are the float32 matrix product's, as the BLAS rounds
   them: two different vectors whose similarities to a third agree only up to rounding may be
   ordered either way on another CPU (a float32 near-tie, not a tie).
@@ -25,7 +25,11 @@ How the neighbours are found (docs/performance.md has the measurements):
   (a hash collision falls back to grouping by exact bytes). With duplicates, the kNN runs on
   the distinct rows only and each list is expanded afterwards (below), so duplicate-heavy data
   gets faster.
-- Everything is float32. Cosine normalises the rows once; Euclidean uses ||a||² + ||b||² − 2·a·b.
+- Similarities are plugins (`SimilaritySpec`, hook `register_similarities`; cosine and euclidean
+  are the built-in plugin `similarities`). Each turns a space once into the form the tiles use:
+  s(i, j) = weight · (Y[i] · Y[j]) − offset[i] − offset[j]. Cosine is (X / ‖X‖, no offset),
+  Euclidean (X, ‖X‖², weight 2): the negative squared distance ||a||² + ||b||² − 2·a·b.
+- Everything is float32.
 - A space's self-similarity is symmetric, so only the upper-triangle b×b tiles are multiplied
   (torch, which keeps OpenBLAS threads from spinning next to torch training in the same process).
   Each tile feeds both its rows' lists and its columns' lists. Memory is O(N·k + b²), never N×N.
@@ -49,16 +53,18 @@ How the neighbours are found (docs/performance.md has the measurements):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from xmodal.components import SimilaritySpec
+
 __all__ = ["NeighborError", "Neighbors", "knn", "mnno", "overlap", "overlap_per_item"]
 
-SIMILARITIES = ("cosine", "euclidean")
 DEFAULT_BLOCK = 1536
 _ALIGN = 32
 _SHOW = 5  # how many offending row indices an error message lists
@@ -76,9 +82,10 @@ class Neighbors:
 
     indices: int64, N×k, best first, ordered by (−similarity, index).
     similarities: float32, N×k, aligned with `indices`: the cosine similarity, or for "euclidean"
-        the negative squared Euclidean distance (larger is nearer in both cases). With
-        include_self=True the first column is the item itself, with similarity 1.0 (cosine) or
-        0.0 (euclidean); an item's exact copies (equal vectors) have that same similarity.
+        the negative squared Euclidean distance (larger is nearer for every similarity). With
+        include_self=True the first column is the item itself, at the similarity's
+        self-similarity (1.0 cosine, 0.0 euclidean); an item's exact copies (equal vectors) have
+        that same similarity.
     ties_at_k: how many items have a tie at the boundary: the last neighbour in their list and the
         best candidate left out have equal similarity, so another equally near item was dropped by
         the index tie-break. The item itself never counts. 0 when no candidate is left out.
@@ -87,7 +94,7 @@ class Neighbors:
     indices: np.ndarray
     similarities: np.ndarray
     ties_at_k: int
-    similarity: str
+    similarity: str  # the similarity's registered name
     include_self: bool
 
     @property
@@ -98,7 +105,7 @@ class Neighbors:
 def knn(
     X: Any,
     k: int,
-    similarity: str = "cosine",
+    similarity: str | SimilaritySpec = "cosine",
     include_self: bool = False,
     *,
     block_size: int = DEFAULT_BLOCK,
@@ -106,7 +113,8 @@ def knn(
     """Exact k nearest neighbours of every row of X among the other rows of X.
 
     X: N×d array (numpy, or anything `np.asarray` takes; a torch tensor is detached first).
-    similarity: "cosine" or "euclidean".
+    similarity: a registered similarity's name ("cosine", "euclidean", or a plugin's; see
+        `xmodal plugins`), or a `SimilaritySpec` itself.
     include_self: False follows the paper (the item is not its own neighbour, k <= N−1). True
         reproduces the authors' released code: the item is always first in its own list and the
         other k−1 are its nearest others (k <= N).
@@ -116,47 +124,52 @@ def knn(
         similarities are float32 near-ties; equal vectors always tie, see the module docstring);
         the default was the fastest on a 2-core CPU.
     """
-    sim = _check_similarity(similarity)
-    return _knn(_as_matrix(X, "X"), k, sim, include_self, block_size, "X", "knn")
+    spec = resolve_similarity(similarity)
+    return _knn(_as_matrix(X, "X"), k, spec, include_self, block_size, "X", "knn")
 
 
 def _knn(
-    X32: np.ndarray, k: int, sim: str, include_self: bool, block_size: int, name: str, where: str
+    X32: np.ndarray,
+    k: int,
+    spec: SimilaritySpec,
+    include_self: bool,
+    block_size: int,
+    name: str,
+    where: str,
 ) -> Neighbors:
     n = X32.shape[0]
     _check_k(k, n, include_self, where)
     m = k - 1 if include_self else k  # neighbours other than the item itself
     slots = min(m + 1, n - 1)  # one extra to detect a tie at the boundary
 
-    scale = _row_scale(X32, sim, name)
+    form = _prepare(X32, spec, name)
     if m == 0:
         vals = np.empty((n, 0), np.float32)
         idx = np.empty((n, 0), np.int64)
     else:
         groups = _equal_rows(X32)
         if groups is None:
-            vals, idx = _top_others(X32, scale, sim, slots, block_size)
+            vals, idx = _top_others(form, slots, block_size)
         else:
-            vals, idx = _top_others_grouped(X32, scale, sim, slots, block_size, groups)
+            vals, idx = _top_others_grouped(form, slots, block_size, groups)
 
     ties = int(np.count_nonzero(vals[:, m - 1] == vals[:, m])) if 0 < m < slots else 0
     vals, idx = vals[:, :m], idx[:, :m]
     if include_self:
-        self_sim = np.float32(1.0 if sim == "cosine" else 0.0)
-        vals = np.hstack([np.full((n, 1), self_sim, np.float32), vals])
+        vals = np.hstack([np.full((n, 1), form.self_sim, np.float32), vals])
         idx = np.hstack([np.arange(n, dtype=np.int64)[:, None], idx])
     vals = np.ascontiguousarray(vals)
     idx = np.ascontiguousarray(idx)
     vals.setflags(write=False)
     idx.setflags(write=False)
-    return Neighbors(idx, vals, ties, sim, bool(include_self))
+    return Neighbors(idx, vals, ties, spec.name, bool(include_self))
 
 
 def mnno(
     A: Any,
     B: Any,
     k: int | Sequence[int] = 10,
-    similarity: str = "cosine",
+    similarity: str | SimilaritySpec = "cosine",
     include_self: bool = False,
     *,
     block_size: int = DEFAULT_BLOCK,
@@ -168,7 +181,7 @@ def mnno(
     the first k columns, so the values equal separate calls.
     """
     ks = _check_ks(k)
-    sim = _check_similarity(similarity)
+    sim = resolve_similarity(similarity)
     A32 = _as_matrix(A, "A")
     B32 = _as_matrix(B, "B")
     if A32.shape[0] != B32.shape[0]:
@@ -217,12 +230,38 @@ def overlap(nn_a: np.ndarray, nn_b: np.ndarray, k: int) -> float:
 # --- validation ---------------------------------------------------------------------------------
 
 
-def _check_similarity(similarity: str) -> str:
-    if similarity not in SIMILARITIES:
+def resolve_similarity(
+    similarity: str | SimilaritySpec, known: Mapping[str, SimilaritySpec] | None = None
+) -> SimilaritySpec:
+    """The `SimilaritySpec` a name stands for: from `known`, else from the loaded plugins'
+    registry (`xmodal.get_registry`, built on first use); a spec is returned as it is."""
+    if not isinstance(similarity, str):
+        from xmodal.components import SimilaritySpec
+
+        if isinstance(similarity, SimilaritySpec):
+            return similarity
         raise NeighborError(
-            f"unknown similarity {similarity!r}; allowed: {', '.join(map(repr, SIMILARITIES))}"
+            f"similarity must be a registered name or a SimilaritySpec, got {similarity!r}"
         )
-    return similarity
+    notes = ""
+    if known is None:
+        from xmodal.plugins import get_registry
+
+        registry = get_registry(strict=False)
+        known = registry.similarities
+        notes = "".join(f"; {note}" for note in registry.filter_notes("similarities"))
+    spec = known.get(similarity)
+    if spec is None:
+        from xmodal.errors import did_you_mean
+
+        guess = did_you_mean(similarity, known)
+        raise NeighborError(
+            f"unknown similarity {similarity!r}"
+            + (f" (did you mean {guess!r}?)" if guess else "")
+            + f"; allowed: {', '.join(map(repr, sorted(known))) or 'none are registered'}"
+            + notes
+        )
+    return spec
 
 
 def _as_matrix(X: Any, name: str) -> np.ndarray:
@@ -333,24 +372,90 @@ def _row_sq_norms(X: np.ndarray) -> np.ndarray:
     return out
 
 
-def _row_scale(X: np.ndarray, similarity: str, name: str) -> np.ndarray:
-    """Per row: the norm to divide by (cosine) or the squared norm to subtract (euclidean)."""
+@attrs.frozen(eq=False)
+class _Form:
+    """A space as the tiles use it: s(i, j) = weight · (Y[i] · Y[j]) − offset[i] − offset[j]."""
+
+    Y: np.ndarray  # N×d' float32
+    offset: np.ndarray | None  # N float32, or None
+    weight: float
+    self_sim: Any  # np.float32, or an N×1 float32 array (a per-vector self-similarity)
+
+    def rows(self, rows: np.ndarray) -> _Form:
+        self_sim = self.self_sim if np.ndim(self.self_sim) == 0 else self.self_sim[rows]
+        offset = None if self.offset is None else self.offset[rows]
+        return _Form(self.Y[rows], offset, self.weight, self_sim)
+
+
+def zero_alternatives() -> str:
+    """Registered similarities defined for zero vectors, for messages ('' when unknown)."""
+    try:
+        from xmodal.plugins import get_registry
+
+        names = sorted(
+            n for n, s in get_registry(strict=False).similarities.items() if not s.rejects_zero_rows
+        )
+    except Exception:
+        return ""
+    return ", ".join(map(repr, names))
+
+
+def _prepare(X: np.ndarray, spec: SimilaritySpec, name: str) -> _Form:
+    """Turn X into the similarity's tile form, with the checks every similarity gets."""
     sq = _row_sq_norms(X)
-    if similarity == "cosine":
+    if spec.rejects_zero_rows:
         zero = np.flatnonzero(sq == 0)
         if zero.size:
+            others = zero_alternatives()
             raise NeighborError(
-                f"{name} has {zero.size} all-zero row(s) (first at rows {_first(zero)}); cosine "
-                f"similarity is undefined for a zero vector: drop those items or use 'euclidean'"
+                f"{name} has {zero.size} all-zero row(s) (first at rows {_first(zero)}); "
+                f"{spec.name} similarity is undefined for a zero vector: drop those items or use "
+                + (others or "a similarity defined for zero vectors")
             )
-        return np.sqrt(sq).astype(np.float32)
-    big = np.flatnonzero(~np.isfinite(4 * sq.astype(np.float32)))
+    try:
+        Y, offset = spec.prepare(X, sq)
+    except NeighborError:
+        raise
+    except Exception as exc:
+        raise NeighborError(
+            f"{name}: similarity {spec.name!r} cannot prepare the vectors: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    n = X.shape[0]
+    same = Y is X
+    Y = np.ascontiguousarray(Y, dtype=np.float32)
+    if Y.ndim != 2 or Y.shape[0] != n or Y.shape[1] == 0:
+        raise NeighborError(
+            f"similarity {spec.name!r}: prepare returned vectors of shape {Y.shape}, expected "
+            f"({n}, d) with d >= 1"
+        )
+    if offset is not None:
+        offset = np.ascontiguousarray(offset, dtype=np.float32)
+        if offset.shape != (n,):
+            raise NeighborError(
+                f"similarity {spec.name!r}: prepare returned offsets of shape {offset.shape}, "
+                f"expected ({n},)"
+            )
+    # The products must not overflow: |Y[i] · Y[j]| <= max ‖Y‖², so bound 2 · weight · ‖Y‖².
+    sq_y = sq.astype(np.float32) if same else np.einsum("ij,ij->i", Y, Y)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(np.float32(2 * spec.weight) * sq_y)
+        if offset is not None:
+            bad |= ~np.isfinite(offset)
+    big = np.flatnonzero(bad)
     if big.size:
         raise NeighborError(
             f"{name} has rows whose squared norms overflow float32 (first at rows {_first(big)}); "
             f"rescale the vectors"
         )
-    return sq.astype(np.float32)
+    if spec.self_similarity is not None:
+        self_sim: Any = np.float32(spec.self_similarity)
+    else:  # per vector: weight · ‖y‖² − 2·offset, in float64 (equal vectors get equal values)
+        per_row = spec.weight * (sq if same else _row_sq_norms(Y))
+        if offset is not None:
+            per_row = per_row - 2 * offset.astype(np.float64)
+        self_sim = per_row.astype(np.float32)[:, None]
+    return _Form(Y, offset, float(spec.weight), self_sim)
 
 
 @attrs.frozen(eq=False)
@@ -429,18 +534,11 @@ def _rows_equal(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _top_others_grouped(
-    X: np.ndarray,
-    scale: np.ndarray,
-    similarity: str,
-    slots: int,
-    block_size: int,
-    groups: _Groups,
+    form: _Form, slots: int, block_size: int, groups: _Groups
 ) -> tuple[np.ndarray, np.ndarray]:
     """_top_others for data with equal rows: kNN of the distinct rows, then expanded to items."""
-    U = X[groups.first]
-    scale_u = scale[groups.first]
-    n_u = U.shape[0]
-    self_sim = np.float32(1.0 if similarity == "cosine" else 0.0)
+    distinct = form.rows(groups.first)
+    n_u = distinct.Y.shape[0]
     # `slots` distinct neighbours always suffice, whatever the group sizes and ties: the first
     # (lowest-index) item of every fetched group beats every item of every group left out.
     # Groups are ranked by (−similarity, group id) and group ids follow first indices, so a
@@ -449,18 +547,19 @@ def _top_others_grouped(
     # others that beat everything left out, and its best `slots` are all fetched.
     width = min(slots, n_u - 1)
     if width > 0:
-        uv, ui = _top_others(U, scale_u, similarity, width, block_size)
+        uv, ui = _top_others(distinct, width, block_size)
     else:  # a single distinct vector: every other item is an equal copy
         uv, ui = np.empty((n_u, 0), np.float32), np.empty((n_u, 0), np.int64)
-    return _expand(groups, uv, ui, slots, self_sim)
+    return _expand(groups, uv, ui, slots, distinct.self_sim)
 
 
 def _expand(
-    groups: _Groups, uv: np.ndarray, ui: np.ndarray, slots: int, self_sim: np.float32
+    groups: _Groups, uv: np.ndarray, ui: np.ndarray, slots: int, self_sim: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each item's `slots` best other items, from its group's list of distinct neighbours.
 
     uv, ui: per group, its nearest other groups (values descending, ties by group id).
+    self_sim: the self-similarity, one value or one per group (G×1).
     """
     n_u, width = uv.shape
     n = groups.inv.size
@@ -480,7 +579,8 @@ def _expand(
     rest = np.flatnonzero(~simple)
     if rest.size == 0:
         return vals, idx
-    g_val, g_idx = _group_lists(groups, uv[rest], ui[rest], rest, slots + 1, self_sim)
+    own_sim = self_sim if np.ndim(self_sim) == 0 else self_sim[rest]
+    g_val, g_idx = _group_lists(groups, uv[rest], ui[rest], rest, slots + 1, own_sim)
     # Per item: its group's list without the item itself (or without the last entry).
     where = np.full(n_u, -1, np.int64)
     where[rest] = np.arange(rest.size)
@@ -501,11 +601,12 @@ def _group_lists(
     ui: np.ndarray,
     own: np.ndarray,
     need: int,
-    self_sim: np.float32,
+    self_sim: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `need` best items (values, indices) for each group in `own`, its members included.
 
     uv, ui: the distinct lists of those groups (rows aligned with `own`).
+    self_sim: the self-similarity, one value or one per group of `own` (rows aligned, G×1).
     """
     n_g, width = uv.shape
     # The group's own members join its list at the self-similarity, after any equal values.
@@ -548,11 +649,9 @@ def _group_lists(
     return e_val[pick], e_item[pick]
 
 
-def _top_others(
-    X: np.ndarray, scale: np.ndarray, similarity: str, slots: int, block_size: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _top_others(form: _Form, slots: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's `slots` best other rows, sorted by (−similarity, index)."""
-    n, d = X.shape
+    n, d = form.Y.shape
     block = max(int(block_size), _ALIGN)
     nb = math.ceil(n / block)
     b = _ALIGN * math.ceil(math.ceil(n / nb) / _ALIGN)
@@ -560,14 +659,13 @@ def _top_others(
     T = torch.from_numpy(padded)
     tile_t = torch.empty((b, b), dtype=torch.float32)
     tile = tile_t.numpy()
-    euclidean = similarity == "euclidean"
-    if euclidean:
-        padded[:n] = X
+    padded[:n] = form.Y
+    weighted = form.weight != 1.0
+    offsets = form.offset is not None
+    if offsets:
         sq = np.zeros(nb * b, np.float32)
-        sq[:n] = scale
+        sq[:n] = form.offset
         sum_buf = np.empty((b, b), np.float32)
-    else:
-        np.divide(X, scale[:, None], out=padded[:n])
 
     lists = _Lists(n, slots)
     for bi in range(nb):
@@ -581,9 +679,11 @@ def _top_others(
             if nc <= 0:
                 break
             torch.mm(T[r0 : r0 + b], T[c0 : c0 + b].T, out=tile_t)
-            if euclidean:
-                # −((‖a‖² + ‖b‖²) − 2ab): the norm sum commutes, so the tile stays symmetric.
-                np.multiply(tile, 2, out=tile)
+            if weighted:
+                np.multiply(tile, np.float32(form.weight), out=tile)
+            if offsets:
+                # Euclidean: −((‖a‖² + ‖b‖²) − 2ab): the offset sum commutes, so the tile stays
+                # symmetric.
                 np.add.outer(sq[r0 : r0 + b], sq[c0 : c0 + b], out=sum_buf)
                 np.subtract(tile, sum_buf, out=tile)
             S = tile[:nr, :nc]

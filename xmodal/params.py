@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -36,6 +36,9 @@ class Param:
     many: bool = False
     also: tuple[Any, ...] = ()
     doc: str = ""
+    # A registry kind (e.g. "similarities"): the value must be a name registered of that kind.
+    # The choices are filled in from the loaded plugins when a study is read (`with_choices`).
+    choices_from: str | None = None
 
     @property
     def required(self) -> bool:
@@ -45,6 +48,8 @@ class Param:
         """What is allowed, in words, for error messages and `xmodal plugins`."""
         if self.choices is not None:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.choices_from is not None:
+            text = f"the name of one of the registered {self.choices_from}"
         else:
             text = _TYPE_NAMES[self.type]
             if self.min is not None and self.max is not None:
@@ -58,6 +63,19 @@ class Param:
         if self.many:
             text = f"{text}, or a list of them"
         return text
+
+
+def with_choices(
+    schema: Mapping[str, Param], names_of: Callable[[str], Iterable[str]]
+) -> dict[str, Param]:
+    """`schema` with the choices of every `choices_from` parameter filled in: the names
+    `names_of(kind)` gives (the registry's, sorted), so validation names them and suggests one."""
+    return {
+        key: attrs.evolve(param, choices=tuple(sorted(names_of(param.choices_from))))
+        if param.choices_from is not None and param.choices is None
+        else param
+        for key, param in schema.items()
+    }
 
 
 def _number(bound: float) -> str:

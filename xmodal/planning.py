@@ -22,6 +22,7 @@ import attrs
 from xmodal.errors import Problem, StudyError, XmodalError
 from xmodal.params import expand
 from xmodal.plugins import Registry
+from xmodal.splits import fold_ids, strategy_params
 from xmodal.study import TRAIN_PARAMS, Component, Study
 from xmodal.validation import mapping_depth
 
@@ -161,16 +162,9 @@ def make_plan(
     losses = _variants(registry, "losses", study.losses)
     metrics = tuple(_variants(registry, "metrics", study.metrics))
     trainings = expand(TRAIN_PARAMS, study.train)
-    folds: list[int | None] = (
-        list(range(study.split["folds"])) if study.split["kind"] == "kfold" else [None]
-    )
-    split = {
-        k: v for k, v in study.split.items() if study.split["kind"] != "dataset" or k == "kind"
-    }
-    if study.split["kind"] != "kfold":
-        split.pop("folds", None)
-    if study.split["kind"] != "random":
-        split.pop("test_fraction", None)
+    # The study's split, as every run records it; one run per fold of its strategy.
+    split = dict(study.split)
+    folds = fold_ids(registry.split_strategies[split["kind"]], strategy_params(split)[0])
 
     runs: dict[str, Run] = {}
     probes_on = [p for p in ("trained", "untrained") if study.probes[p]]

@@ -37,6 +37,8 @@ from xmodal.components import (
     MetricSpec,
     ReportSectionSpec,
     ResultRow,
+    SimilaritySpec,
+    SplitStrategySpec,
 )
 from xmodal.errors import XmodalError, did_you_mean
 
@@ -48,6 +50,8 @@ KINDS: dict[str, tuple[str, type]] = {
     "losses": ("register_losses", LossSpec),
     "metrics": ("register_metrics", MetricSpec),
     "encoders": ("register_encoders", EncoderSpec),
+    "split_strategies": ("register_split_strategies", SplitStrategySpec),
+    "similarities": ("register_similarities", SimilaritySpec),
     "report_sections": ("register_report_sections", ReportSectionSpec),
 }
 _SINGULAR = {
@@ -56,6 +60,8 @@ _SINGULAR = {
     "losses": "loss",
     "metrics": "metric",
     "encoders": "encoder",
+    "split_strategies": "split strategy",
+    "similarities": "similarity",
     "report_sections": "report section",
 }
 
@@ -210,6 +216,8 @@ class Registry:
     losses: dict[str, LossSpec] = attrs.Factory(dict)
     metrics: dict[str, MetricSpec] = attrs.Factory(dict)
     encoders: dict[str, EncoderSpec] = attrs.Factory(dict)
+    split_strategies: dict[str, SplitStrategySpec] = attrs.Factory(dict)
+    similarities: dict[str, SimilaritySpec] = attrs.Factory(dict)
     report_sections: dict[str, ReportSectionSpec] = attrs.Factory(dict)
     owners: dict[tuple[str, str], str] = attrs.Factory(dict)
     plugins: list[str] = attrs.Factory(list)

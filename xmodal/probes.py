@@ -8,12 +8,15 @@ and serves every smaller k as a prefix.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
-from xmodal.neighbors import knn
+from xmodal.neighbors import knn, resolve_similarity
+
+if TYPE_CHECKING:
+    from xmodal.components import SimilaritySpec
 
 ROLES = ("input", "target", "predicted")
 
@@ -60,8 +63,12 @@ class Spaces:
 class NeighborCache:
     """Exact neighbour lists of the spaces that do not change across runs."""
 
-    def __init__(self, k_hint: int = 10) -> None:
+    def __init__(
+        self, k_hint: int = 10, similarities: Mapping[str, SimilaritySpec] | None = None
+    ) -> None:
         self.k_hint = k_hint
+        # The registry's similarities (None: the process-wide registry's, looked up by `knn`).
+        self.similarities = similarities
         self._lists: dict[tuple[Any, ...], np.ndarray] = {}
 
     def has(self, key: tuple[Any, ...], similarity: str, include_self: bool) -> bool:
@@ -84,7 +91,8 @@ class NeighborCache:
             # the space gets knn's own error instead of silently fewer neighbours.
             limit = len(vectors) - (0 if include_self else 1)
             k_max = max(k, min(self.k_hint, limit))
-            cached = knn(vectors, k_max, similarity=similarity, include_self=include_self).indices
+            spec = resolve_similarity(similarity, self.similarities)
+            cached = knn(vectors, k_max, similarity=spec, include_self=include_self).indices
             self._lists[full_key] = cached
         return cached[:, :k]
 
@@ -109,5 +117,5 @@ class Probe:
             key = spaces.input_key if role == "input" else spaces.target_key
             return self.cache.get(key, spaces.of(role), k, similarity, self.include_self)
         if self._predicted is None:  # this run's own predictions: cached for this run only
-            self._predicted = NeighborCache(k_hint=self.cache.k_hint)
+            self._predicted = NeighborCache(self.cache.k_hint, self.cache.similarities)
         return self._predicted.get((split,), spaces.predicted, k, similarity, self.include_self)

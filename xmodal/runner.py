@@ -105,8 +105,11 @@ def check_runs(study: Study, runs: list[Run], shared: StudyData) -> None:
                         allowed=", ".join(data.features),
                     )
                 )
-            elif _uses_cosine(run):
-                problems.extend(_zero_row_problems(run.dataset, name, data))
+            else:
+                for similarity in _zero_rejecting(run, shared.registry):
+                    problems.extend(
+                        _zero_row_problems(run.dataset, name, data, similarity, shared.registry)
+                    )
         try:
             shared.split(run)
         except XmodalError as exc:
@@ -117,17 +120,21 @@ def check_runs(study: Study, runs: list[Run], shared: StudyData) -> None:
         raise StudyError(study.path, [attrs.evolve(p, line=study.line_of(p.path)) for p in unique])
 
 
-def _uses_cosine(run: Run) -> bool:
-    """Whether any metric of the run compares vectors by cosine (undefined for a zero vector)."""
+def _zero_rejecting(run: Run, registry: Registry) -> list[str]:
+    """The similarities the run's metrics compare vectors by (their `similarity` parameters)
+    that are undefined for a zero vector (`SimilaritySpec.rejects_zero_rows`, e.g. cosine)."""
+    names: set[str] = set()
     for _, params in run.metrics:
         similarity = params.get("similarity")
         values = similarity if isinstance(similarity, list | tuple) else [similarity]
-        if "cosine" in values:
-            return True
-    return False
+        names.update(v for v in values if isinstance(v, str))
+    known = registry.similarities
+    return sorted(n for n in names if n in known and known[n].rejects_zero_rows)
 
 
-def _zero_row_problems(dataset: str, name: str, data: Any) -> list[Problem]:
+def _zero_row_problems(
+    dataset: str, name: str, data: Any, similarity: str, registry: Registry
+) -> list[Problem]:
     """All-zero rows of a feature set, named by item id and row (0-based, as loaded)."""
     matrix = np.asarray(data.features[name])
     rows = np.flatnonzero(~np.any(matrix != 0, axis=1))
@@ -135,12 +142,14 @@ def _zero_row_problems(dataset: str, name: str, data: Any) -> list[Problem]:
         return []
     shown = ", ".join(f"{data.ids[i]!r} (row {i})" for i in rows[:5])
     more = f" and {rows.size - 5} more" if rows.size > 5 else ""
+    others = sorted(n for n, s in registry.similarities.items() if not s.rejects_zero_rows)
+    instead = " or ".join(f"similarity = {n!r}" for n in others)
     return [
         Problem(
             "data",
             f"dataset {dataset!r}, feature set {name!r}: {rows.size} all-zero row(s), which have "
-            f"no cosine similarity: items {shown}{more}",
-            allowed='drop or fix those rows, or use similarity = "euclidean"',
+            f"no {similarity} similarity: items {shown}{more}",
+            allowed="drop or fix those rows" + (f", or use {instead}" if instead else ""),
         )
     ]
 

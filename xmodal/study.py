@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from xmodal.components import DATA_SETTINGS
 from xmodal.errors import Problem, StudyError, XmodalError, did_you_mean
 from xmodal.params import (
     Param,
@@ -27,14 +28,15 @@ from xmodal.params import (
     first_variant,
     sweep_lengths,
     validate_params,
+    with_choices,
 )
 from xmodal.plugins import Registry, singular
+from xmodal.splits import fold_ids, run_split
 from xmodal.tomlpos import locate, scan
 from xmodal.validation import CheckContext, check_component, depth_problems
 
 SECTIONS = ("study", "data", "mapping", "loss", "train", "probes", "metric", "execution")
 DIRECTIONS = ("forward", "backward")
-SPLITS = ("dataset", "random", "kfold")
 
 # Limits that keep the cost of reading a study proportional to its size (docs/study-format.md).
 DEFAULT_MAX_RUNS = 10_000  # runs a study may declare; --max-runs N or XMODAL_MAX_RUNS=N raise it
@@ -51,10 +53,10 @@ STUDY_PARAMS = {
 DATA_PARAMS = {
     "dataset": Param(str, doc="a registered dataset (see `xmodal plugins`)"),
     "directions": Param(str, default=list(DIRECTIONS), many=True, choices=DIRECTIONS),
-    "split": Param(str, default="dataset", choices=SPLITS),
-    "folds": Param(int, default=5, min=2, max=50),
-    "test_fraction": Param(float, default=0.2, min=0.01, max=0.99),
-    "split_seed": Param(int, default=0, min=0),
+    # A registered split strategy (None: the one a plugin declares the default); the strategy's
+    # own parameters are further [data] keys (`_Builder.split`).
+    "split": Param(str, default=None, doc="a registered split strategy (see `xmodal plugins`)"),
+    "split_seed": Param(int, default=0, min=0, doc="the seed of a seeded split strategy"),
 }
 TRAIN_PARAMS = {
     "epochs": Param(int, default=20, min=1, max=100_000),
@@ -320,7 +322,8 @@ class _Builder:
             return None
         params = {k: v for k, v in table.items() if k != "name"}
         spec = known[name]
-        schema_problems = validate_params(spec.params, params, path, sweep=sweep)
+        schema = with_choices(spec.params, self.registry.of)  # e.g. registered similarities
+        schema_problems = validate_params(schema, params, path, sweep=sweep)
         self.problems.extend(schema_problems)
         describes = getattr(spec, "check", None) is not None or getattr(spec, "depth", None)
         if (
@@ -406,8 +409,7 @@ class _Builder:
             )
 
         data = self.table(doc, "data", required=True)
-        data_fields = {k: v for k, v in data.items() if k not in ("params", "pairs")}
-        self.section(DATA_PARAMS, data_fields, "data", sweep=False)
+        split = self.split(data)
         dataset = self._dataset(data)
         pairs = self._pairs(data, dataset)
 
@@ -466,12 +468,7 @@ class _Builder:
             dataset=dataset,
             pairs=tuple(pairs),
             directions=tuple(dict.fromkeys(directions)),
-            split={
-                "kind": data.get("split", "dataset"),
-                "folds": data.get("folds", 5),
-                "test_fraction": data.get("test_fraction", 0.2),
-                "seed": data.get("split_seed", 0),
-            },
+            split=dict(split or {}),
             mappings=tuple(m for m in mappings if m is not None),
             losses=tuple(lo for lo in losses if lo is not None),
             train=dict(train),
@@ -525,9 +522,7 @@ class _Builder:
             if isinstance(directions, list)
             else 1
         )
-        folds = data.get("folds", 5)
-        kfold = data.get("split") == "kfold" and isinstance(folds, int) and folds > 1
-        n_folds = folds if kfold else 1
+        n_folds = self.n_folds  # from the split strategy's fold_ids (`split`)
         n_pairs = max(len(pairs), 1)
         trained = bool(probes.get("trained", True))
         untrained = bool(probes.get("untrained", True))
@@ -618,6 +613,86 @@ class _Builder:
 
     def line(self, path: str) -> int | None:
         return locate(self.lines, path)
+
+    n_folds = 1  # folds of the study's split strategy, once `split` has read [data]
+
+    def split(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Check [data]'s settings and the split strategy's parameters written beside them.
+
+        Returns the split every run records (`xmodal.splits.run_split`: the strategy's name, its
+        parameters with defaults filled and, for a seeded strategy, `split_seed`), or None after
+        a problem. Sets `n_folds` from the strategy's fold ids.
+        """
+        if "data" in self.broken:
+            return None
+        fields = {k: v for k, v in data.items() if k not in ("params", "pairs")}
+        own = {k: v for k, v in fields.items() if k in DATA_PARAMS}
+        extra = {k: v for k, v in fields.items() if k not in DATA_PARAMS}
+        self.problems.extend(validate_params(DATA_PARAMS, own, "data", sweep=False))
+        known = self.registry.split_strategies
+        name = fields.get("split")
+        if name is None:
+            defaults = sorted(n for n, spec in known.items() if spec.default)
+            if len(defaults) != 1:
+                self.problems.append(
+                    Problem(
+                        "data.split",
+                        "is not set, and "
+                        + (
+                            "no loaded plugin declares a default split strategy"
+                            if not defaults
+                            else f"{len(defaults)} split strategies are declared the default: "
+                            + ", ".join(defaults)
+                        ),
+                        allowed=", ".join(sorted(known)) or "no split strategies are loaded",
+                        notes=self.registry.filter_notes("split_strategies"),
+                    )
+                )
+                return None
+            name = defaults[0]
+        if not isinstance(name, str):
+            return None  # its type is reported above
+        spec = known.get(name)
+        if spec is None:
+            self.problems.append(
+                Problem(
+                    "data.split",
+                    f"{name!r} is not a registered split strategy",
+                    allowed=", ".join(sorted(known)) or "no split strategies are loaded",
+                    suggestion=did_you_mean(name, known),
+                    notes=self.registry.filter_notes("split_strategies"),
+                )
+            )
+            return None
+        given = {k: v for k, v in extra.items() if k in spec.params}
+        allowed = sorted({*DATA_SETTINGS, *spec.params})
+        for key in extra:
+            if key in spec.params:
+                continue
+            others = sorted(n for n, other in known.items() if key in other.params)
+            self.problems.append(
+                Problem(
+                    f"data.{key}",
+                    f"is not a [data] setting nor a parameter of split strategy {name!r}",
+                    allowed=", ".join(allowed),
+                    suggestion=did_you_mean(key, allowed),
+                    notes=(f"{key!r} is a parameter of split strategy {', '.join(others)}",)
+                    if others
+                    else (),
+                )
+            )
+        problems = validate_params(spec.params, given, "data", sweep=False)
+        self.problems.extend(problems)
+        if problems:
+            return None
+        params = expand(spec.params, given)[0]
+        try:
+            self.n_folds = len(fold_ids(spec, params))
+        except XmodalError as exc:
+            self.problems.append(Problem("data.split", str(exc)))
+            return None
+        seed = own.get("split_seed", DATA_PARAMS["split_seed"].default)
+        return run_split(spec, params, seed if isinstance(seed, int) else 0)
 
     def _dataset(self, data: Mapping[str, Any]) -> Component | None:
         if "dataset" not in data:

@@ -16,10 +16,11 @@ import attrs
 import numpy as np
 
 from xmodal.data import PairedData
+from xmodal.errors import XmodalError, did_you_mean
 from xmodal.planning import Run, canonical_hash, data_key
 from xmodal.plugins import Registry
 from xmodal.probes import NeighborCache
-from xmodal.splits import split_indices
+from xmodal.splits import make_folds
 
 
 def split_key(run: Run) -> tuple[Any, ...]:
@@ -66,7 +67,7 @@ class StudyData:
         self._data: dict[str, PairedData] = {}
         self._fingerprints: dict[str, str] = {}
         self._splits: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
-        self.neighbors = NeighborCache(k_hint=k_hint)
+        self.neighbors = NeighborCache(k_hint=k_hint, similarities=registry.similarities)
 
     def data(self, run: Run) -> PairedData:
         return self._load(run.dataset, run.dataset_params)
@@ -93,9 +94,22 @@ class StudyData:
         return self._fingerprints[key]
 
     def split(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
+        """The run's (train, test) item indices, sorted: its fold of the study's split strategy
+        (every fold of one dataset configuration is computed at once, and kept)."""
         key = split_key(run)
         if key not in self._splits:
-            self._splits[key] = split_indices(self.data(run), run.split, run.fold)
+            kind = run.split["kind"]
+            spec = self.registry.split_strategies.get(kind)
+            if spec is None:
+                known = self.registry.split_strategies
+                guess = did_you_mean(kind, known)
+                raise XmodalError(
+                    f"split strategy {kind!r} is not registered"
+                    + (f" (did you mean {guess!r}?)" if guess else "")
+                    + f"; registered: {', '.join(sorted(known)) or 'none'}"
+                )
+            for fold, indices in make_folds(spec, self.data(run), run.split).items():
+                self._splits[(*key[:2], fold)] = indices
         return self._splits[key]
 
     def precompute(self, runs: Iterable[Run]) -> None:
@@ -137,6 +151,7 @@ class StudyData:
                 "split": paired.split,
                 "labels": paired.labels,
                 "source": paired.source,
+                "fold": paired.fold,
                 "features": {
                     f: put(m, f"{key}-{i}") for i, (f, m) in enumerate(paired.features.items())
                 },
@@ -156,6 +171,7 @@ class StudyData:
                 split=d["split"],
                 labels=d["labels"],
                 source=d["source"],
+                fold=d.get("fold"),
             )
         shared._splits.update(handle.splits)
         for key, ref in handle.neighbors.items():
