@@ -122,7 +122,7 @@ def check_runs(study: Study, runs: list[Run], shared: StudyData) -> None:
 
 def _zero_rejecting(run: Run, registry: Registry) -> list[str]:
     """The similarities the run's metrics compare vectors by (their `similarity` parameters)
-    that are undefined for a zero vector (`SimilaritySpec.rejects_zero_rows`, e.g. cosine)."""
+    that are undefined for a zero vector (`SimilaritySpec.rejects_zero_rows`)."""
     names: set[str] = set()
     for _, params in run.metrics:
         similarity = params.get("similarity")

@@ -129,7 +129,7 @@ class StudyData:
                     continue
                 try:
                     self.neighbors.get(key, data.features[name][index], 1, similarity, include_self)
-                except Exception:  # e.g. zero rows under cosine
+                except Exception:  # e.g. zero rows under a similarity that refuses them
                     # Left to the runs that need these lists: each then fails with this error,
                     # recorded in the store, while runs that do not need them go on.
                     continue
