@@ -28,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     # What plugins register.
     "DatasetSpec": "xmodal.components",
     "EncoderSpec": "xmodal.components",
+    "ExecutorOptions": "xmodal.components",
+    "ExecutorSpec": "xmodal.components",
     "FeatureSetInfo": "xmodal.components",
     "LossSpec": "xmodal.components",
     "MappingSpec": "xmodal.components",

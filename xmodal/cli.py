@@ -198,7 +198,11 @@ def run(
         typer.Option("--workers", "-j", min=1, help="parallel runs (default: the study's, or 1)"),
     ] = None,
     executor: Annotated[
-        str | None, typer.Option(help="local, process or ray (default: the study's, or local)")
+        str | None,
+        typer.Option(
+            help="where runs execute: a registered executor, e.g. process or ray "
+            "(default: the study's [execution] executor, else the default one)"
+        ),
     ] = None,
     address: Annotated[
         str | None,
@@ -217,12 +221,14 @@ def run(
     max_runs: MaxRunsOption = None,
 ) -> None:
     """Execute a study: finished runs are skipped, each run's results are saved as it ends."""
+    if executor is not None:  # an unknown name or a missing Ray stops here, before any loading
+        check_executor(executor, address, workers=workers or 1)
     loaded, runs, shared = _load(study, deep=True, max_runs=max_runs)
     store = _store(db)
     settings = loaded.execution
     workers = workers or settings.get("workers", 1)
-    executor = executor or settings.get("executor", "local")
-    check_executor(executor, address)  # Ray installed, cluster reachable: before any write
+    executor = executor or settings.get("executor")  # None: the default executor
+    # run_study checks the executor (and that the database can be written) before any write.
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

@@ -23,6 +23,7 @@ from xmodal import plugins
 from xmodal.artifacts import load_artifact
 from xmodal.planning import Measurement, Run
 from xmodal.probes import Probe, Spaces
+from xmodal.records import RunRow
 from xmodal.store import now
 from xmodal.studydata import StudyData, split_key
 from xmodal.train import predict, seeded_model, train
@@ -69,7 +70,7 @@ class Outcome:
     trained; a measure-only job leaves them None.
     """
 
-    run: dict[str, Any] | None
+    run: RunRow | None
     predictions: dict[str, np.ndarray] | None
     measured: list[Measured]
     curves: list[tuple[Any, ...]]
@@ -85,7 +86,7 @@ def execute(job: Job, shared: StudyData) -> Outcome:
     started = now()
     t0 = time.perf_counter()
     curves: list[tuple[Any, ...]] = []
-    row: dict[str, Any] | None = None
+    row: RunRow | None = None
     predictions: dict[str, np.ndarray] | None = None
     if job.train:
         model, curves, n_train, n_test = _fit(run, shared)
@@ -266,33 +267,48 @@ def provenance() -> dict[str, Any]:
 
 
 def run_row(
-    run: Run, status: str, *, started: Any, error: str | None = None, **timings: Any
-) -> dict[str, Any]:
+    run: Run,
+    status: str,
+    *,
+    started: Any,
+    error: str | None = None,
+    study: str | None = None,
+    train_seconds: float | None = None,
+    probe_seconds: float | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> RunRow:
+    """The `runs` row of `run` with this status and these timings (`study` and `artifact` are
+    the runner's to fill in)."""
     train = run.train or {}
-    return {
-        "run_id": run.run_id,
-        "dataset": run.dataset,
-        "input_features": run.input_features,
-        "target_features": run.target_features,
-        "direction": run.direction,
-        "split": run.split["kind"],
-        "fold": run.fold,
-        "mapping": run.mapping,
-        "depth": run.depth,
-        "loss": run.loss,
-        "state": run.probe,
-        "seed": run.seed,
-        "epochs": train.get("epochs"),
-        "batch_size": str(train["batch_size"]) if train else None,
-        "optimizer": train.get("optimizer"),
-        "lr": train.get("lr"),
-        "config": run.config(),
-        "data_fingerprint": run.data_fingerprint,
-        "status": status,
-        "error": error,
-        "started_at": started,
-        "finished_at": now(),
-        "torch_threads": torch.get_num_threads(),
+    return RunRow(
+        run_id=run.run_id,
+        study=study,
+        dataset=run.dataset,
+        input_features=run.input_features,
+        target_features=run.target_features,
+        direction=run.direction,
+        split=run.split["kind"],
+        fold=run.fold,
+        mapping=run.mapping,
+        depth=run.depth,
+        loss=run.loss,
+        state=run.probe,
+        seed=run.seed,
+        epochs=train.get("epochs"),
+        batch_size=str(train["batch_size"]) if train else None,
+        optimizer=train.get("optimizer"),
+        lr=train.get("lr"),
+        n_train=n_train,
+        n_test=n_test,
+        config=run.config(),
+        data_fingerprint=run.data_fingerprint,
+        status=status,
+        error=error,
+        started_at=started,
+        finished_at=now(),
+        train_seconds=train_seconds,
+        probe_seconds=probe_seconds,
+        torch_threads=torch.get_num_threads(),
         **provenance(),
-        **timings,
-    }
+    )

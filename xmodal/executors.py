@@ -2,9 +2,13 @@
 
 Every executor takes the pending jobs, calls `on_start(job)` just before a job is handed out,
 and yields `(job, outcome or failure)` as jobs end; only the driving process writes to the store.
-A job is opaque here: it is pickled to the worker, given to `execute(job, shared)`, and known by
+A job is opaque here: it is pickled to the worker, given to `run_job(job, shared)`, and known by
 its `.run_id`. The executor is not part of a run's identity: the same study gives the same run
 ids, and the same numbers, whichever executes it.
+
+Executors are registered by name through the `register_executors` hook (`ExecutorSpec`); the
+built-in ones below are registered by the default plugin `xmodal.default_executors`, and every
+name xmodal accepts (`--executor`, `[execution] executor`) comes from the registry.
 
 The process pool cleans up after itself on every way a study can end. Its exported data lives
 in `$TMPDIR/xmodal-<driver pid>-*`: removed by `close()` (normal end, error, Ctrl-C, SIGTERM
@@ -36,17 +40,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
-import torch
 
-from xmodal.errors import XmodalError
+from xmodal.components import ExecutorOptions, ExecutorSpec
+from xmodal.errors import XmodalError, did_you_mean
 from xmodal.execute import Outcome, execute
-from xmodal.plugins import get_registry
+from xmodal.plugins import Registry, get_registry
 from xmodal.studydata import StudyData
 
 if TYPE_CHECKING:
     from xmodal.studydata import DataHandle
 
-EXECUTORS = ("local", "process", "ray")
 RAY_INSTALL = "pip install -c constraints.txt 'xmodal[ray]'"
 
 Job = Any  # what the runner hands out: picklable, passed to `execute`, known by `.run_id`
@@ -62,7 +65,10 @@ class Failure:
     traceback: str
 
 
-def _attempt(job: Job, shared: StudyData) -> Outcome | Failure:
+def run_job(job: Job, shared: StudyData) -> Outcome | Failure:
+    """Execute one job: its `Outcome`, or a `Failure` with the error when the run raised (never
+    an exception for a failing run). What every executor computes for each job, wherever it
+    runs; `shared` is the study's data as loaded, exported and attached there."""
     try:
         return execute(job, shared)
     except Exception as exc:
@@ -86,12 +92,14 @@ class LocalExecutor:
         self.threads = threads
 
     def run(self, jobs: list[Job], on_start: OnStart) -> Results:
+        import torch  # here, not at the top: checking an executor must not wait for torch
+
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             for job in jobs:
                 on_start(job)
-                yield job, _attempt(job, self.shared)
+                yield job, run_job(job, self.shared)
         finally:
             torch.set_num_threads(previous)
 
@@ -218,6 +226,8 @@ def _worker_main(
     # Ctrl-C reaches the whole process group; the driver handles it and then stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_driver(driver_pid, temp_dir)
+    import torch
+
     torch.set_num_threads(threads)
     try:
         data: StudyData | None = StudyData.attach(handle, get_registry())
@@ -239,7 +249,7 @@ def _worker_main(
                 _driver_gone(temp_dir)
                 return
             continue
-        result = _attempt(job, data)
+        result = run_job(job, data)
         try:
             conn.send(("done", result))
         except (EOFError, OSError):
@@ -511,17 +521,73 @@ def _probe_ray_address(address: str, host: str, port: int, timeout: float) -> No
         )
 
 
+def executor_names(registry: Registry) -> list[str]:
+    """The registered executors' names, in registration order (built-in ones first)."""
+    return list(registry.executors)
+
+
+def default_executor(registry: Registry) -> str:
+    """The name of the executor a study runs on when none is named (the spec with `default`)."""
+    defaults = [name for name, spec in registry.executors.items() if spec.default]
+    if len(defaults) != 1:
+        claim = ", ".join(defaults) if defaults else "none"
+        raise XmodalError(
+            f"exactly one executor must be the default, and {claim} claim it; name one with "
+            f"--executor (registered: {', '.join(registry.executors) or 'none'})"
+        )
+    return defaults[0]
+
+
+def executor_spec(registry: Registry, name: str | None) -> ExecutorSpec:
+    """The executor called `name` (None: the default), or an error listing the registered ones."""
+    name = default_executor(registry) if name is None else name
+    spec = registry.executors.get(name)
+    if spec is None:
+        guess = did_you_mean(name, registry.executors)
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        notes = "".join(f"\n  {note}" for note in registry.filter_notes("executors"))
+        raise XmodalError(
+            f"executor {name!r} is not one of {', '.join(registry.executors)}{hint}{notes}"
+        )
+    return spec
+
+
 def check_executor(
-    name: str, address: str | None = None, *, timeout: float = RAY_CONNECT_TIMEOUT
-) -> None:
-    """Fail now, with a message saying what to do, if executor `name` cannot run here: an
-    unknown name, Ray not installed, a `ray://` address without Ray Client, or a cluster address
-    that does not answer within `timeout` seconds. Call it before the results database is touched.
-    """
-    if name not in EXECUTORS:
-        raise XmodalError(f"--executor {name!r} is not one of {', '.join(EXECUTORS)}")
-    if name != "ray":
-        return
+    name: str | None,
+    address: str | None = None,
+    *,
+    workers: int = 1,
+    threads: int = 1,
+    registry: Registry | None = None,
+) -> ExecutorSpec:
+    """Fail now, with a message saying what to do, if executor `name` (None: the default)
+    cannot run here: an unknown name (with "did you mean"), or what its `check` reports (for
+    Ray: not installed, a `ray://` address without Ray Client, or a cluster address that does
+    not answer). Call it before the results database is touched. Returns the executor's spec."""
+    spec = executor_spec(registry if registry is not None else get_registry(), name)
+    if spec.check is not None:
+        options = ExecutorOptions(workers=max(1, workers), threads=max(1, threads), address=address)
+        try:
+            problem = spec.check(options)
+        except XmodalError as exc:
+            problem = str(exc)
+        except Exception as exc:  # a bug in the plugin: named, not a traceback
+            problem = f"the check of executor {spec.name!r} raised {type(exc).__name__}: {exc}"
+        if problem:
+            raise XmodalError(problem)
+    return spec
+
+
+def ray_problem(address: str | None, *, timeout: float = RAY_CONNECT_TIMEOUT) -> str | None:
+    """Why the Ray executor cannot run with `address` (None: a local Ray instance), or None."""
+    try:
+        _check_ray(address, timeout)
+    except XmodalError as exc:
+        return str(exc)
+    return None
+
+
+def _check_ray(address: str | None, timeout: float = RAY_CONNECT_TIMEOUT) -> None:
     ray = _import_ray()
     if not address:
         return
@@ -547,16 +613,18 @@ def _run_on_ray(handle_id: str, handle: DataHandle, job: Job, threads: int) -> O
     # Ray reuses worker processes: attach the study's data once per process, not once per run.
     if handle_id not in _ray_data:
         _ray_data.clear()  # a long-lived cluster worker keeps only the current study's data
+        import torch
+
         torch.set_num_threads(threads)
         _ray_data[handle_id] = StudyData.attach(handle, get_registry())
-    return _attempt(job, _ray_data[handle_id])
+    return run_job(job, _ray_data[handle_id])
 
 
 class RayExecutor:
     """Runs jobs as Ray tasks; the study's data goes to Ray's object store once."""
 
     def __init__(self, shared: StudyData, workers: int, threads: int, address: str | None) -> None:
-        check_executor("ray", address)
+        _check_ray(address)
         ray = _import_ray()
         self._ray = ray
         self._started = not ray.is_initialized()
@@ -622,14 +690,17 @@ class RayExecutor:
 
 
 def make_executor(
-    name: str, shared: StudyData, workers: int, threads: int = 1, address: str | None = None
+    name: str | None,
+    shared: StudyData,
+    workers: int,
+    threads: int = 1,
+    address: str | None = None,
+    registry: Registry | None = None,
 ) -> Any:
-    """The executor called `name` ("local", "process" or "ray"), `threads` torch threads per run."""
-    threads = threads_per_run(workers, threads)
-    if name == "local" and workers <= 1:
-        return LocalExecutor(shared, threads)
-    if name in ("local", "process"):
-        return ProcessExecutor(shared, max(1, workers), threads)
-    if name == "ray":
-        return RayExecutor(shared, max(1, workers), threads, address)
-    raise XmodalError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    """The executor called `name` (None: the default) as its `ExecutorSpec.make` builds it, with
+    `threads` torch threads per run (0: cores / workers)."""
+    spec = executor_spec(registry if registry is not None else shared.registry, name)
+    options = ExecutorOptions(
+        workers=max(1, workers), threads=threads_per_run(workers, threads), address=address
+    )
+    return spec.make(shared, options)

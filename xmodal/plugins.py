@@ -32,6 +32,7 @@ from xmodal import hookspecs
 from xmodal.components import (
     DatasetSpec,
     EncoderSpec,
+    ExecutorSpec,
     LossSpec,
     MappingSpec,
     MetricSpec,
@@ -43,6 +44,9 @@ from xmodal.components import (
 from xmodal.errors import XmodalError, did_you_mean
 
 ENTRY_POINT_GROUP = "xmodal"
+# xmodal's own plugins (llm's default-plugins model): registered first, whatever the filter says,
+# and not listed among the installed plugins. They provide what every study needs (executors).
+DEFAULT_PLUGINS = ("xmodal.default_executors",)
 FILTER_ENV = "XMODAL_LOAD_PLUGINS"
 KINDS: dict[str, tuple[str, type]] = {
     "datasets": ("register_datasets", DatasetSpec),
@@ -52,6 +56,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "encoders": ("register_encoders", EncoderSpec),
     "split_strategies": ("register_split_strategies", SplitStrategySpec),
     "similarities": ("register_similarities", SimilaritySpec),
+    "executors": ("register_executors", ExecutorSpec),
     "report_sections": ("register_report_sections", ReportSectionSpec),
 }
 _SINGULAR = {
@@ -62,6 +67,7 @@ _SINGULAR = {
     "encoders": "encoder",
     "split_strategies": "split strategy",
     "similarities": "similarity",
+    "executors": "executor",
     "report_sections": "report section",
 }
 
@@ -192,11 +198,14 @@ class PluginFilter:
 
 class Manager(pluggy.PluginManager):
     """A pluggy manager that also remembers what loading it met: the filter, skipped entry
-    points and problems (kept, not raised, so that commands needing no components still run)."""
+    points and problems (kept, not raised, so that commands needing no components still run).
+    It starts with xmodal's default plugins (`DEFAULT_PLUGINS`) registered, before any other."""
 
     def __init__(self, plugin_filter: PluginFilter | None = None) -> None:
         super().__init__("xmodal")
         self.add_hookspecs(hookspecs)
+        for module_name in DEFAULT_PLUGINS:  # first, so that they win a clash of names
+            self.register(importlib.import_module(module_name), name=module_name)
         self.plugin_filter = plugin_filter or PluginFilter(None)
         self.not_loaded: list[str] = []
         self.problems: list[PluginProblem] = []
@@ -218,6 +227,7 @@ class Registry:
     encoders: dict[str, EncoderSpec] = attrs.Factory(dict)
     split_strategies: dict[str, SplitStrategySpec] = attrs.Factory(dict)
     similarities: dict[str, SimilaritySpec] = attrs.Factory(dict)
+    executors: dict[str, ExecutorSpec] = attrs.Factory(dict)
     report_sections: dict[str, ReportSectionSpec] = attrs.Factory(dict)
     owners: dict[tuple[str, str], str] = attrs.Factory(dict)
     plugins: list[str] = attrs.Factory(list)
@@ -366,7 +376,7 @@ def build_registry(pm: pluggy.PluginManager, *, strict: bool = True) -> Registry
     """
     flt: PluginFilter = getattr(pm, "plugin_filter", None) or PluginFilter(None)
     registry = Registry(
-        plugins=[name for name, _ in pm.list_name_plugin()],
+        plugins=[name for name, _ in pm.list_name_plugin() if name not in DEFAULT_PLUGINS],
         problems=list(getattr(pm, "problems", [])),
         plugin_filter=flt,
         not_loaded=list(getattr(pm, "not_loaded", [])),
@@ -438,7 +448,7 @@ def _registrar(
             same = " (twice)" if other == plugin else ""
             registry.problems.append(
                 PluginProblem(
-                    f"plugins {other!r} and {plugin!r} both register a {singular(kind)} named "
+                    f"plugins {other!r} and {plugin!r} both register {_a(singular(kind))} named "
                     f"{spec.name!r}{same}; {plugin!r}'s is not used",
                     plugin,
                     f"rename one of them, uninstall one, or {flt.skip_fix(plugin)}",
@@ -450,6 +460,11 @@ def _registrar(
         _remember_owner(spec, plugin)
 
     return register
+
+
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article: "a metric", "an executor"."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
 def _short(text: str, limit: int = 80) -> str:

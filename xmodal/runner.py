@@ -8,6 +8,7 @@ flight, never a recorded one, and resumes where it stopped.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,14 +18,16 @@ import attrs
 import numpy as np
 
 from xmodal.artifacts import ArtifactStore
+from xmodal.components import ExecutorOptions
 from xmodal.errors import Problem, StudyError, XmodalError
 from xmodal.execute import Job, Outcome, run_row
-from xmodal.executors import Failure, make_executor, threads_per_run
+from xmodal.executors import Failure, LocalExecutor, check_executor, threads_per_run
 from xmodal.locking import RunLock
 from xmodal.params import expand
 from xmodal.planning import Measurement, Run
 from xmodal.plugins import Registry, singular
 from xmodal.recorder import Recorder
+from xmodal.records import MeasurementRow
 from xmodal.spool import check_free_space
 from xmodal.store import RunRecord, Store, now
 from xmodal.study import Study
@@ -122,7 +125,7 @@ def check_runs(study: Study, runs: list[Run], shared: StudyData) -> None:
 
 def _zero_rejecting(run: Run, registry: Registry) -> list[str]:
     """The similarities the run's metrics compare vectors by (their `similarity` parameters)
-    that are undefined for a zero vector (`SimilaritySpec.rejects_zero_rows`)."""
+    that are undefined for a zero vector (`SimilaritySpec.rejects_zero_rows`, e.g. cosine)."""
     names: set[str] = set()
     for _, params in run.metrics:
         similarity = params.get("similarity")
@@ -260,7 +263,7 @@ def run_study(
     *,
     force: bool = False,
     fail_fast: bool = False,
-    executor: str = "local",
+    executor: str | None = None,
     workers: int = 1,
     address: str | None = None,
     threads: int = 1,
@@ -269,8 +272,16 @@ def run_study(
     write_wait: float | None = None,
 ) -> RunSummary:
     """Train the study's untrained runs and make its missing measurements, writing each run's
-    rows as it finishes; runs with nothing missing are skipped."""
+    rows as it finishes; runs with nothing missing are skipped.
+
+    `executor` names a registered executor (None: the default one). Whatever can be known up
+    front (the executor exists and can run here, the database can be written) is checked
+    before the database, its lock or its spool is touched."""
     emit = on_event or (lambda event: None)
+    options = ExecutorOptions(max(1, workers), threads_per_run(workers, threads), address)
+    spec = check_executor(executor, address, workers=options.workers, threads=options.threads,
+                          registry=shared.registry)  # fmt: skip
+    check_writable(store.path)
     artifacts = ArtifactStore(store.path)
     with RunLock(store.path, study.name, wait=wait):
         recorder = Recorder(store, write_wait)
@@ -302,23 +313,22 @@ def run_study(
             else s.run
             for s in pending
         )
-        jobs = [_job(s, artifacts, inline=executor == "ray") for s in pending]
+        trains = any(s.action == "train" for s in pending)
+        # Workers that cannot read this machine's files get a measure-only job's predictions.
+        jobs = [_job(s, artifacts, inline=trains and not spec.shares_files) for s in pending]
         previous = {s.run.run_id: s.previous for s in pending}
         finished = failed = measured = 0
         started: dict[str, Any] = {}
         saving: list[str] = []  # the run being recorded: if that is cut short, its mark goes too
-        if any(job.train for job in jobs):
-            runner = make_executor(executor, shared, workers, threads, address)
-        else:
-            # Only measurements: each takes a fraction of a second, less than starting a worker
-            # pool would; they run here, with the torch threads a run of this study gets, so
-            # that their numbers are those the runs would have measured right after training.
-            runner = make_executor("local", shared, 1, threads_per_run(workers, threads))
+        # Only measurements: each takes a fraction of a second, less than starting a worker
+        # pool would; they run here, with the torch threads a run of this study gets, so that
+        # their numbers are those the runs would have measured right after training.
+        runner = spec.make(shared, options) if trains else LocalExecutor(shared, options.threads)
 
         def on_start(job: Job) -> None:
             started[job.run_id] = time.perf_counter()  # first: an interrupted mark is cleared too
             if job.train:
-                row = {**run_row(job.run, "running", started=now()), "study": study.name}
+                row = run_row(job.run, "running", started=now(), study=study.name)
                 recorder.best_effort(lambda: recorder.store.mark_running(row))
             emit(RunEvent("start", job.run, done, total))
 
@@ -341,12 +351,9 @@ def run_study(
                         # (mark_running left a finished row as it was).
                         error += " (its earlier finished results are kept)"
                     else:
-                        row = run_row(job.run, "failed", started=None, error=result.error)
-                        row["error"] = f"{result.error}\n{result.traceback}"
-                        _write(
-                            recorder,
-                            RunRecord(job.run_id, {**row, "study": study.name}, [], [], []),
-                        )
+                        row = run_row(job.run, "failed", started=None, study=study.name,
+                                      error=f"{result.error}\n{result.traceback}")  # fmt: skip
+                        _write(recorder, RunRecord(job.run_id, row, [], [], []))
                     emit(RunEvent("fail", job.run, done, total, seconds, error=error))
                     if fail_fast:
                         raise XmodalError(f"run {job.run_id} failed (--fail-fast): {result.error}")
@@ -384,6 +391,28 @@ def run_study(
                       failed=failed, measured=measured, spooled=spooled)  # fmt: skip
 
 
+def check_writable(db: Path) -> None:
+    """Refuse, before anything is written, a results database that cannot be written: its
+    directory missing or read-only, or the file itself read-only."""
+    db = Path(db)
+    parent = db.resolve().parent
+    fix = "pass --db PATH in a writable directory (or set XMODAL_DB)"
+    if not parent.is_dir():
+        raise XmodalError(
+            f"{db}: cannot write the results database: {parent} is not a directory; {fix}"
+        )
+    if db.exists():
+        if not os.access(db, os.R_OK | os.W_OK):
+            raise XmodalError(
+                f"{db}: cannot write the results database: the file is read-only for you; "
+                f"make it writable (chmod u+w {db}) or {fix}"
+            )
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise XmodalError(
+            f"{db}: cannot create the results database: directory {parent} is not writable; {fix}"
+        )
+
+
 def _record_of(
     job: Job, outcome: Outcome, study: Study, artifacts: ArtifactStore, force: bool
 ) -> RunRecord:
@@ -392,21 +421,21 @@ def _record_of(
     row = None
     if outcome.run is not None:
         digest = artifacts.put(outcome.predictions) if outcome.predictions is not None else None
-        row = {**outcome.run, "study": study.name, "artifact": digest}
+        row = attrs.evolve(outcome.run, study=study.name, artifact=digest)
     stamp = now()
     include_self = bool(job.run.probes["include_self"])
     measurements = [
-        {
-            "measurement_id": m.measurement.measurement_id,
-            "run_id": job.run_id,
-            "metric": m.measurement.metric,
-            "params": dict(m.measurement.params),
-            "include_self": include_self,
-            "status": "failed" if m.error else "finished",
-            "error": m.error,
-            "seconds": m.seconds,
-            "measured_at": stamp,
-        }
+        MeasurementRow(
+            measurement_id=m.measurement.measurement_id,
+            run_id=job.run_id,
+            metric=m.measurement.metric,
+            params=dict(m.measurement.params),
+            include_self=include_self,
+            status="failed" if m.error else "finished",
+            error=m.error,
+            seconds=m.seconds,
+            measured_at=stamp,
+        )
         for m in outcome.measured
     ]
     results = [row for m in outcome.measured for row in m.rows]

@@ -7,12 +7,11 @@ Writers hold the database only for the short transaction that records one run, s
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import attrs
 import duckdb
 
 from xmodal.errors import XmodalError
+from xmodal.records import MeasurementRow, RunRow, columns
 from xmodal.views import MIGRATION as REPORT_VIEWS
 from xmodal.views import DeclaredView, install_views
 
@@ -169,19 +169,12 @@ MIGRATIONS: list[str] = [
     REPORT_VIEWS,
 ]
 
-RUN_COLUMNS = (
-    "run_id", "study", "dataset", "input_features", "target_features", "direction", "split",
-    "fold", "mapping", "depth", "loss", "state", "seed", "epochs", "batch_size", "optimizer", "lr",
-    "n_train", "n_test", "config", "status", "error", "started_at", "finished_at", "train_seconds",
-    "probe_seconds", "torch_threads", "xmodal_version", "git_commit", "torch_version", "numpy_version",
-    "data_fingerprint", "artifact",
-)  # fmt: skip
+# The `runs` and `measurements` columns are the fields of their records (xmodal.records); results
+# and curves rows are tuples in the order of these names. Every insert names its columns.
+RUN_COLUMNS = columns(RunRow)
+MEASUREMENT_COLUMNS = columns(MeasurementRow)
 RESULT_COLUMNS = (
     "run_id", "measurement_id", "split", "metric", "comparison", "k", "similarity", "epoch", "value"
-)  # fmt: skip
-MEASUREMENT_COLUMNS = (
-    "measurement_id", "run_id", "metric", "params", "include_self", "status", "error", "seconds",
-    "measured_at",
 )  # fmt: skip
 CURVE_COLUMNS = ("run_id", "epoch", "split", "metric", "comparison", "k", "similarity", "value")
 
@@ -190,11 +183,12 @@ CURVE_COLUMNS = ("run_id", "epoch", "split", "metric", "comparison", "k", "simil
 class RunRecord:
     """What one job hands the store: the run's row (when it trained), its curves, and the
     measurements it made with their result rows. `replace_all` (a forced redo) also forgets the
-    run's measurements that this record does not carry."""
+    run's measurements that this record does not carry. (Plain dicts in place of the row
+    records are what older versions spooled; they are converted when written.)"""
 
     run_id: str
-    run: dict[str, Any] | None
-    measurements: list[dict[str, Any]]
+    run: RunRow | Mapping[str, Any] | None
+    measurements: Sequence[MeasurementRow | Mapping[str, Any]]
     results: list[tuple[Any, ...]]
     curves: list[tuple[Any, ...]]
     replace_all: bool = False
@@ -351,49 +345,40 @@ class Store:
             for one in records:  # the same run twice: in order, each replacing the one before
                 self.record_many([one])
             return
-        inserts: dict[str, list[Any]] = {
-            "runs": [],
-            "curves": [],
-            "measurements": [],
-            "results": [],
-        }
+        runs: list[RunRow] = []
+        measurements: list[MeasurementRow] = []
+        curves: list[tuple[Any, ...]] = []
+        results: list[tuple[Any, ...]] = []
         with self.writing() as con:
             for record in records:
                 if record.run is not None:
                     tables = ("results", "measurements") if record.replace_all else ()
                     for table in (*tables, "curves", "runs"):
                         con.execute(f"DELETE FROM {table} WHERE run_id = ?", [record.run_id])
-                    inserts["runs"].append(_run_values(record.run))
-                    inserts["curves"].extend(record.curves)
-                ids = [m["measurement_id"] for m in record.measurements]
-                if ids:
+                    runs.append(_as_row(RunRow, record.run))
+                    curves.extend(record.curves)
+                made = [_as_row(MeasurementRow, m) for m in record.measurements]
+                if made:
                     for table in ("results", "measurements"):
                         con.execute(
                             f"DELETE FROM {table} WHERE measurement_id IN (SELECT unnest(?))",
-                            [ids],
+                            [[m.measurement_id for m in made]],
                         )
-                    inserts["measurements"].extend(
-                        [
-                            json.dumps(m[c]) if c == "params" else m.get(c)
-                            for c in MEASUREMENT_COLUMNS
-                        ]
-                        for m in record.measurements
-                    )
-                inserts["results"].extend(record.results)
-            _insert(con, "runs", RUN_COLUMNS, inserts["runs"])
-            _insert(con, "curves", CURVE_COLUMNS, inserts["curves"])
-            _insert(con, "measurements", MEASUREMENT_COLUMNS, inserts["measurements"])
-            _insert(con, "results", RESULT_COLUMNS, inserts["results"])
+                    measurements.extend(made)
+                results.extend(record.results)
+            _insert_rows(con, runs)
+            _insert(con, "curves", CURVE_COLUMNS, curves)
+            _insert_rows(con, measurements)
+            _insert(con, "results", RESULT_COLUMNS, results)
 
-    def mark_running(self, run: dict[str, Any]) -> None:
+    def mark_running(self, run: RunRow) -> None:
         """Record that a run has started; a finished run being redone keeps its results until then."""
         with self.writing() as con:
             con.execute(
-                f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
+                f"{RunRow.insert_sql()} "
                 "ON CONFLICT (run_id) DO UPDATE SET status = 'running', started_at = excluded.started_at, "
                 "error = NULL WHERE runs.status <> 'finished'",
-                _run_values(run),
+                _as_row(RunRow, run).values(),
             )
 
     def forget_artifact(self, run_id: str) -> None:
@@ -586,14 +571,21 @@ def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool
     )
 
 
-def _run_values(run: dict[str, Any]) -> list[Any]:
-    return [json.dumps(run[c]) if c == "config" else run.get(c) for c in RUN_COLUMNS]
+def _as_row(record: type[Any], row: Any) -> Any:
+    """`row` as a `record` (a plain dict of column values is converted)."""
+    return row if isinstance(row, record) else record.from_mapping(row)
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[RunRow | MeasurementRow]) -> None:
+    """Insert records into their table by column name (`INSERT ... BY NAME`)."""
+    if rows:
+        con.executemany(type(rows[0]).insert_sql(), [row.values() for row in rows])
 
 
 def _insert(
     con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], rows: Sequence[Any]
 ) -> None:
-    """Insert rows by column name, so a column added later never shifts the values."""
+    """Insert tuples by column name, so a column added later never shifts the values."""
     if rows:
         con.executemany(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",

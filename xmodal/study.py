@@ -76,7 +76,8 @@ TRAIN_PARAMS = {
     ),
 }
 EXECUTION_PARAMS = {
-    "executor": Param(str, default="local", choices=("local", "process", "ray")),
+    # None: the registry's default executor. The names allowed are the registered executors.
+    "executor": Param(str, default=None, doc="where runs execute: a registered executor's name"),
     "workers": Param(int, default=1, min=1, max=1024),
     "threads": Param(
         int, default=1, min=0, max=1024, doc="torch threads per run; 0 = cores / workers"
@@ -454,6 +455,17 @@ class _Builder:
                 )
             )
         self.section(EXECUTION_PARAMS, execution, "execution", sweep=False)
+        executor = execution.get("executor")
+        if isinstance(executor, str) and executor not in self.registry.executors:
+            self.problems.append(
+                Problem(
+                    "execution.executor",
+                    f"{executor!r} is not a registered executor",
+                    allowed=", ".join(self.registry.executors) or "no executors are loaded",
+                    suggestion=did_you_mean(executor, self.registry.executors),
+                    notes=self.registry.filter_notes("executors"),
+                )
+            )
         self._grid(head, data, dataset, pairs, mappings, losses, train, probes)
         if self.problems or dataset is None:
             return None
