@@ -202,81 +202,61 @@ class EncoderSpec:
     weights: Callable[[Mapping[str, Any]], str] | None = None
 
 
-# Keys of a study's [data] table that are not split parameters: no split strategy may take them.
-DATA_SETTINGS = ("dataset", "params", "pairs", "directions", "split", "split_seed")
-
-
-def _single_fold(params: Mapping[str, Any]) -> tuple[int | None, ...]:
-    return (None,)
-
-
-def _check_split_params(instance: Any, attribute: Any, params: Mapping[str, Param]) -> None:
-    reserved = (*DATA_SETTINGS, "kind", "seed")  # a run records its split as {kind, seed, ...}
-    taken = sorted(set(params) & set(reserved))
-    if taken:
-        raise ValueError(
-            f"split strategy {instance.name!r}: parameter name(s) {', '.join(map(repr, taken))} "
-            f"are taken; choose names other than {', '.join(reserved)}"
-        )
+# Keys of a study's [probes] table that are settings, not probe kinds: no kind may take them.
+PROBE_SETTINGS = ("splits", "include_self")
 
 
 @attrs.frozen
-class SplitStrategySpec:
-    """How a study divides its items into train and test items: one or more folds.
+class ProbeKindSpec:
+    """A kind of run: what is done to a mapping before its predictions are measured.
 
-    A study picks the strategy by name (`[data] split = "name"`) and writes its parameters next
-    to it in `[data]` (e.g. `folds = 5`); they are validated against `params` like any
-    component's and arrive with defaults filled (they are not swept).
-    `folds(data, params, seed)` returns `{fold id: (train indices, test indices)}` for a
-    `PairedData`: integer row indices, each fold's two sets disjoint and non-empty. It must be
-    deterministic: the same data, parameters and seed give the same indices (a run's id stands
-    for them). `seed` is the study's `[data] split_seed` (0 unless set).
-    `fold_ids(params)` names the folds without loading data (cheap: it is how `xmodal plan`
-    knows the runs): one run per fold id and everything else; `(None,)` (the default) for a
-    strategy with a single train/test division. `folds` must return exactly these ids.
-    `seeded`: the folds depend on `seed`; False keeps `split_seed` out of the runs' identity
-    (changing it then re-runs nothing).
-    `default`: the strategy a study uses when its `[data]` names none (one loaded strategy may
-    declare it; the built-in `dataset` does).
-    Parameter names must not be [data] settings (`DATA_SETTINGS`), `kind` or `seed`.
+    `name` is the run's state (`runs.state`) and the key that turns the kind on in a study's
+    `[probes]` table: `name = true`, or a `[probes.name]` table of its parameters.
+    `trains`: the mapping is fitted (by its `MappingSpec.fit`, else by gradient descent on the
+    study's loss and `[train]` settings): one run per mapping variant, loss variant, training
+    variant and seed. False: the mapping is only initialised (seeded `build`): one run per mapping
+    variant and seed, shared by every loss and training setting.
+    `maps`: False for a reference with no mapping at all, whose "prediction" is the input itself:
+    one run per pairing, direction and fold, with no mapping, loss or seed (`trains` must be
+    False).
+    `pairs(x, y, rng, params) -> (x, y)`, only with `trains`: transforms the training pairs
+    (float32 arrays, one row per training item) before the mapping is fitted. `rng` is a
+    `numpy.random.Generator` seeded by the run's seed, so the same study and seed give the same
+    pairs. It returns two 2-D arrays with equal numbers of rows and the columns of `x` and `y`.
+    `default`: the kind runs when a study's `[probes]` table does not mention it.
+    `params`: the kind's parameter schema, given in `[probes.name]` (not swept). Parameters enter
+    the run id; a kind without parameters leaves run ids as they were before kinds had any.
     """
 
     name: str
-    folds: Callable[[Any, Mapping[str, Any], int], Mapping[int | None, tuple[Any, Any]]]
-    fold_ids: Callable[[Mapping[str, Any]], Iterable[int | None]] = _single_fold
-    params: Mapping[str, Param] = attrs.field(
-        factory=dict, converter=dict, validator=_check_split_params
-    )
+    trains: bool
     description: str = ""
-    seeded: bool = True
+    maps: bool = True
+    pairs: Callable[[Any, Any, Any, Mapping[str, Any]], tuple[Any, Any]] | None = None
     default: bool = False
+    params: Mapping[str, Param] = _schema()
 
+    def __attrs_post_init__(self) -> None:
+        import re
 
-@attrs.frozen
-class SimilaritySpec:
-    """A similarity between vectors for exact nearest-neighbour search (larger is nearer).
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
+            raise ValueError(
+                f"probe kind name {self.name!r}: use letters, digits, '_' and '-' (it is a key "
+                "of a study's [probes] table)"
+            )
+        if self.name in PROBE_SETTINGS:
+            raise ValueError(
+                f"probe kind name {self.name!r} is a [probes] setting; "
+                f"choose a name other than {', '.join(PROBE_SETTINGS)}"
+            )
+        if not self.maps and self.trains:
+            raise ValueError(f"probe kind {self.name!r}: maps=False (no mapping) cannot train")
+        if self.pairs is not None and not self.trains:
+            raise ValueError(
+                f"probe kind {self.name!r}: pairs transforms training pairs, so it needs "
+                "trains=True"
+            )
 
-    The blocked kNN (`xmodal.knn`) computes, for rows i and j of a space,
-    s(i, j) = weight · (Y[i] · Y[j]) − offset[i] − offset[j],
-    where `prepare(X, sq_norms) -> (Y, offset)` turns the space once into that form: `X` is the
-    float32 N×d matrix (finite values, do not modify it), `sq_norms` its squared row norms
-    (float64, N); `Y` is an N×d' matrix (cast to float32) and `offset` an N vector, or None for
-    no offset. Cosine is (X / ‖X‖, None) with weight 1; the negative squared Euclidean distance
-    is (X, ‖X‖²) with weight 2; a plain dot product is (X, None).
-    `self_similarity` is the similarity of a vector to an exact copy of itself (1.0 for cosine,
-    0.0 for Euclidean): equal vectors are one point and get exactly this value, which is also
-    the item's own value with `include_self`. None when it differs per vector (a dot product):
-    it is then weight · ‖Y[i]‖² − 2·offset[i], computed once per distinct vector in float64.
-    `rejects_zero_rows`: the similarity is undefined for an all-zero vector (cosine); such rows
-    are an error that `xmodal validate` reports, naming the items.
-    """
-
-    name: str
-    prepare: Callable[[Any, Any], tuple[Any, Any]]
-    self_similarity: float | None
-    weight: float = 1.0
-    rejects_zero_rows: bool = False
-    description: str = ""
 
 _VIEW_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -316,7 +296,6 @@ class ReportSectionSpec:
     order: int = 100
     metrics: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     description: str = ""
-
 
 
 # Keys of a study's [data] table that are not split parameters: no split strategy may take them.

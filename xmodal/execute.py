@@ -26,7 +26,7 @@ from xmodal.probes import Probe, Spaces
 from xmodal.records import RunRow
 from xmodal.store import now
 from xmodal.studydata import StudyData, split_key
-from xmodal.train import predict, seeded_model, train
+from xmodal.train import predict, seeded_model, train, training_pairs
 
 
 @attrs.frozen
@@ -91,7 +91,7 @@ def execute(job: Job, shared: StudyData) -> Outcome:
     if job.train:
         model, curves, n_train, n_test = _fit(run, shared)
         predictions = _predict(run, shared, model)
-    elif run.probe != "identity":
+    elif run.maps:  # a run without a mapping predicts its input: nothing was stored
         predictions = (
             dict(job.predictions)
             if job.predictions is not None
@@ -107,22 +107,28 @@ def execute(job: Job, shared: StudyData) -> Outcome:
 
 
 def _fit(run: Run, shared: StudyData) -> tuple[torch.nn.Module | None, list, int, int]:
-    """The run's mapping, trained (or only initialised), with its training curves."""
+    """The run's mapping as its probe kind makes it: none (a kind that does not map), only
+    initialised, or fitted on the training pairs (transformed by the kind's `pairs`, if any),
+    with its training curves."""
     registry = shared.registry
+    kind = registry.probe_kinds[run.probe]
     data = shared.data(run)
     train_idx, test_idx = shared.split(run)
     x, y = data.features[run.input_features], data.features[run.target_features]
     model: torch.nn.Module | None = None
     curves: list[tuple[Any, ...]] = []
-    if run.probe != "identity":
+    if kind.maps:
         spec = registry.mappings[run.mapping]
         model = seeded_model(spec, run.mapping_params, x.shape[1], y.shape[1], run.seed)
-    if run.probe == "trained":
+    if kind.trains:
         assert model is not None
+        x_fit, y_fit = x[train_idx], y[train_idx]
+        if kind.pairs is not None:
+            x_fit, y_fit = training_pairs(kind, run.probe_params, x_fit, y_fit, run.seed)
         if spec.fit is not None:
-            model = spec.fit(model, x[train_idx], y[train_idx], run.mapping_params)
+            model = spec.fit(model, x_fit, y_fit, run.mapping_params)
         else:
-            model, curves = _train(run, shared, model, x, y, train_idx)
+            model, curves = _train(run, shared, model, x_fit, y_fit)
     return model, curves, len(train_idx), len(test_idx)
 
 
@@ -134,7 +140,7 @@ def _indices(run: Run, shared: StudyData) -> dict[str, np.ndarray]:
 def _predict(
     run: Run, shared: StudyData, model: torch.nn.Module | None
 ) -> dict[str, np.ndarray] | None:
-    """Predicted vectors of every probed split (None for the identity: the input itself)."""
+    """Predicted vectors of every probed split (None without a mapping: the input itself)."""
     if model is None:
         return None
     x = shared.data(run).features[run.input_features]
@@ -149,18 +155,20 @@ def _train(
     run: Run,
     shared: StudyData,
     model: torch.nn.Module,
-    x: np.ndarray,
-    y: np.ndarray,
-    train_idx: np.ndarray,
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
 ) -> tuple[torch.nn.Module, list[tuple[Any, ...]]]:
-    """Gradient-descent training with its curves: loss per epoch, probes every `probe_every`.
+    """Gradient-descent training on the pairs (`x_fit`, `y_fit`) with its curves: loss per epoch,
+    probes every `probe_every`.
 
-    Probe curves measure the metrics the study has while the run trains; they are part of the
-    run (a metric added later gets final measurements, not a curve)."""
+    Probe curves measure the metrics the study has while the run trains, on the run's items and
+    their true targets; they are part of the run (a metric added later gets final
+    measurements, not a curve)."""
     assert run.loss is not None and run.train is not None and run.loss_params is not None
     settings = run.train
     every = settings["probe_every"]
     curves: list[tuple[Any, ...]] = []
+    x = shared.data(run).features[run.input_features]
 
     def probe_curve(epoch: int, current: torch.nn.Module) -> None:
         if every and (epoch % every == 0 or epoch == settings["epochs"]):
@@ -173,8 +181,8 @@ def _train(
                                    r.similarity, float(r.value)))  # fmt: skip
 
     probe_curve(0, model)
-    trained = train(model, shared.registry.losses[run.loss], run.loss_params, x[train_idx],
-                    y[train_idx], settings, run.seed, on_epoch=probe_curve)  # fmt: skip
+    trained = train(model, shared.registry.losses[run.loss], run.loss_params, x_fit, y_fit,
+                    settings, run.seed, on_epoch=probe_curve)  # fmt: skip
     for name, values in (("loss", trained.losses), ("val_loss", trained.val_losses)):
         curves.extend((run.run_id, epoch, "train", name, run.loss, None, None, value)
                       for epoch, value in enumerate(values, start=1))  # fmt: skip

@@ -81,47 +81,23 @@ def register_commands(cli: Any) -> None:
 
 
 @hookspec
-def register_split_strategies(register: Callable[[Any], None]) -> None:
-    """Register split strategies: how a study divides its items into train and test folds.
+def register_probe_kinds(register: Callable[[Any], None]) -> None:
+    """Register kinds of run: what is done to a mapping before its predictions are measured.
 
-    Arguments: `register`, a callback; call `register(SplitStrategySpec(name=..., folds=...,
-    fold_ids=..., params=..., seeded=...))` once per strategy. The built-in strategies (plugin
-    `splits`) are `dataset` (the dataset's own train/test marks), `random`, `kfold`,
-    `grouped_kfold`, `stratified_kfold` and `column` (the dataset's per-item fold numbers).
+    Arguments: `register`, a callback; call `register(ProbeKindSpec(name=..., trains=...,
+    maps=..., pairs=..., default=..., params=...))` once per kind. The built-in kinds (plugin
+    `probe_kinds`) are `trained`, `untrained`, `identity` and the `shuffled` control.
 
-    When: once, when the registry is first built. A study names one strategy in `[data] split`
-    (default `"dataset"`) with its parameters beside it in `[data]`; `xmodal validate` checks
-    them against the spec's `params`, and planning calls `fold_ids(params)` (no data loaded) to
-    make one run per fold. Before the first run, the runner calls `folds(data, params, seed)`
-    once per dataset configuration, with the loaded `PairedData`, the parameters (defaults
-    filled) and `[data] split_seed`; it checks the indices it returns (ids as declared, integer
-    indices in range, train and test disjoint and non-empty) and reports an exception it
-    raises, or a bad result, as a problem of `data.split` before anything runs. Names must be
-    unique across plugins.
+    When: once, when the registry is first built (before any study is read). A study turns a kind
+    on in its `[probes]` table (`name = true`, or a `[probes.name]` table of its parameters);
+    `xmodal.planning` makes the kind's runs (their `runs.state` is the kind's name), and the run
+    itself calls `pairs(x, y, rng, params)` on the training pairs, when the kind has one, with
+    `rng` a `numpy.random.Generator` seeded by the run's seed. Names must be unique across plugins
+    and may not be `splits` or `include_self` (the other `[probes]` keys).
 
     Returns nothing.
     """
 
-
-@hookspec
-def register_similarities(register: Callable[[Any], None]) -> None:
-    """Register similarities for exact nearest-neighbour search (and the metrics built on it).
-
-    Arguments: `register`, a callback; call `register(SimilaritySpec(name=..., prepare=...,
-    self_similarity=..., weight=..., rejects_zero_rows=...))` once per similarity. The built-in
-    ones (plugin `similarities`) are `cosine` and `euclidean`.
-
-    When: once, when the registry is first built. A metric parameter declared
-    `Param(str, choices_from="similarities")` accepts the registered names (`xmodal validate`
-    suggests the nearest for a typo). `xmodal.knn(X, k, similarity=name)` and
-    `Probe.neighbors(..., similarity)` look the name up and call `prepare(X, sq_norms)` once per
-    space (the input, target and predicted vectors of each probed split); the blocked kNN then
-    ranks by weight · (Y[i] · Y[j]) − offset[i] − offset[j]. With `rejects_zero_rows`,
-    `xmodal validate` names the all-zero items of every feature set a study compares with it.
-    Names must be unique across plugins.
-
-    Returns nothing.
-    """
 
 @hookspec
 def register_report_sections(register: Callable[[Any], None]) -> None:

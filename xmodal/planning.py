@@ -59,6 +59,12 @@ class Run:
     # Hidden layers, as the mapping's spec declares for its parameters (`MappingSpec.depth`);
     # None for a family without depth. Derived from mapping + mapping_params: not in the run id.
     depth: int | None = None
+    # The probe kind's parameters (`[probes.<kind>]`): in the run id only when there are any, so
+    # a kind without parameters keeps the ids runs had before kinds could have them.
+    probe_params: Mapping[str, Any] = attrs.field(factory=dict)
+    # False for a reference with no mapping (the kind's `maps`): its prediction is the input and
+    # nothing is stored. It follows from the kind, so it is not in the run id.
+    maps: bool = True
 
     @property
     def data_key(self) -> str:
@@ -101,6 +107,9 @@ def config_of(run: Run) -> dict[str, Any]:
     config = attrs.asdict(run, recurse=True)
     config.pop("run_id")
     config.pop("metrics")
+    config.pop("maps")
+    if not config["probe_params"]:
+        config.pop("probe_params")
     config.pop("depth")  # a description of mapping + mapping_params, already hashed
     config["probes"] = {"splits": list(run.probes["splits"])}
     config["format"] = RUN_FORMAT
@@ -167,7 +176,13 @@ def make_plan(
     folds = fold_ids(registry.split_strategies[split["kind"]], strategy_params(split)[0])
 
     runs: dict[str, Run] = {}
-    probes_on = [p for p in ("trained", "untrained") if study.probes[p]]
+    kinds = [
+        (spec, expand(spec.params, k.params)[0])  # defaults filled: spelled out or not, one id
+        for k in study.kinds
+        for spec in (registry.probe_kinds[k.name],)
+    ]
+    references = [(spec, params) for spec, params in kinds if not spec.maps]
+    per_mapping = [(spec, params) for spec, params in kinds if spec.maps]
     probe_settings = {
         "splits": sorted(study.probes["splits"]),
         "include_self": study.probes["include_self"],
@@ -191,18 +206,22 @@ def make_plan(
             direction=direction,
             fold=fold,
         )
-        if study.probes["identity"]:
-            # The input itself as the prediction: the reference every mapping is compared with.
-            add(**where, mapping="identity", mapping_params={}, loss=None, loss_params=None,
-                train=None, probe="identity", seed=0)  # fmt: skip
-        for (mname, mparams), probe in itertools.product(mappings, probes_on):
+        for spec, kparams in references:
+            # No mapping: the input itself is the prediction (named after the kind), the
+            # reference every mapping is compared with. One per place: no loss, no seed.
+            add(**where, mapping=spec.name, mapping_params={}, loss=None, loss_params=None,
+                train=None, probe=spec.name, probe_params=kparams, maps=False, seed=0)  # fmt: skip
+        for (mname, mparams), (spec, kparams) in itertools.product(mappings, per_mapping):
+            # A kind that trains makes a run per loss and training variant; one that only
+            # initialises shares its runs between them.
             schedules = (
                 [(lname, lparams, train) for (lname, lparams) in losses for train in trainings]
-                if probe == "trained"
+                if spec.trains
                 else [(None, None, None)]
             )
             for (lname, lparams, train), seed in itertools.product(schedules, study.seeds):
                 add(**where, mapping=mname, mapping_params=mparams, loss=lname,
-                    loss_params=lparams, train=train, probe=probe, seed=seed,
+                    loss_params=lparams, train=train, probe=spec.name, probe_params=kparams,
+                    seed=seed,
                     depth=depths[mname, canonical_hash(mparams)])  # fmt: skip
     return list(runs.values())

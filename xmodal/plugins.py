@@ -36,6 +36,7 @@ from xmodal.components import (
     LossSpec,
     MappingSpec,
     MetricSpec,
+    ProbeKindSpec,
     ReportSectionSpec,
     ResultRow,
     SimilaritySpec,
@@ -54,10 +55,11 @@ KINDS: dict[str, tuple[str, type]] = {
     "losses": ("register_losses", LossSpec),
     "metrics": ("register_metrics", MetricSpec),
     "encoders": ("register_encoders", EncoderSpec),
+    "probe_kinds": ("register_probe_kinds", ProbeKindSpec),
+    "report_sections": ("register_report_sections", ReportSectionSpec),
     "split_strategies": ("register_split_strategies", SplitStrategySpec),
     "similarities": ("register_similarities", SimilaritySpec),
     "executors": ("register_executors", ExecutorSpec),
-    "report_sections": ("register_report_sections", ReportSectionSpec),
 }
 _SINGULAR = {
     "datasets": "dataset",
@@ -65,10 +67,11 @@ _SINGULAR = {
     "losses": "loss",
     "metrics": "metric",
     "encoders": "encoder",
+    "probe_kinds": "probe kind",
+    "report_sections": "report section",
     "split_strategies": "split strategy",
     "similarities": "similarity",
     "executors": "executor",
-    "report_sections": "report section",
 }
 
 
@@ -225,10 +228,11 @@ class Registry:
     losses: dict[str, LossSpec] = attrs.Factory(dict)
     metrics: dict[str, MetricSpec] = attrs.Factory(dict)
     encoders: dict[str, EncoderSpec] = attrs.Factory(dict)
+    probe_kinds: dict[str, ProbeKindSpec] = attrs.Factory(dict)
+    report_sections: dict[str, ReportSectionSpec] = attrs.Factory(dict)
     split_strategies: dict[str, SplitStrategySpec] = attrs.Factory(dict)
     similarities: dict[str, SimilaritySpec] = attrs.Factory(dict)
     executors: dict[str, ExecutorSpec] = attrs.Factory(dict)
-    report_sections: dict[str, ReportSectionSpec] = attrs.Factory(dict)
     owners: dict[tuple[str, str], str] = attrs.Factory(dict)
     plugins: list[str] = attrs.Factory(list)
     problems: list[PluginProblem] = attrs.Factory(list)

@@ -234,7 +234,7 @@ def stages(
             out.append(Stage(run, "train", tuple(owed[run.run_id]), previous=status))
         elif not missing:
             out.append(Stage(run, "cached", (), digest, previous=status))
-        elif run.probe == "identity" or artifacts.has(digest):
+        elif not run.maps or artifacts.has(digest):  # without a mapping nothing is stored
             out.append(Stage(run, "measure", missing, digest, previous=status))
         else:  # its predictions were removed (`xmodal gc`): train again, measure what is missing
             out.append(Stage(run, "train", missing, previous=status))
@@ -242,7 +242,7 @@ def stages(
 
 
 def _job(stage: Stage, artifacts: ArtifactStore, inline: bool) -> Job:
-    if stage.action == "train" or stage.run.probe == "identity":
+    if stage.action == "train" or not stage.run.maps:
         return Job(stage.run, stage.action == "train", stage.missing)
     digest = str(stage.artifact)
     return Job(
@@ -448,7 +448,7 @@ def _space_needed(stages: list[Stage], shared: StudyData) -> int:
     margin for their result rows."""
     total = 0
     for stage in stages:
-        if stage.action != "train" or stage.run.probe == "identity":
+        if stage.action != "train" or not stage.run.maps:
             continue
         target = shared.data(stage.run).features[stage.run.target_features]
         sizes = dict(zip(("train", "test"), map(len, shared.split(stage.run)), strict=True))

@@ -83,10 +83,9 @@ EXECUTION_PARAMS = {
         int, default=1, min=0, max=1024, doc="torch threads per run; 0 = cores / workers"
     ),
 }
+# The settings of [probes]; its other keys are probe kinds (`register_probe_kinds`): `kind = true`
+# or a `[probes.kind]` table of the kind's parameters turns a kind on (`_Builder.probe_kinds`).
 PROBE_PARAMS = {
-    "trained": Param(bool, default=True),
-    "untrained": Param(bool, default=True),
-    "identity": Param(bool, default=False, doc="a reference run whose prediction is the input"),
     "splits": Param(str, default=["test"], many=True, choices=("train", "test")),
     "include_self": Param(
         bool, default=False, doc="count each item as its own neighbour (the authors' code did)"
@@ -123,6 +122,8 @@ class Study:
     metrics: tuple[Component, ...]
     lines: Mapping[str, int] = attrs.field(repr=False)
     execution: Mapping[str, Any] = attrs.field(factory=dict)
+    # The probe kinds the study runs, in the registry's order; params from [probes.<kind>].
+    kinds: tuple[Component, ...] = ()
 
     @property
     def source_hash(self) -> str:
@@ -419,8 +420,8 @@ class _Builder:
             for i, t in enumerate(self.array_of_tables(doc, "mapping", []))
         ]
         # Without [[loss]] / [[metric]], the registered defaults; a loss only when runs train.
-        raw_probes = doc.get("probes")
-        trains = not isinstance(raw_probes, dict) or raw_probes.get("trained", True) is not False
+        kinds = self.probe_kinds(doc)
+        trains = any(self.registry.probe_kinds[k.name].trains for k in kinds)
         losses = [
             self.component(t, "losses", f"loss[{i}]", sweep=True)
             for i, t in enumerate(self.declared_or_default(doc, "loss", "losses", needed=trains))
@@ -432,17 +433,8 @@ class _Builder:
         train = self.table(doc, "train", required=False)
         self.section(TRAIN_PARAMS, train, "train", sweep=True)
         probes = self.table(doc, "probes", required=False)
-        self.section(PROBE_PARAMS, probes, "probes", sweep=False)
-        if not any(
-            probes.get(p, PROBE_PARAMS[p].default) for p in ("trained", "untrained", "identity")
-        ):
-            self.problems.append(
-                Problem(
-                    "probes",
-                    "turns off every probe, so nothing would run",
-                    allowed="trained, untrained or identity = true",
-                )
-            )
+        settings = {k: v for k, v in probes.items() if k in PROBE_PARAMS}  # the rest: kinds
+        self.section(PROBE_PARAMS, settings, "probes", sweep=False)
         execution = self.table(doc, "execution", required=False)
         if "address" in execution:
             execution = {k: v for k, v in execution.items() if k != "address"}
@@ -466,7 +458,7 @@ class _Builder:
                     notes=self.registry.filter_notes("executors"),
                 )
             )
-        self._grid(head, data, dataset, pairs, mappings, losses, train, probes)
+        self._grid(head, data, dataset, pairs, mappings, losses, train, kinds)
         if self.problems or dataset is None:
             return None
         directions = data.get("directions", list(DIRECTIONS))
@@ -485,6 +477,7 @@ class _Builder:
             losses=tuple(lo for lo in losses if lo is not None),
             train=dict(train),
             probes={k: probes.get(k, p.default) for k, p in PROBE_PARAMS.items()},
+            kinds=tuple(kinds),
             metrics=tuple(m for m in metrics if m is not None),
             lines=dict(lines),
             execution={k: execution.get(k, p.default) for k, p in EXECUTION_PARAMS.items()},
@@ -512,14 +505,14 @@ class _Builder:
         mappings: list[Component | None],
         losses: list[Component | None],
         train: Mapping[str, Any],
-        probes: Mapping[str, Any],
+        kinds: list[Component],
     ) -> None:
         """Refuse a grid of more than `max_runs` runs, counted from the sweep lengths alone.
 
         The count follows `xmodal.planning.make_plan` (before duplicate runs collapse): dataset
-        variants x pairs x directions x folds x (identity + mapping variants x seeds x
-        (loss variants x train variants + untrained)). Values that are themselves invalid count
-        as one; they are reported elsewhere.
+        variants x pairs x directions x folds x (kinds without a mapping + mapping variants x
+        seeds x (loss variants x train variants x kinds that train + kinds that only initialise)).
+        Values that are themselves invalid count as one; they are reported elsewhere.
         """
         n_data, data_sweeps = self._variants("datasets", [dataset])
         n_maps, map_sweeps = self._variants("mappings", mappings)
@@ -536,18 +529,19 @@ class _Builder:
         )
         n_folds = self.n_folds  # from the split strategy's fold_ids (`split`)
         n_pairs = max(len(pairs), 1)
-        trained = bool(probes.get("trained", True))
-        untrained = bool(probes.get("untrained", True))
-        identity = bool(probes.get("identity", False))
+        specs = self.registry.probe_kinds
+        references = [k.name for k in kinds if not specs[k.name].maps]
+        training = [k.name for k in kinds if specs[k.name].maps and specs[k.name].trains]
+        initialised = [k.name for k in kinds if specs[k.name].maps and not specs[k.name].trains]
 
-        per_mapping = n_loss * n_train * trained + untrained
+        per_mapping = n_loss * n_train * len(training) + len(initialised)
         places = n_data * n_pairs * n_dirs * n_folds
-        total = places * (identity + n_maps * n_seeds * per_mapping)
+        total = places * (len(references) + n_maps * n_seeds * per_mapping)
 
         sweeps = [*data_sweeps, ("data.pairs", n_pairs), ("data.directions", n_dirs)]
         sweeps += [("data.folds", n_folds), ("mapping", _count(mappings)), *map_sweeps]
         sweeps += [("study.seeds", n_seeds)]
-        if trained:
+        if training:
             sweeps += [("loss", _count(losses)), *loss_sweeps]
             sweeps += [(f"train.{k}", n) for k, n in train_lengths.items()]
         sweeps = [(path, n) for path, n in sweeps if n > 1]
@@ -564,11 +558,15 @@ class _Builder:
                 if n != 1
             ]
             inner = f"mapping variants {n_maps:,} × seeds {n_seeds:,}"
-            if trained:
+            if training:
                 inner += f" × (loss variants {n_loss:,} × train variants {n_train:,}"
-                inner += " + 1 untrained)" if untrained else ")"
-            if identity:
-                inner = f"(1 identity + {inner})"
+                if len(training) > 1:
+                    inner += f" × {len(training)} kinds ({', '.join(training)})"
+                inner += f" + {len(initialised)} {', '.join(initialised)})" if initialised else ")"
+            elif len(initialised) > 1:
+                inner += f" × {len(initialised)} kinds ({', '.join(initialised)})"
+            if references:
+                inner = f"({len(references)} {', '.join(references)} + {inner})"
             grid = " × ".join([*terms, inner])
             self.problems.append(
                 self._too_many(
@@ -625,6 +623,72 @@ class _Builder:
 
     def line(self, path: str) -> int | None:
         return locate(self.lines, path)
+
+    def probe_kinds(self, doc: Mapping[str, Any]) -> list[Component]:
+        """The probe kinds the study runs, in the registry's order.
+
+        A kind runs when `[probes]` sets it `true` or gives it a `[probes.<kind>]` table of
+        parameters, or, when `[probes]` does not mention it, if the kind is declared `default`.
+        Keys that are neither a setting (`PROBE_PARAMS`) nor a registered kind, values of another
+        type and bad parameters are problems; so is a study that turns every kind off.
+        """
+        raw = doc.get("probes")
+        table = raw if isinstance(raw, dict) else {}  # a wrong shape is reported by `table`
+        known = self.registry.probe_kinds
+        chosen: dict[str, Component] = {}
+        for key, value in table.items():
+            if key in PROBE_PARAMS:
+                continue
+            path = f"probes.{key}"
+            if key not in known:
+                self.problems.append(
+                    Problem(
+                        path,
+                        f"{key!r} is neither a [probes] setting nor a registered probe kind",
+                        allowed=f"settings {', '.join(PROBE_PARAMS)}; probe kinds "
+                        + (", ".join(sorted(known)) or "(none are loaded)"),
+                        suggestion=did_you_mean(key, [*PROBE_PARAMS, *known]),
+                        notes=self.registry.filter_notes("probe_kinds"),
+                    )
+                )
+                continue
+            if isinstance(value, bool):
+                params: dict[str, Any] = {}
+                if not value:
+                    continue
+            elif isinstance(value, dict):
+                params = value
+            else:
+                self.problems.append(
+                    Problem(
+                        path,
+                        f"must be true, false or a [probes.{key}] table of the kind's "
+                        f"parameters, not {a_type(value)}",
+                        allowed=f"{key} = true",
+                    )
+                )
+                continue
+            self.problems.extend(validate_params(known[key].params, params, path, sweep=False))
+            chosen[key] = Component(name=key, params=params, path=path)
+        for name, spec in known.items():
+            if spec.default and name not in table:
+                chosen[name] = Component(name=name, params={}, path=f"probes.{name}")
+        if not chosen and (raw is None or isinstance(raw, dict)):
+            defaults = [n for n, spec in known.items() if spec.default]
+            self.problems.append(
+                Problem(
+                    "probes",
+                    "turns off every probe kind, so nothing would run",
+                    allowed=(
+                        f"turn one on, e.g. {(defaults or sorted(known))[0]} = true; probe "
+                        f"kinds: {', '.join(sorted(known))}"
+                        if known
+                        else "no probe kinds are loaded; load the plugin that provides them"
+                    ),
+                    notes=self.registry.filter_notes("probe_kinds"),
+                )
+            )
+        return [chosen[name] for name in known if name in chosen]
 
     n_folds = 1  # folds of the study's split strategy, once `split` has read [data]
 

@@ -10,7 +10,7 @@ import attrs
 import numpy as np
 import torch
 
-from xmodal.components import LossSpec, MappingSpec
+from xmodal.components import LossSpec, MappingSpec, ProbeKindSpec
 from xmodal.errors import XmodalError
 from xmodal.plugins import owner_of
 
@@ -27,6 +27,65 @@ class Trained:
 
 class MappingOutputError(XmodalError):
     """A mapping plugin built a module that does not map (B, in_dim) rows to (B, out_dim) rows."""
+
+
+class ProbeKindError(XmodalError):
+    """A probe kind's `pairs` returned something other than training pairs of the given shape."""
+
+
+# Mixed with the run's seed for the generator a probe kind's `pairs` receives, so its draws are
+# not those of the other generators seeded by the seed alone (e.g. `validation_split`).
+_PAIRS_STREAM = 0x70616972  # "pair"
+
+
+def pairs_rng(seed: int) -> np.random.Generator:
+    """The generator a probe kind's `pairs` gets: a function of the run's seed alone."""
+    return np.random.default_rng(np.random.SeedSequence([seed, _PAIRS_STREAM]))
+
+
+def training_pairs(
+    kind: ProbeKindSpec,
+    params: Mapping[str, Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    plugin: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training pairs (x, y) as `kind.pairs` transforms them, with `pairs_rng(seed)`.
+
+    The result is checked: two 2-D arrays with equal numbers of rows (at least one) and the
+    columns of `x` and `y`, returned in their dtypes; anything else raises `ProbeKindError`
+    naming the kind and its plugin.
+    """
+    assert kind.pairs is not None
+    who = f"probe kind {kind.name!r}" + (
+        f" (plugin {p!r})" if (p := plugin or owner_of(kind)) else ""
+    )
+    out = kind.pairs(x, y, pairs_rng(seed), params)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise ProbeKindError(
+            f"{who}: pairs(x, y, rng, params) returned {type(out).__name__}, expected a tuple (x, y)"
+        )
+    got = []
+    for name, new, old in (("x", out[0], x), ("y", out[1], y)):
+        try:
+            array = np.asarray(new, dtype=old.dtype)
+        except (TypeError, ValueError) as exc:
+            raise ProbeKindError(
+                f"{who}: pairs returned an {name} that is not numeric: {exc}"
+            ) from None
+        if array.ndim != 2 or array.shape[1] != old.shape[1] or len(array) == 0:
+            raise ProbeKindError(
+                f"{who}: pairs returned {name} of shape {array.shape}, expected (n, {old.shape[1]}) "
+                f"with n ≥ 1: the columns of the {name} it was given"
+            )
+        got.append(np.ascontiguousarray(array))
+    if len(got[0]) != len(got[1]):
+        raise ProbeKindError(
+            f"{who}: pairs returned {len(got[0])} inputs and {len(got[1])} targets; "
+            "every input needs its target"
+        )
+    return got[0], got[1]
 
 
 def seeded_model(
