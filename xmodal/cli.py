@@ -20,9 +20,9 @@ from xmodal.artifacts import ArtifactStore
 from xmodal.errors import XmodalError
 from xmodal.executors import check_executor
 from xmodal.locking import RunLock, holder
-from xmodal.planning import Run, make_plan
+from xmodal.planning import Run
 from xmodal.recorder import Recorder
-from xmodal.runner import RunEvent, check_runs, max_k, run_study, stages
+from xmodal.runner import RunEvent, run_study
 from xmodal.signals import sigterm_as_interrupt
 from xmodal.spool import Spool
 from xmodal.store import QueryInterrupted, Store, default_db_path, schema_objects
@@ -88,14 +88,10 @@ MaxRunsOption = Annotated[
 def _load(
     path: Path, *, deep: bool, max_runs: int | None = None
 ) -> tuple[Study, list[Run], StudyData]:
-    registry = plugins.get_registry()
-    study = load_study(path, registry, max_runs=max_runs)
-    shared = StudyData(registry)
-    runs = make_plan(study, registry, shared.fingerprint)
-    shared.neighbors.k_hint = max_k(runs, registry)
-    if deep:
-        check_runs(study, runs, shared)
-    return study, runs, shared
+    from xmodal.api import load_study  # one loader for the CLI and the Python API
+
+    loaded = load_study(path, check=deep, max_runs=max_runs)
+    return loaded.declaration, list(loaded.runs), loaded.data
 
 
 def _describe(run: Run) -> str:
@@ -128,31 +124,17 @@ def plan(
     from its stored predictions) or cached. status: new, pending (planned by an earlier version,
     never run), failed, running or finished.
     """
-    loaded, runs, _ = _load(study, deep=False, max_runs=max_runs)
-    store = _store(db)
-    plan_stages = {s.run.run_id: s for s in stages(runs, store, ArtifactStore(store.path))}
-    earlier = store.earlier_runs(loaded.name, loaded.source_hash)
+    from xmodal import api  # the plan xmodal.plan() returns: one source for both
 
-    def state(run: Run) -> str:
-        stage = plan_stages[run.run_id]
-        if stage.previous is not None:
-            return stage.previous
-        return "pending" if run.run_id in earlier else "new"
-
+    planned = api.plan(api.load_study(study, check=False, max_runs=max_runs), db=db)
     if as_json:
-        rows = [
-            {"run_id": c.run_id, "action": plan_stages[c.run_id].action, "status": state(c),
-             "measurements": len(plan_stages[c.run_id].missing), **c.config()}
-            for c in runs
-        ]  # fmt: skip
-        typer.echo(json.dumps(rows, indent=2, default=str))
+        typer.echo(json.dumps(planned.records(), indent=2, default=str))
         return
-    actions = [plan_stages[c.run_id].action for c in runs]
-    states = [state(c) for c in runs]
-    counts = ", ".join(
-        f"{actions.count(a)} {a}" for a in ("train", "measure", "cached") if a in actions
-    )
-    table = Table(title=f"{loaded.name}: {len(runs)} run(s) ({counts})")
+    runs = [p.run for p in planned]
+    actions = [p.action for p in planned]
+    states = [p.status for p in planned]
+    counts = ", ".join(f"{n} {a}" for a, n in planned.counts().items())
+    table = Table(title=f"{planned.study}: {len(runs)} run(s) ({counts})")
     for column in (
         "run id",
         "dataset",
