@@ -73,6 +73,11 @@ _EXPORTS: dict[str, str] = {
     "XmodalError": "xmodal.errors",
     "did_you_mean": "xmodal.errors",
     "require": "xmodal.optional",
+    # Studies from Python and notebooks (docs/python.md).
+    "connect": "xmodal.api",
+    "load_study": "xmodal.api",
+    "plan": "xmodal.api",
+    "run": "xmodal.api",
 }
 
 __all__ = sorted(_EXPORTS)
