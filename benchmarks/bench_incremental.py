@@ -52,7 +52,7 @@ def run(study: Path, db: Path, workers: int) -> tuple[float, str]:
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"xmodal run failed:\n{done.stdout}\n{done.stderr}")
-    summary = [line for line in done.stdout.splitlines() if " trained, " in line]
+    summary = [line for line in done.stdout.splitlines() if " failed in " in line]
     return seconds, summary[-1] if summary else done.stdout.strip()
 
 

@@ -155,7 +155,7 @@ def test_a_changed_study_gets_new_ids_only_for_changed_runs_and_keeps_old_result
     }
     assert sorted(plan.values()).count(("cached", "finished")) == 4
     assert sorted(plan.values()).count(("train", "new")) == 4
-    assert cli("run", path, "--db", db).output.count("4 trained, 0 measured") == 1
+    assert cli("run", path, "--db", db).output.count(": 4 trained, 4 cached, 0 failed in ") == 1
     assert old_ids <= {r for (r,) in rows(db, "SELECT run_id FROM runs")}
     assert rows(db, "SELECT count(DISTINCT hash) FROM studies WHERE name = 'tiny'") == [(2,)]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -201,6 +201,12 @@ def run(
         bool, typer.Option("--wait", help="if another run holds the database, wait for it")
     ] = False,
     max_runs: MaxRunsOption = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="log one line per run: status, run id, seconds, description"
+        ),
+    ] = False,
 ) -> None:
     """Execute a study: finished runs are skipped, each run's results are saved as it ends."""
     if executor is not None:  # an unknown name or a missing Ray stops here, before any loading
@@ -211,25 +217,32 @@ def run(
     workers = workers or settings.get("workers", 1)
     executor = executor or settings.get("executor")  # None: the default executor
     # run_study checks the executor (and that the database can be written) before any write.
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
+    from xmodal import progress as shown
+
+    began = time.monotonic()
     # SIGTERM stops the study like Ctrl-C: finished runs kept, no stale marks or temp data.
-    with sigterm_as_interrupt(), Progress(*columns, console=err, transient=False) as progress:
+    with sigterm_as_interrupt(), shown.make_progress(err) as progress:
         task = progress.add_task(loaded.name, total=len(runs))
 
         def on_event(event: RunEvent) -> None:
+            described = _describe(event.run)
             if event.kind == "start":
-                progress.update(task, description=f"{loaded.name}: {_describe(event.run)}")
-            elif event.kind == "fail":
+                shown.start_session(progress, task, event.done)
+                progress.update(task, description=f"{loaded.name}: {described}")
+                return
+            if event.kind == "fail":
+                line = shown.run_line("failed", event.run.run_id, described, event.seconds)
                 progress.console.print(
-                    f"[red]failed[/red] {escape(f'{event.run.run_id} {_describe(event.run)}: {event.error}')}"
+                    Text.assemble(("failed", "red"), line[len("failed") :], f": {event.error}"),
+                    highlight=False,
+                    soft_wrap=True,
                 )
-            if event.kind != "start":
-                progress.update(task, completed=event.done)
+            elif verbose:
+                status = "cached" if event.kind == "skip" else "finished"
+                seconds = None if event.kind == "skip" else event.seconds
+                line = shown.run_line(status, event.run.run_id, described, seconds)
+                progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            progress.update(task, completed=event.done)
 
         summary = run_study(
             loaded, runs, store, shared, force=force, fail_fast=fail_fast, executor=executor,
@@ -237,11 +250,12 @@ def run(
             threads=settings.get("threads", 1) if threads is None else threads, on_event=on_event,
         )  # fmt: skip
         progress.update(task, description=loaded.name)
-    console.print(
-        f"{loaded.name}: {summary.finished} trained, {summary.measured} measured from stored "
-        f"predictions, {summary.skipped} cached, {summary.failed} failed, of {summary.planned} "
-        f"run(s) → {store.path}"
-    )
+    phrases = shown.summary_phrases(
+        loaded.name, trained=summary.finished, measured=summary.measured, cached=summary.skipped,
+        failed=summary.failed, seconds=time.monotonic() - began, db=str(store.path),
+    )  # fmt: skip
+    for line in shown.fit(phrases, console.width):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if summary.spooled:
         err.print(
             f"{summary.spooled} finished run(s) wait in {Spool(store.path).path}: the database "
