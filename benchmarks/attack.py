@@ -53,6 +53,8 @@ from pathlib import Path
 
 import duckdb
 
+from xmodal.testing import to_toml
+
 REPO = Path(__file__).resolve().parent.parent
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -244,6 +246,17 @@ def wait_until_open(process: subprocess.Popen, path: Path, timeout: float) -> fl
                         return time.monotonic()
         time.sleep(0.05)
     return time.monotonic()
+
+
+def wait_until_locked(process: subprocess.Popen, db: Path, timeout: float) -> None:
+    """Wait until `process` holds the run lock of `db` (its pid is in `<db>.lock`), ends, or
+    `timeout` seconds pass."""
+    lock = db.with_name(db.name + ".lock")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if lock.exists() and f'"pid": {process.pid}' in lock.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
 
 
 def kill_pids(pids: Iterable[int]) -> None:
@@ -518,12 +531,7 @@ def attack_readers(
     db = h.root / "busy.duckdb"
     runner = h.start("run", study, "--db", db, "-j", args.workers, name="busy-run")
     assert runner.process is not None
-    lock = db.with_name(db.name + ".lock")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and runner.process.poll() is None:
-        if lock.exists() and f'"pid": {runner.process.pid}' in lock.read_text(errors="replace"):
-            break
-        time.sleep(0.1)
+    wait_until_locked(runner.process, db, 120.0)
     time.sleep(1.0)  # let it record the study and start its pool
     held_at = time.monotonic()
     reader = subprocess.Popen(
@@ -602,12 +610,7 @@ def attack_second_runner(
     db = home / "real.duckdb"
     first = h.start("run", slow_study, "--db", db, "-j", args.workers, name="first-runner")
     assert first.process is not None
-    lock = db.with_name(db.name + ".lock")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and first.process.poll() is None:
-        if lock.exists() and f'"pid": {first.process.pid}' in lock.read_text(errors="replace"):
-            break
-        time.sleep(0.1)
+    wait_until_locked(first.process, db, 120.0)
     (home / "link.duckdb").symlink_to(db)
     os.link(db, home / "hard.duckdb")
     spellings = {"symlink": home / "link.duckdb", "hard link": home / "hard.duckdb",
@@ -729,29 +732,14 @@ def attack_queries(
 
 # -- 5. adversarial study files --------------------------------------------------------------------
 
-BASE_2K = """\
-[study]
-name = "adversarial"
-seeds = [0]
-
-[data]
-dataset = "synthetic"
-
-[data.params]
-n_items = 240
-dim_text = 16
-dim_image = 24
-
-[[mapping]]
-name = "linear"
-
-[train]
-epochs = 1
-
-[[metric]]
-name = "mnno"
-k = [1]
-"""
+# A valid small study as TOML text; the cases below edit its text.
+BASE_2K = to_toml({
+    "study": {"name": "adversarial", "seeds": [0]},
+    "data": {"dataset": "synthetic", "params": {"n_items": 240, "dim_text": 16, "dim_image": 24}},
+    "mapping": [{"name": "linear"}],
+    "train": {"epochs": 1},
+    "metric": [{"name": "mnno", "k": [1]}],
+})  # fmt: skip
 
 
 def adversarial_studies() -> dict[str, tuple[str, int]]:

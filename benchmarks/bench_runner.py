@@ -20,37 +20,17 @@ from pathlib import Path
 
 import duckdb
 
+from xmodal.testing import to_toml
+
 # 2 directions x (linear + mlp depth 1..3) x (trained + untrained) x 3 seeds = 48 runs.
-STUDY = """
-[study]
-name = "bench-runner"
-seeds = [0, 1, 2]
-
-[data]
-dataset = "synthetic"
-pairs = [["text", "image"]]
-
-[data.params]
-n_items = 2000
-dim_text = 100
-dim_image = 300
-
-[[mapping]]
-name = "linear"
-
-[[mapping]]
-name = "mlp"
-depth = [1, 2, 3]
-hidden = 256
-
-[train]
-epochs = 40
-batch_size = 64
-
-[[metric]]
-name = "mnno"
-k = [1, 5, 10]
-"""
+STUDY = to_toml({
+    "study": {"name": "bench-runner", "seeds": [0, 1, 2]},
+    "data": {"dataset": "synthetic", "pairs": [["text", "image"]],
+             "params": {"n_items": 2000, "dim_text": 100, "dim_image": 300}},
+    "mapping": [{"name": "linear"}, {"name": "mlp", "depth": [1, 2, 3], "hidden": 256}],
+    "train": {"epochs": 40, "batch_size": 64},
+    "metric": [{"name": "mnno", "k": [1, 5, 10]}],
+})  # fmt: skip
 
 CONFIGS = {
     "local": ["--workers", "1"],

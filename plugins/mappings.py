@@ -152,6 +152,11 @@ def fit_procrustes(
     return _affine(weight, my - mx @ weight)
 
 
+def build_affine(in_dim: int, out_dim: int, params: Mapping[str, Any]) -> nn.Module:
+    """The affine layer a closed-form fit fills in (its parameters are the fit's, not the layer's)."""
+    return build_linear(in_dim, out_dim, {"init": "default"})
+
+
 RIDGE_PARAMS = {"alpha": Param(float, default=1.0, min=0.0, doc="L2 penalty")}
 PROCRUSTES_PARAMS = {
     "width": Param(int, default=0, min=0, doc="common width; 0 = the smaller dimension")
@@ -182,7 +187,7 @@ def register_mappings(register: Callable[[MappingSpec], None]) -> None:
     register(
         MappingSpec(
             "ridge",
-            lambda i, o, params: build_linear(i, o, {"init": "default"}),
+            build_affine,
             RIDGE_PARAMS,
             "closed-form regularised least squares",
             fit=fit_ridge,
@@ -191,7 +196,7 @@ def register_mappings(register: Callable[[MappingSpec], None]) -> None:
     register(
         MappingSpec(
             "procrustes",
-            lambda i, o, params: build_linear(i, o, {"init": "default"}),
+            build_affine,
             PROCRUSTES_PARAMS,
             "orthogonal map between principal subspaces of a common width",
             fit=fit_procrustes,

@@ -7,7 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import MetricSpec, Param, Probe, ResultRow, check_k_fits, hookimpl, overlap
+from xmodal import (
+    MetricDisplay,
+    MetricSpec,
+    Param,
+    Probe,
+    ResultRow,
+    check_k_fits,
+    hookimpl,
+    overlap,
+)
 
 COMPARISONS = {
     "pred-input": ("predicted", "input"),
@@ -64,6 +73,10 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             check=check_k_fits,
             uses_neighbors=True,
             default=True,  # the paper's measure: a study without [[metric]] measures it
+            # A measure of shared neighbourhood structure, not a score: neither direction is
+            # better (the paper compares mNNO(f(X), X) with mNNO(f(X), Y)).
+            label="mNNO",
+            higher_is_better=None,
         )
     )
     register(
@@ -72,5 +85,9 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             compute=regression,
             description="mean squared error and R² of predicted vs target vectors",
             compares=("pred-target",),
+            outputs={
+                "mse": MetricDisplay("MSE", digits=4, higher_is_better=False),
+                "r2": MetricDisplay("R²", digits=3, higher_is_better=True),
+            },
         )
     )

@@ -29,7 +29,16 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from xmodal import CheckContext, MetricSpec, Param, Probe, ResultRow, XmodalError, hookimpl
+from xmodal import (
+    CheckContext,
+    MetricDisplay,
+    MetricSpec,
+    Param,
+    Probe,
+    ResultRow,
+    XmodalError,
+    hookimpl,
+)
 from xmodal_plugins.support.word_ratings import Rating, benchmark_path, load_ratings, read_ratings
 
 SHORT = {"input": "input", "predicted": "pred", "target": "target"}
@@ -182,5 +191,11 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             compares=("input-<ratings>", "pred-<ratings>", "target-<ratings>"),
             value_range=(-1.0, 1.0),
             check=check_similarity_correlation,
+            outputs={
+                # Agreement with human judgements: higher is closer to them.
+                "spearman": MetricDisplay("Spearman ρ", digits=3, higher_is_better=True),
+                # The share of rated pairs whose items are in the split: a fact of the data.
+                "coverage": MetricDisplay("Coverage", digits=3, higher_is_better=None),
+            },
         )
     )

@@ -37,13 +37,9 @@ from xmodal import (
     hookimpl,
     overlap_per_item,
 )
+from xmodal_plugins.metrics import COMPARISONS, MNNO_PARAMS  # the spaces mnno compares
 from xmodal_plugins.support.linalg import matmul
 
-COMPARISONS = {
-    "pred-input": ("predicted", "input"),
-    "pred-target": ("predicted", "target"),
-    "input-target": ("input", "target"),
-}
 SIMILARITIES = ("cosine", "euclidean")
 _COMPARISON_PARAM = Param(str, default=list(COMPARISONS), many=True, choices=tuple(COMPARISONS))
 _FLOAT64_WORK = 2e9  # multiply-adds below which CKA runs in float64
@@ -234,6 +230,9 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             compares=tuple(COMPARISONS),
             value_range=(0.0, 1.0),
             check=check_cka,
+            # Like mNNO, these three measure how alike two spaces are, they do not score a mapping:
+            # no direction is better (higher_is_better stays None).
+            label="CKA",
         )
     )
     register(
@@ -255,6 +254,7 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             compares=tuple(COMPARISONS),
             value_range=(-1.0, 1.0),
             check=check_rsa,
+            label="RSA",
         )
     )
     register(
@@ -262,16 +262,11 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             name="knn_jaccard",
             compute=knn_jaccard,
             uses_neighbors=True,
-            params={
-                "comparisons": _COMPARISON_PARAM,
-                "k": Param(int, default=[1, 5, 10], many=True, min=1, doc="neighbourhood sizes"),
-                "similarity": Param(
-                    str, default=["cosine"], many=True, choices_from="similarities"
-                ),
-            },
+            params={"comparisons": _COMPARISON_PARAM, **MNNO_PARAMS},  # k and similarity as mnno's
             description="mean Jaccard similarity of the k-NN sets of two spaces",
             compares=tuple(COMPARISONS),
             value_range=(0.0, 1.0),
             check=check_k_fits,
+            label="k-NN Jaccard",
         )
     )

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import CheckContext, MetricSpec, Param, Probe, ResultRow, hookimpl
+from xmodal import CheckContext, MetricDisplay, MetricSpec, Param, Probe, ResultRow, hookimpl
 from xmodal_plugins.support.linalg import matmul
 
 BLOCK_BYTES = 32 * 2**20  # float32 scores per block (label measures hold a sorted copy too)
@@ -278,5 +278,14 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             compares=tuple(DIRECTIONS),
             value_range=(0.0, float("inf")),
             check=check_retrieval,
+            outputs={
+                "recall": MetricDisplay("Recall@k", digits=3, higher_is_better=True),
+                "median_rank": MetricDisplay("Median rank", digits=1, higher_is_better=False),
+                "mrr": MetricDisplay("MRR", digits=3, higher_is_better=True),
+                "label_precision": MetricDisplay(
+                    "Label precision@k", digits=3, higher_is_better=True
+                ),
+                "label_map": MetricDisplay("Label mAP", digits=3, higher_is_better=True),
+            },
         )
     )

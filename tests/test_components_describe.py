@@ -9,14 +9,14 @@ misbehaves is a study error naming its plugin, never a traceback.
 from __future__ import annotations
 
 import inspect
-import types
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from tests.conftest import TINY_STUDY, rows
+from tests.conftest import TINY_STUDY, rows, use
 from xmodal import CheckContext, hookimpl, plugins
 from xmodal.cli import _describe
 from xmodal.components import LossSpec, MappingSpec, MetricSpec
@@ -34,17 +34,21 @@ NO_DEFAULTS = ONE_WAY.replace('[[loss]]\nname = "mse"\n', "").replace(
 )
 
 
-def use(name: str, **hooks: object) -> None:
-    """Register an in-process plugin (next to the installed ones) for what follows."""
-    plugins.reset(plugins.load_manager(extra=[(name, types.SimpleNamespace(**hooks))]))
-
-
 def mappings_plugin(*specs: MappingSpec) -> dict[str, object]:
     def register_mappings(register):
         for spec in specs:
             register(spec)
 
     return {"register_mappings": hookimpl(register_mappings)}
+
+
+def plugin_error(cli, study: Path, plugin: str) -> str:
+    """`xmodal validate STUDY` fails with a study error (exit 2, no traceback) that says how to
+    skip `plugin`; its output."""
+    result = cli("validate", study)
+    assert result.code == 2 and "Traceback" not in result.output, result.output
+    assert f"XMODAL_LOAD_PLUGINS=-{plugin}" in result.output
+    return result.output
 
 
 def plan(text: str, fingerprint=lambda name, params: "data"):
@@ -127,11 +131,9 @@ def test_a_depth_that_misbehaves_is_a_study_error_naming_its_plugin(cli, write_s
         **mappings_plugin(MappingSpec("deep", residual, RESIDUAL.params, depth=depth)),
     )
     study = ONE_WAY.replace('[[mapping]]\nname = "linear"\n', '[[mapping]]\nname = "deep"\n')
-    result = cli("validate", write_study(study))
-    assert result.code == 2 and "Traceback" not in result.output, result.output
-    assert "mapping[0]: the depth of mapping 'deep' (plugin 'deep-plugin')" in result.output
-    assert said in result.output
-    assert "XMODAL_LOAD_PLUGINS=-deep-plugin" in result.output
+    output = plugin_error(cli, write_study(study), "deep-plugin")
+    assert "mapping[0]: the depth of mapping 'deep' (plugin 'deep-plugin')" in output
+    assert said in output
 
 
 # --- defaults come from the registry -------------------------------------------------------------
@@ -263,11 +265,9 @@ def test_a_check_that_misbehaves_names_its_plugin(cli, write_study, check, said)
     metric = MetricSpec("buggy", lambda probe, params: iter(()), check=check)
     use("buggy-plugin", register_metrics=hookimpl(lambda register: register(metric)))
     study = ONE_WAY.replace('name = "mnno"\nk = [1, 5, 10]', 'name = "buggy"')
-    result = cli("validate", write_study(study))
-    assert result.code == 2 and "Traceback" not in result.output, result.output
-    assert "metric[0]: the check of metric 'buggy' (plugin 'buggy-plugin')" in result.output
-    assert said in result.output
-    assert "XMODAL_LOAD_PLUGINS=-buggy-plugin" in result.output
+    output = plugin_error(cli, write_study(study), "buggy-plugin")
+    assert "metric[0]: the check of metric 'buggy' (plugin 'buggy-plugin')" in output
+    assert said in output
 
 
 def test_a_metric_check_that_needs_the_split_size_waits_for_it():

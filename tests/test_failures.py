@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import torch
 
-from tests.conftest import TINY_STUDY, rows
-from xmodal import hookimpl, plugins
+from tests.conftest import TINY_STUDY, rows, use
+from xmodal import hookimpl
 from xmodal.components import DatasetSpec, MappingSpec
 from xmodal.data import PairedData
 from xmodal.params import Param
 
 
-def plugin_with_mapping(build) -> types.SimpleNamespace:
-    @hookimpl
-    def register_mappings(register):
-        register(MappingSpec("flaky", build, {"fail": Param(bool, default=False)}))
+def use_flaky_mapping(error: type[BaseException], *args: object) -> None:
+    """Register mapping `flaky`: a linear map, but building it raises `error(*args)` when its
+    parameter `fail` is true."""
 
-    return types.SimpleNamespace(register_mappings=register_mappings)
+    def build(i, o, params):
+        if params["fail"]:
+            raise error(*args)
+        return torch.nn.Linear(i, o)
 
-
-def use_plugin(plugin) -> None:
-    plugins.reset(plugins.load_manager(extra=[("flaky-plugin", plugin)]))
+    spec = MappingSpec("flaky", build, {"fail": Param(bool, default=False)})
+    use("flaky-plugin", register_mappings=hookimpl(lambda register: register(spec)))
 
 
 STUDY = (
@@ -36,12 +35,7 @@ STUDY = (
 
 
 def test_a_failed_run_is_recorded_with_its_error_and_the_study_goes_on(cli, write_study, db):
-    def build(i, o, params):
-        if params["fail"]:
-            raise RuntimeError("boom: this mapping cannot be built")
-        return torch.nn.Linear(i, o)
-
-    use_plugin(plugin_with_mapping(build))
+    use_flaky_mapping(RuntimeError, "boom: this mapping cannot be built")
     result = cli("run", write_study(STUDY), "--db", db)
     assert result.code == 1
     assert "2 trained" in result.output and "2 failed" in result.output
@@ -53,12 +47,7 @@ def test_a_failed_run_is_recorded_with_its_error_and_the_study_goes_on(cli, writ
 
 
 def test_fail_fast_stops_at_the_first_failure(cli, write_study, db):
-    def build(i, o, params):
-        if params["fail"]:
-            raise RuntimeError("boom")
-        return torch.nn.Linear(i, o)
-
-    use_plugin(plugin_with_mapping(build))
+    use_flaky_mapping(RuntimeError, "boom")
     result = cli("run", write_study(STUDY), "--db", db, "--fail-fast")
     assert result.code == 1 and "--fail-fast" in result.output
     assert rows(db, "SELECT count(*) FROM runs WHERE status = 'failed'") == [(1,)]
@@ -67,12 +56,7 @@ def test_fail_fast_stops_at_the_first_failure(cli, write_study, db):
 def test_ctrl_c_keeps_finished_runs_and_leaves_no_trace_of_the_interrupted_one(
     cli, write_study, db
 ):
-    def build(i, o, params):
-        if params["fail"]:
-            raise KeyboardInterrupt
-        return torch.nn.Linear(i, o)
-
-    use_plugin(plugin_with_mapping(build))
+    use_flaky_mapping(KeyboardInterrupt)
     result = cli("run", write_study(STUDY), "--db", db)
     assert result.code == 130
     assert "interrupted" in result.output and "Traceback" not in result.output
@@ -94,8 +78,7 @@ def test_all_zero_rows_under_cosine_are_refused_before_anything_runs(cli, write_
         )
 
     spec = DatasetSpec("zeros", load, lambda params: ["text", "image"])
-    plugin = types.SimpleNamespace(register_datasets=hookimpl(lambda register: register(spec)))
-    plugins.reset(plugins.load_manager(extra=[("zeros-plugin", plugin)]))
+    use("zeros-plugin", register_datasets=hookimpl(lambda register: register(spec)))
     study = TINY_STUDY.replace('dataset = "synthetic"', 'dataset = "zeros"').replace(
         "[data.params]\nn_items = 240\ndim_text = 16\ndim_image = 24\n", ""
     )

@@ -7,12 +7,14 @@ errors that name the file. parquet and safetensors need `xmodal[files]`.
 from __future__ import annotations
 
 import logging
-import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pytest
 
+from xmodal.testing import to_toml
 from xmodal_plugins import files
 from xmodal_plugins.support.alignment import AlignmentError
 from xmodal_plugins.support.featurefiles import (
@@ -29,31 +31,35 @@ def params(**given):
     return {**{k: p.default for k, p in files.PARAMS.items() if not p.required}, **given}
 
 
+def write_files_study(
+    features: list[str],
+    dataset_params: Mapping = MappingProxyType({}),
+    data: Mapping = MappingProxyType({}),
+    **tables: object,
+) -> Path:
+    """study.toml in the current directory: the `files` dataset reading `features` (with
+    `dataset_params`), k-fold split, `data`'s other keys, a linear mapping and `tables`; its path."""
+    study = {
+        "study": {"name": "mine"},
+        "data": {"dataset": "files", "split": "kfold", **data,
+                 "params": {"features": features, **dataset_params}},
+        "mapping": [{"name": "linear"}],
+        **tables,
+    }  # fmt: skip
+    path = Path("study.toml")
+    path.write_text(to_toml(study))
+    return path
+
+
 def test_a_study_naming_two_npy_paths_runs_end_to_end(cli, tmp_path, db, monkeypatch):
     monkeypatch.chdir(tmp_path)
     np.save("text.npy", RNG.standard_normal((120, 8)).astype(np.float32))
     np.save("image.npy", RNG.standard_normal((120, 12)).astype(np.float32))
-    Path("study.toml").write_text(
-        textwrap.dedent("""\
-        [study]
-        name = "mine"
-        [data]
-        dataset = "files"
-        split = "kfold"
-        folds = 3
-        directions = ["forward"]
-        [data.params]
-        features = ["text=text.npy", "image=image.npy"]
-        [[mapping]]
-        name = "linear"
-        [train]
-        epochs = 2
-        [[metric]]
-        name = "mnno"
-        k = [5]
-        """)
-    )
-    result = cli("run", "study.toml", "--db", db)
+    study = write_files_study(
+        ["text=text.npy", "image=image.npy"], data={"folds": 3, "directions": ["forward"]},
+        train={"epochs": 2}, metric=[{"name": "mnno", "k": [5]}],
+    )  # fmt: skip
+    result = cli("run", study, "--db", db)
     assert result.code == 0, result.output
     assert "0 failed" in result.output
 
@@ -219,20 +225,7 @@ def test_a_missing_optional_package_names_the_extra(tmp_path, monkeypatch):
 
 def test_validation_reports_bad_feature_entries_before_anything_loads(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    Path("s.toml").write_text(
-        textwrap.dedent("""\
-        [study]
-        name = "bad"
-        [data]
-        dataset = "files"
-        split = "kfold"
-        [data.params]
-        features = ["text=a.txt", "image=b.npy"]
-        [[mapping]]
-        name = "linear"
-        """)
-    )
-    result = cli("validate", "s.toml")
+    result = cli("validate", write_files_study(["text=a.txt", "image=b.npy"]))
     assert result.code != 0
     assert "unsupported format" in result.output
 
@@ -240,20 +233,7 @@ def test_validation_reports_bad_feature_entries_before_anything_loads(cli, tmp_p
 def test_a_missing_file_becomes_a_study_problem(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     np.save("a.npy", np.ones((4, 2)))
-    Path("s.toml").write_text(
-        textwrap.dedent("""\
-        [study]
-        name = "missing"
-        [data]
-        dataset = "files"
-        split = "kfold"
-        [data.params]
-        features = ["a.npy", "gone.npy"]
-        [[mapping]]
-        name = "linear"
-        """)
-    )
-    result = cli("validate", "s.toml")
+    result = cli("validate", write_files_study(["a.npy", "gone.npy"]))
     assert result.code != 0
     assert "gone.npy: no such file" in result.output
 
@@ -400,21 +380,12 @@ def test_naming_an_id_column_or_a_scalar_column_as_vectors_is_refused(tmp_path):
 def test_validate_refuses_two_sets_reading_one_column(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_multi_parquet(tmp_path / "feats.parquet")
-    Path("s.toml").write_text(
-        textwrap.dedent("""\
-        [study]
-        name = "ambiguous"
-        [data]
-        dataset = "files"
-        split = "kfold"
-        [data.params]
-        features = ["image=feats.parquet", "text=feats.parquet"]
-        vector_column = "glove"
-        [[mapping]]
-        name = "linear"
-        """)
+    result = cli(
+        "validate",
+        write_files_study(
+            ["image=feats.parquet", "text=feats.parquet"], dataset_params={"vector_column": "glove"}
+        ),
     )
-    result = cli("validate", "s.toml")
     assert result.code != 0
     assert "both read column 'glove'" in result.output
     assert "Traceback" not in result.output

@@ -4,67 +4,37 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
-from tests.conftest import rows
+from tests.conftest import rows, study_toml
 
-STUDY = """\
-[study]
-name = "metrics"
-seeds = [0]
 
-[data]
-dataset = "synthetic"
-pairs = [["text", "image"]]
-directions = ["forward"]
-
-[data.params]
-n_items = 200
-dim_text = 12
-dim_image = 16
-clusters = 4
-
-[[mapping]]
-name = "linear"
-
-[[loss]]
-name = "mse"
-
-[train]
-epochs = 2
-batch_size = 32
-
-[probes]
-trained = true
-untrained = true
-splits = ["test"]
-
-[[metric]]
-name = "retrieval"
-k = [1, 5]
-directions = ["pred-target", "target-pred"]
-map_at = "all"
-
-[[metric]]
-name = "cka"
-
-[[metric]]
-name = "rsa"
-
-[[metric]]
-name = "knn_jaccard"
-k = [5]
-
-[[metric]]
-name = "similarity_correlation"
-ratings_file = ["{ratings}"]
-"""
+def metrics_study(ratings: Path, retrieval_k: tuple[int, ...] = (1, 5)) -> str:
+    """One forward linear mapping on clustered synthetic items, trained and untrained, measured
+    on the test split by every new metric (`ratings`: the item-pair ratings file)."""
+    return study_toml(
+        study={"name": "metrics"},
+        data={"directions": ["forward"],
+              "params": {"n_items": 200, "dim_text": 12, "dim_image": 16, "clusters": 4}},
+        mapping=[{"name": "linear"}],
+        train={"epochs": 2},
+        probes={"trained": True, "untrained": True, "splits": ["test"]},
+        metric=[
+            {"name": "retrieval", "k": list(retrieval_k),
+             "directions": ["pred-target", "target-pred"], "map_at": "all"},
+            {"name": "cka"},
+            {"name": "rsa"},
+            {"name": "knn_jaccard", "k": [5]},
+            {"name": "similarity_correlation", "ratings_file": [str(ratings)]},
+        ],
+    )  # fmt: skip
 
 
 def test_a_study_naming_every_new_metric_runs_and_is_queryable(cli, write_study, db, tmp_path):
     ratings = tmp_path / "itempairs.tsv"
     pairs = itertools.combinations(range(30), 2)
     ratings.write_text("".join(f"item{a}\titem{b}\t{(a * 7 + b * 3) % 11}\n" for a, b in pairs))
-    study = write_study(STUDY.format(ratings=ratings))
+    study = write_study(metrics_study(ratings))
     result = cli("run", study, "--db", db)
     assert result.code == 0, result.output
     assert "2 trained" in result.output
@@ -110,7 +80,44 @@ def test_a_study_naming_every_new_metric_runs_and_is_queryable(cli, write_study,
 def test_validation_catches_k_larger_than_the_split(cli, write_study, db, tmp_path):
     ratings = tmp_path / "r.tsv"
     ratings.write_text("item1\titem2\t1\n")
-    text = STUDY.format(ratings=ratings).replace("k = [1, 5]\n", "k = [1, 5000]\n")
-    result = cli("run", write_study(text), "--db", db)
+    result = cli("run", write_study(metrics_study(ratings, retrieval_k=(1, 5000))), "--db", db)
     assert result.code != 0
     assert "metric[0].k" in result.output and "5000" in result.output
+
+
+def test_built_in_metrics_say_how_the_report_shows_their_rows():
+    """Label, digits and direction of every row metric the built-ins write; None where no
+    direction is meaningful (measures of how alike two spaces are, coverage of the ratings)."""
+    from xmodal.plugins import get_registry
+
+    metrics = get_registry().metrics
+    rows_of = {
+        "mnno": ["mnno"],
+        "regression": ["mse", "r2"],
+        "retrieval": ["recall", "median_rank", "mrr", "label_precision", "label_map"],
+        "similarity_correlation": ["spearman", "coverage"],
+        "cka": ["cka"],
+        "rsa": ["rsa"],
+        "knn_jaccard": ["knn_jaccard"],
+    }
+    shown = {
+        row: (d.label, d.digits, d.higher_is_better)
+        for spec, rows in rows_of.items()
+        for row in rows
+        for d in [metrics[spec].display(row)]
+    }
+    assert shown == {
+        "mnno": ("mNNO", 3, None),
+        "mse": ("MSE", 4, False),
+        "r2": ("R²", 3, True),
+        "recall": ("Recall@k", 3, True),
+        "median_rank": ("Median rank", 1, False),
+        "mrr": ("MRR", 3, True),
+        "label_precision": ("Label precision@k", 3, True),
+        "label_map": ("Label mAP", 3, True),
+        "spearman": ("Spearman ρ", 3, True),
+        "coverage": ("Coverage", 3, None),
+        "cka": ("CKA", 3, None),
+        "rsa": ("RSA", 3, None),
+        "knn_jaccard": ("k-NN Jaccard", 3, None),
+    }

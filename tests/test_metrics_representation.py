@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist
 
+from xmodal import ResultRow
 from xmodal.neighbors import knn, overlap, overlap_per_item
 from xmodal.params import expand
 from xmodal.plugins import get_registry
@@ -28,6 +29,16 @@ def hsic_cka(x, y):
 def orthogonal(d, seed):
     q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
     return q
+
+
+def measure(metric: str, x, y, pred, params: dict) -> list[ResultRow]:
+    """The rows the registered `metric` computes (with `params`, defaults filled) on a test split
+    whose inputs are `x`, targets `y` and predictions `pred`."""
+    probe = Probe(
+        {"test": Spaces("test", x, y, pred, ("x",), ("y",))}, NeighborCache(), include_self=False
+    )
+    spec = get_registry().metrics[metric]
+    return list(spec.compute(probe, expand(spec.params, params)[0]))
 
 
 @pytest.fixture
@@ -71,11 +82,7 @@ def test_cka_is_not_invariant_to_anisotropic_scaling(xy):
 def test_cka_metric_writes_one_row_per_comparison(xy):
     x, y = xy
     pred = x @ np.random.default_rng(3).standard_normal((6, 9))
-    probe = Probe(
-        {"test": Spaces("test", x, y, pred, ("x",), ("y",))}, NeighborCache(), include_self=False
-    )
-    spec = get_registry().metrics["cka"]
-    rows = {r.comparison: r.value for r in spec.compute(probe, expand(spec.params, {})[0])}
+    rows = {r.comparison: r.value for r in measure("cka", x, y, pred, {})}
     assert rows == pytest.approx(
         {
             "pred-input": hsic_cka(pred, x),
@@ -147,15 +154,12 @@ def test_jaccard_is_a_function_of_the_per_item_overlap_and_never_exceeds_mnno(xy
 def test_knn_jaccard_metric_uses_the_probe_neighbour_lists(xy):
     x, y = xy
     pred = x @ np.random.default_rng(6).standard_normal((6, 9))
-    probe = Probe(
-        {"test": Spaces("test", x, y, pred, ("x",), ("y",))}, NeighborCache(), include_self=False
-    )
-    spec = get_registry().metrics["knn_jaccard"]
-    rows = list(spec.compute(probe, expand(spec.params, {"k": [3, 10]})[0]))
+    rows = measure("knn_jaccard", x, y, pred, {"k": [3, 10]})
     assert len(rows) == 3 * 2
     got = {(r.comparison, r.k): r.value for r in rows}
     want = jaccard(knn(pred, 10).indices, knn(x, 10).indices, 3)
     assert got["pred-input", 3] == pytest.approx(want)
+    spec = get_registry().metrics["knn_jaccard"]
     info = CheckContext("metric", "knn_jaccard", n_items=10, split="test", include_self=False)
     assert [key for key, _ in spec.check({"k": [9, 10]}, info)] == ["k"]
     assert list(spec.check({"k": [10]}, attrs.evolve(info, include_self=True))) == []

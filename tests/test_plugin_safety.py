@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TINY_STUDY, rows
+from tests.conftest import TINY_STUDY, install, rows, use
 from xmodal import hookimpl, plugins
 from xmodal.components import DatasetSpec, MappingSpec, MetricSpec, ResultRow
 from xmodal.data import DataError, PairedData
@@ -30,31 +30,6 @@ SMALL_STUDY = TINY_STUDY.replace('[[mapping]]\nname = "mlp"\ndepth = 2\nhidden =
     'directions = ["forward", "backward"]', 'directions = "forward"'
 )
 BUILTIN_FILTER = "synthetic,mappings,losses,metrics"
-
-
-def install(
-    site: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    dist: str,
-    entry_points: dict[str, str],
-    modules: dict[str, str],
-) -> None:
-    """Install a package the way pip would: modules plus a dist-info declaring `xmodal` entry points."""
-    site.mkdir(exist_ok=True)
-    for module, source in modules.items():
-        (site / f"{module}.py").write_text(source)
-    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    lines = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[xmodal]\n{lines}")
-    monkeypatch.syspath_prepend(str(site))
-    plugins.reset()
-
-
-def use(name: str, **hooks: object) -> None:
-    """Register an in-process plugin (with the built-ins) for the next commands."""
-    plugins.reset(plugins.load_manager(extra=[(name, types.SimpleNamespace(**hooks))]))
 
 
 CLASHING_METRICS = """

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import install
+from tests.plugin_study import small_study
 from xmodal import DatasetSpec, LossSpec, MetricSpec, ResultRow, hookimpl, plugins
 from xmodal.testing import PluginRegistrationError, XmodalTester, to_toml
 
@@ -58,15 +60,10 @@ def test_xmodal_load_plugins_limits_loading(cli, monkeypatch):
 
 
 def test_a_broken_plugin_is_named_in_the_error(cli, tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "xmodal_broken.py").write_text("raise ImportError('missing dependency foo')\n")
-    dist = site / "xmodal_broken-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: xmodal-broken\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[xmodal]\nbroken = xmodal_broken\n")
-    monkeypatch.syspath_prepend(str(site))
-    plugins.reset()
+    install(
+        tmp_path / "site", monkeypatch, "xmodal-broken", {"broken": "xmodal_broken"},
+        {"xmodal_broken": "raise ImportError('missing dependency foo')\n"},
+    )  # fmt: skip
     result = cli("plugins")
     assert result.code == 1
     assert "plugin 'broken'" in result.output and "missing dependency foo" in result.output
@@ -201,18 +198,10 @@ def test_select_filters_by_column_and_refuses_names_that_are_not_identifiers(
     xmodal_tester: XmodalTester,
 ):
     xmodal_tester.register(one_metric(), name="c")
-    study = {
-        "study": {"name": "q"},
-        "data": {
-            "dataset": "synthetic",
-            "pairs": [["text", "image"]],
-            "directions": "forward",
-            "params": {"n_items": 60, "dim_text": 4, "dim_image": 4},
-        },
-        "mapping": [{"name": "linear"}],
-        "train": {"epochs": 1},
-        "metric": [{"name": "const"}],
-    }
+    study = small_study(
+        study={"name": "q"}, data_params={"n_items": 60, "dim_text": 4, "dim_image": 4},
+        loss=None, train={"epochs": 1}, metric=[{"name": "const"}],
+    )  # fmt: skip
     result = xmodal_tester.run(study)
     result.assert_ok()
     assert [r["value"] for r in result.results(metric="const", state="untrained")] == [1.0]

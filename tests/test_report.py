@@ -10,66 +10,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TINY_STUDY, rows
+from tests.conftest import REPO, TINY_STUDY, rows, study_toml
 from xmodal.store import Store
+from xmodal.testing import CliResult
 from xmodal.views import RESULTS_SUMMARY, DeclaredView
 from xmodal_plugins.paper_report import VIEWS
 
-STUDY = """\
-[study]
-name = "paper-mini"
-description = "a tiny stand-in for the paper's experiments"
-seeds = [0]
-
-[data]
-dataset = "synthetic"
-pairs = [["text", "image"]]
-directions = ["forward", "backward"]
-split = "kfold"
-folds = 2
-
-[data.params]
-n_items = 200
-dim_text = 12
-dim_image = 16
-
-[[mapping]]
-name = "mlp"
-depth = [0, 1, 2]
-hidden = 16
-
-[[loss]]
-name = "mse"
-
-[[loss]]
-name = "cosine"
-
-[train]
-epochs = 4
-batch_size = 50
-probe_every = 2
-
-[probes]
-trained = true
-untrained = true
-
-[[metric]]
-name = "mnno"
-k = [5, 10]
-
-[[metric]]
-name = "regression"
-
-[[metric]]
-name = "retrieval"
-k = [1, 10]
-labels = false
-
-[[metric]]
-name = "similarity_correlation"
-ratings_file = ["RATINGS"]
-spaces = ["input", "predicted"]
-"""
+STUDY = study_toml(
+    study={"name": "paper-mini", "description": "a tiny stand-in for the paper's experiments"},
+    data={"split": "kfold", "folds": 2, "params": {"n_items": 200, "dim_text": 12, "dim_image": 16}},
+    mapping=[{"name": "mlp", "depth": [0, 1, 2], "hidden": 16}],
+    loss=[{"name": "mse"}, {"name": "cosine"}],
+    train={"epochs": 4, "batch_size": 50, "probe_every": 2},
+    probes={"trained": True, "untrained": True},
+    metric=[
+        {"name": "mnno", "k": [5, 10]},
+        {"name": "regression"},
+        {"name": "retrieval", "k": [1, 10], "labels": False},
+        {"name": "similarity_correlation", "ratings_file": ["RATINGS"],
+         "spaces": ["input", "predicted"]},
+    ],
+)  # fmt: skip
 
 # 2 directions × 2 folds × 3 depths × (2 losses trained + 1 untrained)
 N_RUNS = 36
@@ -275,16 +236,24 @@ def test_docs_show_every_views_sql():
     assert RESULTS_SUMMARY.strip() in doc, "docs/report.md does not show results_summary"
 
 
+# ridge (a family with no depth) beside mlp at depths 0 and 1.
+MLP_AT_0_AND_1 = {"name": "mlp", "depth": [0, 1], "hidden": 32}
+RIDGE_AND_MLP = study_toml(mapping=[{"name": "ridge"}, MLP_AT_0_AND_1])
+
+
+def run_and_report(cli, study: Path, db: Path, out: Path) -> tuple[CliResult, str]:
+    """Run `study` (named "tiny"), then `xmodal report tiny --out OUT`, which must succeed
+    without a traceback: the report command's result and the report.md it wrote."""
+    assert cli("run", study, "--db", db).code == 0
+    result = cli("report", "tiny", "--db", db, "--out", out)
+    assert result.code == 0 and "Traceback" not in result.output, result.output
+    return result, (out / "report.md").read_text()
+
+
 def test_a_mapping_without_depth_beside_mlps_is_in_the_tables_not_on_the_depth_axis(
     cli, write_study, db, tmp_path
 ):
-    study = TINY_STUDY.replace(
-        '[[mapping]]\nname = "linear"\n', '[[mapping]]\nname = "ridge"\n'
-    ).replace("depth = 2", "depth = [0, 1]")
-    assert cli("run", write_study(study), "--db", db).code == 0
-    result = cli("report", "tiny", "--db", db, "--out", tmp_path / "report")
-    assert result.code == 0 and "Traceback" not in result.output, result.output
-    text = (tmp_path / "report" / "report.md").read_text()
+    _, text = run_and_report(cli, write_study(RIDGE_AND_MLP), db, tmp_path / "report")
     assert "ridge" in text and (tmp_path / "report" / "depth.png").is_file()
 
 
@@ -329,11 +298,9 @@ def register_third_party(name: str = "third-party") -> None:
     plugins.reset(plugins.load_manager(extra=[(name, hooks)]))
 
 
-MIXED = (
-    TINY_STUDY.replace('[[mapping]]\nname = "linear"\n', '[[mapping]]\nname = "shift"\n').replace(
-        "depth = 2", "depth = [0, 1]"
-    )
-    + '\n[[metric]]\nname = "spread"\n'
+MIXED = study_toml(
+    mapping=[{"name": "shift"}, MLP_AT_0_AND_1],
+    metric=[{"name": "mnno", "k": [1, 5, 10]}, {"name": "spread"}],
 )
 
 
@@ -341,10 +308,7 @@ def test_a_third_party_mapping_without_depth_and_metric_are_reported(
     cli, write_study, db, tmp_path
 ):
     register_third_party()
-    assert cli("run", write_study(MIXED), "--db", db).code == 0
-    result = cli("report", "tiny", "--db", db, "--out", tmp_path / "r")
-    assert result.code == 0 and "Traceback" not in result.output, result.output
-    text = (tmp_path / "r" / "report.md").read_text()
+    _, text = run_and_report(cli, write_study(MIXED), db, tmp_path / "r")
     # The metric appears under its label, with its direction and its digits.
     assert "### Spread (`spread`), lower is better" in text
     part = text.split("### Spread (`spread`)")[1]
@@ -367,13 +331,7 @@ def test_ridge_and_mlp_at_depth_0_and_1_report_with_only_the_core_section(
 ):
     """The issue's crash (depth None sorted with ints), without the paper's sections."""
     monkeypatch.setenv("XMODAL_LOAD_PLUGINS", PLUGINS + ",-paper_report")
-    study = TINY_STUDY.replace(
-        '[[mapping]]\nname = "linear"\n', '[[mapping]]\nname = "ridge"\n'
-    ).replace("depth = 2", "depth = [0, 1]")
-    assert cli("run", write_study(study), "--db", db).code == 0
-    result = cli("report", "tiny", "--db", db, "--out", tmp_path / "r")
-    assert result.code == 0 and "Traceback" not in result.output, result.output
-    text = (tmp_path / "r" / "report.md").read_text()
+    result, text = run_and_report(cli, write_study(RIDGE_AND_MLP), db, tmp_path / "r")
     assert "## Table 1" not in text and "## All measurements" in text
     assert "### mnno" in text  # no label declared: the name
     assert re.search(r"\| ridge \| — \|", text) and re.search(r"\| mlp \| 1 \|", text)

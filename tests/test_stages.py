@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from tests.conftest import TINY_STUDY, rows
+from tests.conftest import TINY_STUDY, rows, study_toml
 from xmodal import hookimpl, plugins
 from xmodal.artifacts import ArtifactStore, artifacts_dir
 from xmodal.components import MetricSpec, ResultRow
@@ -164,33 +164,17 @@ def test_artifacts_live_beside_the_database_whatever_its_spelling(tmp_path):
     assert artifacts_dir(link) == artifacts_dir(db) == tmp_path / "real.duckdb.artifacts"
 
 
-FILES_STUDY = """\
-[study]
-name = "files"
-seeds = [0]
-
-[data]
-dataset = "files"
-pairs = [["text", "image"]]
-directions = "forward"
-split = "random"
-
-[data.params]
-features = ["text={text}", "image={image}"]
-
-[[mapping]]
-name = "linear"
-
-[[loss]]
-name = "mse"
-
-[train]
-epochs = 2
-
-[[metric]]
-name = "mnno"
-k = [5]
-"""
+def files_study(text: Path, image: Path) -> str:
+    """TINY_STUDY on the `files` dataset reading these two feature files: one direction, a
+    linear mapping trained for 2 epochs, mNNO at k = 5."""
+    return study_toml(
+        study={"name": "files"},
+        data={"dataset": "files", "directions": "forward", "split": "random",
+              "params": {"features": [f"text={text}", f"image={image}"]}},
+        mapping=[{"name": "linear"}],
+        train={"epochs": 2, "batch_size": None},
+        metric=[{"name": "mnno", "k": [5]}],
+    )  # fmt: skip
 
 
 def test_replacing_a_feature_file_retrains_and_keeps_both_versions_apart(
@@ -200,7 +184,7 @@ def test_replacing_a_feature_file_retrains_and_keeps_both_versions_apart(
     text, image = tmp_path / "text.npy", tmp_path / "image.npy"
     np.save(text, rng.standard_normal((120, 8)).astype(np.float32))
     np.save(image, rng.standard_normal((120, 12)).astype(np.float32))
-    study = write_study(FILES_STUDY.format(text=text, image=image))
+    study = write_study(files_study(text, image))
     assert cli("run", study, "--db", db).code == 0
     first = rows(db, "SELECT DISTINCT data_fingerprint FROM runs")
 

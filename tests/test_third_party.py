@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 
 import xmodal
-from tests.conftest import REPO, rows
-from xmodal import plugins
-from xmodal.testing import XmodalTester
+from tests.conftest import REPO, install, rows
+from xmodal.testing import XmodalTester, to_toml
 
 PACKAGE = REPO / "tests" / "third_party" / "xmodal_npydir"
 N_ITEMS, DIM = 60, 6
@@ -42,37 +41,15 @@ def npy_directory(directory: Path) -> Path:
 
 
 def study(directory: Path) -> str:
-    return f"""\
-[study]
-name = "npydir"
-
-[data]
-dataset = "npydir"
-pairs = [["words", "pixels"]]
-directions = "forward"
-
-[data.params]
-path = {json.dumps(str(directory))}
-
-[[mapping]]
-name = "resmlp"
-hidden = 16
-blocks = [0, 2]
-
-[[loss]]
-name = "mse_cosine"
-weight = 0.3
-
-[train]
-epochs = 3
-batch_size = 16
-
-[[metric]]
-name = "dcka"
-
-[[metric]]
-name = "procrustes"
-"""
+    return to_toml({
+        "study": {"name": "npydir"},
+        "data": {"dataset": "npydir", "pairs": [["words", "pixels"]], "directions": "forward",
+                 "params": {"path": str(directory)}},
+        "mapping": [{"name": "resmlp", "hidden": 16, "blocks": [0, 2]}],
+        "loss": [{"name": "mse_cosine", "weight": 0.3}],
+        "train": {"epochs": 3, "batch_size": 16},
+        "metric": [{"name": "dcka"}, {"name": "procrustes"}],
+    })  # fmt: skip
 
 
 @pytest.fixture
@@ -154,12 +131,7 @@ def test_installed_as_a_package_it_runs_through_the_cli(
     """As pip would install it: the package, and a dist-info declaring the entry point."""
     site = tmp_path / "site"
     shutil.copytree(PACKAGE, site / "xmodal_npydir")
-    info = site / "xmodal_npydir-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xmodal-npydir\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[xmodal]\nnpydir = xmodal_npydir\n")
-    monkeypatch.syspath_prepend(str(site))
-    plugins.reset()
+    install(site, monkeypatch, "xmodal-npydir", {"npydir": "xmodal_npydir"})
 
     listing = json.loads(cli("plugins", "--json").out)
     assert listing["npydir"]["metrics"] == ["dcka", "procrustes"]

@@ -33,18 +33,28 @@ def _check_features(instance: PairedData, attribute: attrs.Attribute, value: Map
             )
 
 
+def _one_per_item(
+    instance: PairedData, name: str, value: Any, each: str, without: str
+) -> np.ndarray | None:
+    """`value` (None, or one `each` per item) as an array; a DataError for any other shape."""
+    if value is None:
+        return None
+    n = len(instance.ids)
+    array = np.asarray(value)
+    if array.ndim != 1 or len(array) != n:
+        raise DataError(
+            f"{_where(instance)}: {name} has shape {array.shape}, expected ({n},): one {each} "
+            f"per item of ids ({n} items); use {name}=None for a dataset without {without}"
+        )
+    return array
+
+
 def _check_split(instance: PairedData, attribute: attrs.Attribute, value: Any) -> None:
     """`split` is None, or one "train"/"test" mark per item: anything else would drop items."""
-    if value is None:
+    marks = _one_per_item(instance, "split", value, "'train' or 'test'", "a split of its own")
+    if marks is None:
         return
-    n = len(instance.ids)
-    marks = np.asarray(value)
-    if marks.ndim != 1 or len(marks) != n:
-        raise DataError(
-            f"{_where(instance)}: split has shape {marks.shape}, expected ({n},): one "
-            f"'train' or 'test' per item of ids ({n} items); use split=None for a dataset "
-            "without a split of its own"
-        )
+    n = len(marks)
     if marks.dtype.kind == "U":
         bad_rows = np.flatnonzero((marks != "train") & (marks != "test"))
     else:
@@ -77,15 +87,9 @@ def _check_labels(instance: PairedData, attribute: attrs.Attribute, value: Any) 
 
 def _check_fold(instance: PairedData, attribute: attrs.Attribute, value: Any) -> None:
     """`fold` is None, or one fold number (an integer >= 0) per item."""
-    if value is None:
+    numbers = _one_per_item(instance, "fold", value, "fold number", "folds")
+    if numbers is None:
         return
-    n = len(instance.ids)
-    numbers = np.asarray(value)
-    if numbers.ndim != 1 or len(numbers) != n:
-        raise DataError(
-            f"{_where(instance)}: fold has shape {numbers.shape}, expected ({n},): one fold "
-            f"number per item of ids ({n} items); use fold=None for a dataset without folds"
-        )
     if numbers.dtype.kind not in "iu":
         raise DataError(
             f"{_where(instance)}: fold numbers must be integers (0, 1, 2, ...), got dtype "
@@ -95,7 +99,7 @@ def _check_fold(instance: PairedData, attribute: attrs.Attribute, value: Any) ->
     if negative.size:
         items = ", ".join(repr(instance.ids[i]) for i in negative[:3])
         raise DataError(
-            f"{_where(instance)}: fold numbers must be >= 0; {negative.size} of {n} items have a "
+            f"{_where(instance)}: fold numbers must be >= 0; {negative.size} of {len(numbers)} items have a "
             f"negative one (items {items}{' …' if negative.size > 3 else ''})"
         )
 

@@ -107,17 +107,10 @@ class _Scanner:
         table: str | None = ""
         level = 0
         while self.i < self.n and self.too_deep is None:
-            self.skip_blank()
+            self.skip_space_and_comments()
             if self.i >= self.n:
                 break
-            c = self.s[self.i]
-            if c in "\r\n":
-                self.newline()
-                continue
-            if c == "#":
-                self.skip_comment()
-                continue
-            if c == "[":
+            if self.s[self.i] == "[":
                 table, level = self.header(self.line)
             else:
                 self.keyval(table, level, self.line)
@@ -185,7 +178,7 @@ class _Scanner:
         while self.i < self.n and self.too_deep is None:
             in_array = bool(stack) and stack[-1].kind == "["
             if expect_value:
-                self.skip_space_in_array() if in_array else self.skip_blank()
+                self.skip_space_and_comments() if in_array else self.skip_blank()
                 if self.i >= self.n:
                     return
                 c = self.s[self.i]
@@ -216,7 +209,7 @@ class _Scanner:
             if not stack:
                 return
             frame = stack[-1]
-            self.skip_space_in_array() if in_array else self.skip_blank()
+            self.skip_space_and_comments() if in_array else self.skip_blank()
             if self.i >= self.n:
                 return
             c = self.s[self.i]
@@ -365,8 +358,9 @@ class _Scanner:
             self.line += 1
         self.i += 1
 
-    def skip_space_in_array(self) -> None:
-        """Arrays may span lines and hold comments between their values."""
+    def skip_space_and_comments(self) -> None:
+        """Blanks, line ends and comments: between the document's lines, and inside an array
+        (arrays may span lines and hold comments between their values)."""
         while self.i < self.n:
             self.skip_blank()
             if self.i >= self.n:
