@@ -45,7 +45,7 @@ def _comparisons(default: list[str] | None = None) -> Param:
         default=default if default is not None else list(COMPARISONS),
         many=True,
         choices=tuple(COMPARISONS),
-        doc="pairs of spaces compared (first space A, second B)",
+        doc="the pairs of spaces compared (predicted, input, target), A first; one row each",
     )
 
 
@@ -355,7 +355,11 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
         "comparisons": _comparisons(),
         "k": _k_param([10]),
         "similarity": Param(
-            str, default=["cosine"], many=True, choices_from="similarities", doc="what is near"
+            str,
+            default=["cosine"],
+            many=True,
+            choices_from="similarities",
+            doc="registered similarities that rank the neighbours; rows for each",
         ),
     }
     register(
