@@ -140,9 +140,9 @@ def test_a_similarity_registered_in_process_runs_mnno(xmodal_tester):
     data = _load({"seed": 0})
     a, b = data.features["a"][test], data.features["b"][test]
     for k in (1, 3, 7):
-        (row,) = result.results(comparison="input-target", similarity="dot", k=k)
+        (row,) = result.results(metric="mnno", comparison="input-target", similarity="dot", k=k)
         assert row["value"] == pytest.approx(brute_force_mnno(a, b, k), abs=1e-12)
-        (same,) = result.results(comparison="pred-input", similarity="dot", k=k)
+        (same,) = result.results(metric="mnno", comparison="pred-input", similarity="dot", k=k)
         assert same["value"] == 1.0  # the identity's prediction is its input
     assert result.results(similarity="euclidean")
     # The public function finds it by name while it is registered.

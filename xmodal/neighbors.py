@@ -372,19 +372,42 @@ def _row_sq_norms(X: np.ndarray) -> np.ndarray:
     return out
 
 
-@attrs.frozen(eq=False)
+@attrs.define(eq=False)
 class _Form:
-    """A space as the tiles use it: s(i, j) = weight · (Y[i] · Y[j]) − offset[i] − offset[j]."""
+    """A space as the tiles use it: s(i, j) = weight · (Y[i] · Y[j]) − offset[i] − offset[j].
 
-    Y: np.ndarray  # N×d' float32
+    `owned`: Y is an array only this computation holds (not the caller's X), so the tiles may
+    grow it in place into their zero-padded buffer instead of copying it (`_padded`).
+    """
+
+    Y: np.ndarray | None  # N×d' float32 (None once handed over to the tiles)
     offset: np.ndarray | None  # N float32, or None
     weight: float
     self_sim: Any  # np.float32, or an N×1 float32 array (a per-vector self-similarity)
+    owned: bool = False
 
     def rows(self, rows: np.ndarray) -> _Form:
+        assert self.Y is not None
         self_sim = self.self_sim if np.ndim(self.self_sim) == 0 else self.self_sim[rows]
         offset = None if self.offset is None else self.offset[rows]
-        return _Form(self.Y[rows], offset, self.weight, self_sim)
+        return _Form(self.Y[rows], offset, self.weight, self_sim, owned=True)
+
+
+def _padded(form: _Form, rows: int) -> np.ndarray:
+    """form.Y followed by zero rows, `rows` in all. A Y the form owns is grown in place (no
+    second N×d copy) unless something else still refers to it; the form lets go of Y."""
+    Y = form.Y
+    assert Y is not None
+    form.Y = None
+    if form.owned and Y.flags.owndata and Y.flags.c_contiguous:
+        try:
+            Y.resize((rows, Y.shape[1]), refcheck=True)  # new rows are zeros
+            return Y
+        except ValueError:  # another reference to Y: copy it instead
+            pass
+    padded = np.zeros((rows, Y.shape[1]), np.float32)
+    padded[: Y.shape[0]] = Y
+    return padded
 
 
 def zero_alternatives() -> str:
@@ -455,7 +478,8 @@ def _prepare(X: np.ndarray, spec: SimilaritySpec, name: str) -> _Form:
         if offset is not None:
             per_row = per_row - 2 * offset.astype(np.float64)
         self_sim = per_row.astype(np.float32)[:, None]
-    return _Form(Y, offset, float(spec.weight), self_sim)
+    owned = not same and Y is not X and Y.base is None and Y.flags.owndata
+    return _Form(Y, offset, float(spec.weight), self_sim, owned)
 
 
 @attrs.frozen(eq=False)
@@ -538,6 +562,7 @@ def _top_others_grouped(
 ) -> tuple[np.ndarray, np.ndarray]:
     """_top_others for data with equal rows: kNN of the distinct rows, then expanded to items."""
     distinct = form.rows(groups.first)
+    form.Y = None  # only the distinct rows are multiplied
     n_u = distinct.Y.shape[0]
     # `slots` distinct neighbours always suffice, whatever the group sizes and ties: the first
     # (lowest-index) item of every fetched group beats every item of every group left out.
@@ -651,15 +676,15 @@ def _group_lists(
 
 def _top_others(form: _Form, slots: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's `slots` best other rows, sorted by (−similarity, index)."""
-    n, d = form.Y.shape
+    assert form.Y is not None
+    n = form.Y.shape[0]
     block = max(int(block_size), _ALIGN)
     nb = math.ceil(n / block)
     b = _ALIGN * math.ceil(math.ceil(n / nb) / _ALIGN)
-    padded = np.zeros((nb * b, d), np.float32)
+    padded = _padded(form, nb * b)
     T = torch.from_numpy(padded)
     tile_t = torch.empty((b, b), dtype=torch.float32)
     tile = tile_t.numpy()
-    padded[:n] = form.Y
     weighted = form.weight != 1.0
     offsets = form.offset is not None
     if offsets:
