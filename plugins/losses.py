@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from xmodal import CheckContext, LossSpec, Param, hookimpl
 
-Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# torch is imported by the builders, when a run trains: registering the losses (every xmodal
+# command does) and checking a study must not wait for it.
+if TYPE_CHECKING:
+    import torch
+
+    Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def mse(params: Mapping[str, Any]) -> Loss:
     """The paper's MSE: mean over items of the per-dimension mean squared error."""
+    import torch.nn.functional as F
+
     return F.mse_loss
 
 
 def cosine(params: Mapping[str, Any]) -> Loss:
+    import torch.nn.functional as F
+
     return lambda pred, target: (1 - F.cosine_similarity(pred, target, dim=1)).mean()
 
 
 def max_margin(params: Mapping[str, Any]) -> Loss:
     """Ranking hinge: for each item, Σ over batch negatives of max(0, γ − cos(f(x), y) + cos(f(x), y⁻))."""
+    import torch
+    import torch.nn.functional as F
+
     margin, negatives = params["margin"], params["negatives"]
 
     def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -43,6 +52,9 @@ def max_margin(params: Mapping[str, Any]) -> Loss:
 
 def infonce(params: Mapping[str, Any]) -> Loss:
     """Symmetric contrastive loss over the batch (as in CLIP) with a fixed temperature."""
+    import torch
+    import torch.nn.functional as F
+
     temperature = params["temperature"]
 
     def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -59,14 +71,27 @@ BUILDERS: dict[str, tuple[Callable[[Mapping[str, Any]], Loss], dict[str, Param],
     "max_margin": (
         max_margin,
         {
-            "margin": Param(float, default=0.5, min=0.0),
-            "negatives": Param(int, default="all", min=1, also=("all", "hardest")),
+            "margin": Param(float, default=0.5, min=0.0, doc="hinge margin on cosine similarity"),
+            "negatives": Param(
+                int,
+                default="all",
+                min=1,
+                also=("all", "hardest"),
+                doc='in-batch negatives summed per item: "all", the "hardest", or the N hardest',
+            ),
         },
         "ranking hinge loss with in-batch negatives",
     ),
     "infonce": (
         infonce,
-        {"temperature": Param(float, default=0.07, min=1e-4)},
+        {
+            "temperature": Param(
+                float,
+                default=0.07,
+                min=1e-4,
+                doc="the logits are cosine similarities divided by it",
+            )
+        },
         "symmetric InfoNCE",
     ),
 }
@@ -97,8 +122,13 @@ def register_losses(register: Callable[[LossSpec], None]) -> None:
             "weighted",
             weighted,
             {
-                "terms": Param(str, many=True, choices=tuple(BUILDERS)),
-                "weights": Param(float, many=True),
+                "terms": Param(
+                    str,
+                    many=True,
+                    choices=tuple(BUILDERS),
+                    doc="the losses summed, each with its default parameters",
+                ),
+                "weights": Param(float, many=True, doc="one weight per term, in the same order"),
             },
             "weighted sum of other losses",
             check=check_weighted,

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from xmodal import CheckContext, MappingSpec, Param, hookimpl
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "leaky_relu": nn.LeakyReLU,
+# torch is imported by the functions that build or fit a network: registering the mappings
+# (every xmodal command does) and checking a study must not wait for it.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# Activation name -> the torch.nn class name (looked up when a network is built).
+ACTIVATIONS: dict[str, str] = {
+    "relu": "ReLU",
+    "tanh": "Tanh",
+    "sigmoid": "Sigmoid",
+    "gelu": "GELU",
+    "leaky_relu": "LeakyReLU",
 }
 INITS = ("default", "xavier", "kaiming", "orthogonal", "paper")
 
@@ -28,14 +33,22 @@ LINEAR_PARAMS = {
 MLP_PARAMS = {
     "depth": Param(int, default=1, min=0, max=5, doc="hidden layers; 0 is a linear map"),
     "hidden": Param(int, default=[256], many=True, min=1, doc="width, or one width per layer"),
-    "activation": Param(str, default="relu", choices=tuple(ACTIVATIONS)),
-    "dropout": Param(float, default=0.0, min=0.0, max=0.95),
-    "layer_norm": Param(bool, default=False),
+    "activation": Param(
+        str, default="relu", choices=tuple(ACTIVATIONS), doc="non-linearity after each hidden layer"
+    ),
+    "dropout": Param(
+        float, default=0.0, min=0.0, max=0.95, doc="dropout rate after each hidden activation"
+    ),
+    "layer_norm": Param(
+        bool, default=False, doc="LayerNorm after each hidden layer, before its activation"
+    ),
     "init": Param(str, default="default", choices=INITS, doc="weight initialisation"),
 }
 
 
 def _truncated_normal_(weight: torch.Tensor, std: float) -> None:
+    from torch import nn
+
     nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
 
 
@@ -47,6 +60,8 @@ def initialise(layer: nn.Linear, scheme: str, *, after_relu: bool, is_output: bo
     """
     if scheme == "default":
         return
+    from torch import nn
+
     if scheme == "xavier":
         nn.init.xavier_uniform_(layer.weight)
     elif scheme == "kaiming":
@@ -78,6 +93,8 @@ def check_mlp(params: Mapping[str, Any], context: CheckContext) -> Iterator[tupl
 
 
 def build_mlp(in_dim: int, out_dim: int, params: Mapping[str, Any]) -> nn.Module:
+    from torch import nn
+
     layers: list[nn.Module] = []
     previous = in_dim
     for width in widths(params):
@@ -88,7 +105,7 @@ def build_mlp(in_dim: int, out_dim: int, params: Mapping[str, Any]) -> nn.Module
         layers.append(linear)
         if params["layer_norm"]:
             layers.append(nn.LayerNorm(width))
-        layers.append(ACTIVATIONS[params["activation"]]())
+        layers.append(getattr(nn, ACTIVATIONS[params["activation"]])())
         if params["dropout"] > 0:
             layers.append(nn.Dropout(params["dropout"]))
         previous = width
@@ -99,6 +116,8 @@ def build_mlp(in_dim: int, out_dim: int, params: Mapping[str, Any]) -> nn.Module
 
 
 def build_linear(in_dim: int, out_dim: int, params: Mapping[str, Any]) -> nn.Module:
+    from torch import nn
+
     layer = nn.Linear(in_dim, out_dim)
     initialise(layer, params["init"], after_relu=False, is_output=True)
     return layer
@@ -106,6 +125,9 @@ def build_linear(in_dim: int, out_dim: int, params: Mapping[str, Any]) -> nn.Mod
 
 def _affine(weight: np.ndarray, bias: np.ndarray) -> nn.Linear:
     """A linear layer computing x @ weight + bias (weight is in_dim × out_dim)."""
+    import torch
+    from torch import nn
+
     layer = nn.Linear(weight.shape[0], weight.shape[1])
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(weight.T.astype(np.float32)))

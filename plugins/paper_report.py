@@ -21,7 +21,9 @@ from xmodal import (
     ReportText,
     hookimpl,
 )
-from xmodal_plugins.support import paper_figures as figures
+
+# The figures module (matplotlib, about a second to import) is imported by the sections that draw,
+# so that registering these sections costs nothing to commands that write no report.
 
 Row = dict[str, Any]
 HEADLINE_K = 10
@@ -263,7 +265,8 @@ def table1(context: ReportContext) -> list[Any]:
         )
     ]
     if trained:
-        table = _table1(trained, k, split, similarity)
+        shuffled = {_config(r): r for r in _sel(rows, state="shuffled", **base)}
+        table = _table1(trained, k, split, similarity, shuffled)
         blocks += [table, _compact(table, trained, k, split, "trained mappings")]
     else:  # only untrained runs: their table is the headline
         blocks.append(_compact(_untrained_table(untrained, k, split, similarity), untrained, k,
@@ -280,6 +283,8 @@ def depth(context: ReportContext) -> list[Any]:
     if not placed:
         return []
     k = base["k"]
+    from xmodal_plugins.support import paper_figures as figures  # matplotlib: on first use
+
     path = figures.depth_figure(placed, context.path("depth.png"), study=context.study, k=k)
     return [
         ReportFigure(
@@ -306,6 +311,8 @@ def untrained(context: ReportContext) -> list[Any]:
     )
     placed = _on_depth_axis(_sel(depth_rows, **base))
     if placed:
+        from xmodal_plugins.support import paper_figures as figures  # matplotlib: on first use
+
         path = figures.untrained_figure(
             placed, context.path("untrained.png"), study=context.study, k=k
         )
@@ -331,6 +338,8 @@ def curves(context: ReportContext) -> list[Any]:
               and r["comparison"] in ("pred-target", "input-target")]  # fmt: skip
     if not chosen:
         return []
+    from xmodal_plugins.support import paper_figures as figures  # matplotlib: on first use
+
     path = figures.curves_figure(chosen, context.path("curves.png"), study=context.study, k=k)
     last = max(r["epoch"] for r in rows)
     summary: dict[tuple[str, str], list[float]] = {}
@@ -480,6 +489,8 @@ def ratings(context: ReportContext) -> list[Any]:
     plot_rows = [r for r in _on_depth_axis(rated)
                  if r["state"] == "untrained" and r["similarity"] == similarity]  # fmt: skip
     if plot_rows:
+        from xmodal_plugins.support import paper_figures as figures  # matplotlib: on first use
+
         path = figures.ratings_figure(plot_rows, context.path("ratings.png"), study=context.study)
         blocks.append(
             ReportFigure(
@@ -493,7 +504,17 @@ def ratings(context: ReportContext) -> list[Any]:
     return blocks
 
 
-def _table1(rows: list[Row], k: int, split: str, similarity: str) -> ReportTable:
+def _config(row: Row) -> tuple[Any, ...]:
+    """What a trained run and its `shuffled` control share in `paper_table1` (all but state)."""
+    return (row["dataset"], row["input_features"], row["target_features"], row["direction"],
+            row["mapping"], row["depth"], row["loss"])  # fmt: skip
+
+
+def _table1(
+    rows: list[Row], k: int, split: str, similarity: str, shuffled: dict[tuple[Any, ...], Row]
+) -> ReportTable:
+    """Table 1 of the trained mappings; with a column for the `shuffled` control's mNNO(f(X),Y)
+    (matched by configuration) when the study ran the control."""
     body = []
     wins = 0
     for r in rows:
@@ -506,8 +527,16 @@ def _table1(rows: list[Row], k: int, split: str, similarity: str) -> ReportTable
         body.append((
             r["dataset"], _pair(r), r["direction"], _mapping(r), _depth_cell(r["depth"]), r["loss"] or "—",
             _pm(r["pred_input"], r["pred_input_std"]), _pm(r["pred_target"], r["pred_target_std"]),
-            _pm(r["input_target"], r["input_target_std"]), "yes" if win else "no", str(r["n"]),
+            _pm(r["input_target"], r["input_target_std"]),
+            *([_control(shuffled.get(_config(r)))] if shuffled else []),
+            "yes" if win else "no", str(r["n"]),
         ))  # fmt: skip
+    control = (
+        " Shuffled f(X),Y: mNNO(f(X),Y) of the `shuffled` control, the same mapping trained on "
+        "pairs whose targets are permuted (docs/metrics.md); — where it did not run."
+        if shuffled
+        else ""
+    )
     return ReportTable(
         title=f"Table 1: mNNO@{k} of trained mappings on {split} items ({similarity})",
         columns=(
@@ -518,13 +547,20 @@ def _table1(rows: list[Row], k: int, split: str, similarity: str) -> ReportTable
             "depth",
             "loss",
             *COMPARISON_HEADERS,
+            *(["shuffled f(X),Y"] if shuffled else []),
             "f(X),X > f(X),Y",
             "n",
         ),
         rows=body,
         note=f"mNNO(f(X),X) > mNNO(f(X),Y) in {wins} of {len(rows)} rows. Depth = hidden layers "
-        "(0 = linear map). Source: view `paper_table1` (state = 'trained').",
+        f"(0 = linear map).{control} Source: view `paper_table1` (state = 'trained'"
+        + (", and 'shuffled' for the control)." if shuffled else ")."),
     )
+
+
+def _control(row: Row | None) -> str:
+    """The shuffled control's mNNO(f(X),Y) (mean ± std), or — when it did not run."""
+    return "—" if row is None else _pm(row["pred_target"], row["pred_target_std"])
 
 
 def _compact(table: ReportTable, rows: list[Row], k: int, split: str, what: str) -> ReportTable:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from xmodal import (
     CheckContext,
@@ -56,8 +55,20 @@ PARAMS = {
         many=True,
         doc="files of word1, word2, score lines (tab, comma or space separated)",
     ),
-    "spaces": Param(str, default=["input", "predicted", "target"], many=True, choices=tuple(SHORT)),
-    "similarity": Param(str, default=["cosine"], many=True, choices=("cosine", "euclidean")),
+    "spaces": Param(
+        str,
+        default=["input", "predicted", "target"],
+        many=True,
+        choices=tuple(SHORT),
+        doc="the spaces whose word-pair similarities are correlated with the ratings",
+    ),
+    "similarity": Param(
+        str,
+        default=["cosine"],
+        many=True,
+        choices=("cosine", "euclidean"),
+        doc="word-pair similarity: cosine, or negative Euclidean distance",
+    ),
     "casefold": Param(bool, default=True, doc="match words to item ids case-insensitively"),
 }
 
@@ -123,6 +134,8 @@ def pair_scores(
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
+    from scipy import stats  # on first use: registering this plugin must not import scipy
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(stats.spearmanr(a, b).statistic)

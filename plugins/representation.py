@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from xmodal import (
     CheckContext,
@@ -41,7 +40,13 @@ from xmodal_plugins.metrics import COMPARISONS, MNNO_PARAMS  # the spaces mnno c
 from xmodal_plugins.support.linalg import matmul
 
 SIMILARITIES = ("cosine", "euclidean")
-_COMPARISON_PARAM = Param(str, default=list(COMPARISONS), many=True, choices=tuple(COMPARISONS))
+_COMPARISON_PARAM = Param(
+    str,
+    default=list(COMPARISONS),
+    many=True,
+    choices=tuple(COMPARISONS),
+    doc="the pairs of spaces compared (predicted, input, target); one row each",
+)
 _FLOAT64_WORK = 2e9  # multiply-adds below which CKA runs in float64
 
 
@@ -142,6 +147,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rho (average ranks for ties); NaN when either side is constant or too short."""
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
+    from scipy import stats  # on first use: registering this plugin must not import scipy
+
     return float(stats.spearmanr(a, b).statistic)
 
 
@@ -241,7 +248,13 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             compute=rsa,
             params={
                 "comparisons": _COMPARISON_PARAM,
-                "similarity": Param(str, default=["cosine"], many=True, choices=SIMILARITIES),
+                "similarity": Param(
+                    str,
+                    default=["cosine"],
+                    many=True,
+                    choices=SIMILARITIES,
+                    doc="pairwise similarity: cosine, or negative squared Euclidean distance",
+                ),
                 "exact_max_n": Param(
                     int, default=3000, min=3, max=5000, doc="exact over all pairs up to this N"
                 ),

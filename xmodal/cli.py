@@ -7,27 +7,32 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+try:  # Ctrl-C while the command line starts: one line, as in main(), not a traceback
+    import typer
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+    from typer.core import TyperCommand
 
-from xmodal import plugins
-from xmodal.artifacts import ArtifactStore
-from xmodal.errors import XmodalError
-from xmodal.executors import check_executor
-from xmodal.locking import RunLock, holder
-from xmodal.planning import Run
-from xmodal.recorder import Recorder
-from xmodal.runner import RunEvent, run_study
-from xmodal.signals import sigterm_as_interrupt
-from xmodal.spool import Spool
-from xmodal.store import QueryInterrupted, Store, default_db_path, schema_objects
-from xmodal.study import Study, load_study
-from xmodal.studydata import StudyData
+    from xmodal import plugins
+    from xmodal.errors import XmodalError
+except KeyboardInterrupt:
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130) from None
+
+# Start-up time: `xmodal --help`, `query`, `status`, `plugins` and `validate` must answer in well
+# under a second, so this module imports only typer, rich and the plugin manager; each command
+# imports what it needs in its body (the runner, numpy, the store and duckdb...), and torch is
+# imported only where a run trains or computes neighbours. tests/test_cli_startup.py checks it.
+if TYPE_CHECKING:
+    from xmodal.planning import Run
+    from xmodal.runner import RunEvent
+    from xmodal.store import Store
+    from xmodal.study import Study
+    from xmodal.studydata import StudyData
 
 app = typer.Typer(
     name="xmodal",
@@ -71,6 +76,8 @@ DbOption = Annotated[
 
 
 def _store(db: Path | None) -> Store:
+    from xmodal.store import Store, default_db_path
+
     return Store(db or default_db_path())
 
 
@@ -99,7 +106,7 @@ def _describe(run: Run) -> str:
     mapping = f"{run.mapping}{run.depth}" if run.depth else run.mapping
     fold = f" fold {run.fold}" if run.fold is not None else ""
     loss = run.loss or "-"
-    return f"{run.input_features}→{run.target_features} {mapping} {loss} {run.probe} seed {run.seed}{fold}"
+    return f"{run.input_features}→{run.target_features} {mapping} {loss} {run.kind} seed {run.seed}{fold}"
 
 
 @app.command()
@@ -161,7 +168,7 @@ def plan(
             *map(escape, (  # names come from the study file: shown as text, not rich markup
                 c.run_id, c.dataset, f"{c.input_features}→{c.target_features}", c.direction,
                 "" if c.fold is None else str(c.fold), c.mapping,
-                "" if c.depth is None else str(c.depth), c.loss or "-", c.probe, str(c.seed))),
+                "" if c.depth is None else str(c.depth), c.loss or "-", c.kind, str(c.seed))),
             coloured(action) + (f" ({status})" if action == "train" else ""),
         )  # fmt: skip
     console.print(table)
@@ -209,8 +216,13 @@ def run(
     ] = False,
 ) -> None:
     """Execute a study: finished runs are skipped, each run's results are saved as it ends."""
+    from xmodal.executors import require_executor
+    from xmodal.runner import run_study
+    from xmodal.signals import sigterm_as_interrupt
+    from xmodal.spool import Spool
+
     if executor is not None:  # an unknown name or a missing Ray stops here, before any loading
-        check_executor(executor, address, workers=workers or 1)
+        require_executor(executor, address, workers=workers or 1)
     loaded, runs, shared = _load(study, deep=True, max_runs=max_runs)
     store = _store(db)
     settings = loaded.execution
@@ -270,6 +282,9 @@ def run(
 @app.command()
 def status(db: DbOption = None) -> None:
     """Per study: planned, finished, failed, running (or stale) and pending runs."""
+    from xmodal.locking import holder
+    from xmodal.spool import Spool
+
     store = _store(db)
     rows = store.study_status()
     if not rows:
@@ -327,6 +342,10 @@ def gc(
     Runs whose predictions are removed keep their results; a metric added to them later
     retrains them first (the plan then shows `train`).
     """
+    from xmodal.artifacts import ArtifactStore
+    from xmodal.locking import RunLock
+    from xmodal.recorder import Recorder
+
     store = _store(db)
     artifacts = ArtifactStore(store.path)
     with RunLock(store.path, "(xmodal gc)"):
@@ -346,10 +365,15 @@ def gc(
     )
 
 
+QUERY_SUMMARY = "Query the results with one read-only SQL statement (docs/queries.md)."
+
+
 def _query_help() -> str:
+    from xmodal.store import schema_objects
+
     tables, views = schema_objects()
     return (
-        "Query the results with one read-only SQL statement (docs/queries.md).\n\n"
+        f"{QUERY_SUMMARY}\n\n"
         f"Tables: {', '.join(tables)}.\n\n"
         f"Views: {', '.join(views)}. study_results holds every study's current version: "
         "filter it by study (WHERE study = 'NAME') so that studies do not mix. Report sections "
@@ -363,7 +387,21 @@ def _query_help() -> str:
 QUERY_FORMATS = ("table", "csv", "json", "markdown", "parquet")
 
 
-@app.command(help=_query_help())
+class _QueryCommand(TyperCommand):
+    """`xmodal query`, whose help lists the database's tables and views. That text is made when
+    it is shown: reading the schema imports xmodal.store and duckdb, which `xmodal --help` and
+    every other command would otherwise pay for at start-up."""
+
+    @property  # type: ignore[override]
+    def help(self) -> str:
+        return _query_help()
+
+    @help.setter
+    def help(self, value: str | None) -> None:
+        pass  # typer passes the docstring; the property above is the help
+
+
+@app.command(cls=_QueryCommand, short_help=QUERY_SUMMARY)
 def query(
     sql: Annotated[
         str,
@@ -389,6 +427,7 @@ def query(
     ] = 60.0,
 ) -> None:
     from xmodal import queryformat
+    from xmodal.store import QueryInterrupted
 
     store = _store(db)
     _check_query_output(fmt, out, store.path)  # before the database is opened
@@ -633,6 +672,7 @@ def list_datasets(
 
     from xmodal.catalog import as_json as catalog_json
     from xmodal.catalog import catalog
+    from xmodal.study import load_study
 
     registry = plugins.get_registry()
     params = {}

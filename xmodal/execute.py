@@ -13,11 +13,10 @@ import subprocess
 import time
 import traceback
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
-import torch
 
 from xmodal import plugins
 from xmodal.artifacts import load_artifact
@@ -26,7 +25,12 @@ from xmodal.probes import Probe, Spaces
 from xmodal.records import RunRow
 from xmodal.store import now
 from xmodal.studydata import StudyData, split_key
-from xmodal.train import predict, seeded_model, train, training_pairs
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and xmodal.train are imported by the functions that train or predict: the runner imports
+# this module to plan and check a study (`xmodal validate`), which must not wait for torch.
 
 
 @attrs.frozen
@@ -107,11 +111,13 @@ def execute(job: Job, shared: StudyData) -> Outcome:
 
 
 def _fit(run: Run, shared: StudyData) -> tuple[torch.nn.Module | None, list, int, int]:
-    """The run's mapping as its probe kind makes it: none (a kind that does not map), only
+    """The run's mapping as its run kind makes it: none (a kind that does not map), only
     initialised, or fitted on the training pairs (transformed by the kind's `pairs`, if any),
     with its training curves."""
+    from xmodal.train import seeded_model, training_pairs
+
     registry = shared.registry
-    kind = registry.probe_kinds[run.probe]
+    kind = registry.run_kinds[run.kind]
     data = shared.data(run)
     train_idx, test_idx = shared.split(run)
     x, y = data.features[run.input_features], data.features[run.target_features]
@@ -124,7 +130,7 @@ def _fit(run: Run, shared: StudyData) -> tuple[torch.nn.Module | None, list, int
         assert model is not None
         x_fit, y_fit = x[train_idx], y[train_idx]
         if kind.pairs is not None:
-            x_fit, y_fit = training_pairs(kind, run.probe_params, x_fit, y_fit, run.seed)
+            x_fit, y_fit = training_pairs(kind, run.kind_params, x_fit, y_fit, run.seed)
         if spec.fit is not None:
             model = spec.fit(model, x_fit, y_fit, run.mapping_params)
         else:
@@ -143,11 +149,13 @@ def _predict(
     """Predicted vectors of every probed split (None without a mapping: the input itself)."""
     if model is None:
         return None
+    from xmodal.train import predict
+
     x = shared.data(run).features[run.input_features]
     indices = _indices(run, shared)
     return {
         split: np.asarray(predict(model, x[indices[split]]), dtype=np.float32)
-        for split in run.probes["splits"]
+        for split in run.measure["splits"]
     }
 
 
@@ -164,6 +172,8 @@ def _train(
     Probe curves measure the metrics the study has while the run trains, on the run's items and
     their true targets; they are part of the run (a metric added later gets final
     measurements, not a curve)."""
+    from xmodal.train import predict, train
+
     assert run.loss is not None and run.train is not None and run.loss_params is not None
     settings = run.train
     every = settings["probe_every"]
@@ -212,7 +222,13 @@ def _probe(
             ids=tuple(data.ids[i] for i in index),
             labels=tuple(data.labels[i] for i in index) if data.labels is not None else None,
         )
-    return Probe(spaces=spaces, cache=shared.neighbors, include_self=run.probes["include_self"])
+    return Probe(
+        spaces=spaces,
+        cache=shared.neighbors,
+        include_self=run.measure["include_self"],
+        seed=run.seed,
+        neighbor_config=run.neighbors,
+    )
 
 
 def _measure_all(
@@ -222,18 +238,26 @@ def _measure_all(
     measurements: Iterable[Measurement],
 ) -> list[Measured]:
     """Each measurement on the run's probed splits; a metric that raises fails only its own."""
-    probe = _probe(run, shared, predictions, run.probes["splits"])
+    probe = _probe(run, shared, predictions, run.measure["splits"])
     out = []
     for m in measurements:
         t0 = time.perf_counter()
+        probe.take_recalls()  # what an earlier metric used is not this one's
         try:
             # Rows are checked against the metric's declaration (compares, value_range); an
             # error names the plugin the metric comes from.
             spec = shared.registry.metrics[m.metric]
             rows = [
                 (run.run_id, m.measurement_id, r.split, r.metric, r.comparison, r.k,
-                 r.similarity, None, float(r.value))
+                 r.similarity, None, float(r.value), _bound(r.ci_low), _bound(r.ci_high))
                 for r in plugins.checked_rows(spec, spec.compute(probe, m.params))
+            ]  # fmt: skip
+            # Lists from an approximate neighbour backend: their sampled recall@k beside the
+            # metric's rows (comparison: the space), for each k of the metric.
+            rows += [
+                (run.run_id, m.measurement_id, split, "neighbor_recall", role, k, similarity,
+                 None, value, None, None)
+                for split, role, k, similarity, value in probe.take_recalls(m.params.get("k", ()))
             ]  # fmt: skip
         except Exception as exc:
             declared = isinstance(exc, plugins.MetricOutputError)  # its message says it all
@@ -246,12 +270,19 @@ def _measure_all(
     return out
 
 
+def _bound(value: float | None) -> float | None:
+    """A confidence bound as stored: a float, or None (NULL) when the row has no interval."""
+    return None if value is None else float(value)
+
+
 _PROVENANCE: dict[str, Any] = {}
 
 
 def provenance() -> dict[str, Any]:
     """Versions and the git commit of the working directory, looked up once per process."""
     if not _PROVENANCE:
+        import torch
+
         try:
             commit = (
                 subprocess.run(
@@ -288,6 +319,8 @@ def run_row(
 ) -> RunRow:
     """The `runs` row of `run` with this status and these timings (`study` and `artifact` are
     the runner's to fill in)."""
+    import torch
+
     train = run.train or {}
     return RunRow(
         run_id=run.run_id,
@@ -296,12 +329,12 @@ def run_row(
         input_features=run.input_features,
         target_features=run.target_features,
         direction=run.direction,
-        split=run.split["kind"],
+        split=run.split_strategy["kind"],
         fold=run.fold,
         mapping=run.mapping,
         depth=run.depth,
         loss=run.loss,
-        state=run.probe,
+        state=run.kind,
         seed=run.seed,
         epochs=train.get("epochs"),
         batch_size=str(train["batch_size"]) if train else None,

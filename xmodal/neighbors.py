@@ -53,15 +53,18 @@ How the neighbours are found (docs/performance.md has the measurements):
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
     from xmodal.components import SimilaritySpec
+
+# torch is imported where neighbours are computed, not here: `from xmodal import knn` (every
+# metric plugin) and `xmodal validate` must not pay the seconds torch takes to import.
 
 __all__ = ["NeighborError", "Neighbors", "knn", "mnno", "overlap", "overlap_per_item"]
 
@@ -265,7 +268,8 @@ def resolve_similarity(
 
 
 def _as_matrix(X: Any, name: str) -> np.ndarray:
-    if isinstance(X, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported
+    if torch is not None and isinstance(X, torch.Tensor):
         X = X.detach().cpu()
         X = (X.float() if X.dtype in (torch.float16, torch.bfloat16) else X).numpy()
     try:
@@ -676,6 +680,8 @@ def _group_lists(
 
 def _top_others(form: _Form, slots: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's `slots` best other rows, sorted by (−similarity, index)."""
+    import torch
+
     assert form.Y is not None
     n = form.Y.shape[0]
     block = max(int(block_size), _ALIGN)
@@ -742,6 +748,8 @@ class _Lists:
             # only lose to other elements of the tile, so keep everything >= that value.
             width = S.shape[1 - axis]
             if width >= self.slots:
+                import torch
+
                 sub = S[empty] if axis == 0 else S[:, empty].T
                 kth = torch.topk(torch.from_numpy(np.ascontiguousarray(sub)), self.slots, dim=1)
                 tau[empty] = np.nextafter(kth.values[:, -1].numpy(), np.float32(-np.inf))

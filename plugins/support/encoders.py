@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xmodal import (
     EncoderSpec,
@@ -179,6 +178,14 @@ def encode(
     cached = featurecache.load(spec.name, key)
     if cached is not None and cached.shape[0] == len(inputs):
         return cached
+    from rich.progress import (  # here: the progress bar is needed only when encoding
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     console = console or Console(stderr=True)
     parts = []
     columns = (
