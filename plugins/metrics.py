@@ -13,9 +13,15 @@ from xmodal import (
     Param,
     Probe,
     ResultRow,
+    bootstrap_mean,
+    calibrate,
+    chance_overlap,
     check_k_fits,
     hookimpl,
-    overlap,
+    overlap_counts,
+    rng_for,
+    shuffled_pairing_null,
+    sign_flip_p,
 )
 
 COMPARISONS = {
@@ -24,37 +30,172 @@ COMPARISONS = {
     "input-target": ("input", "target"),
 }
 
+# Paired differences of two comparisons, item by item: "left:right" is left minus right.
+PAIRS = ("pred-input:pred-target", "pred-target:input-target", "pred-input:input-target")
+
 MNNO_PARAMS = {
     "k": Param(int, default=[1, 5, 10], many=True, min=1, doc="neighbourhood sizes"),
-    "similarity": Param(str, default=["cosine"], many=True, choices_from="similarities"),
+    "similarity": Param(
+        str,
+        default=["cosine"],
+        many=True,
+        choices_from="similarities",
+        doc="registered similarities that rank the neighbours; rows for each",
+    ),
+    "bootstrap": Param(
+        int,
+        default=1000,
+        min=0,
+        max=1_000_000,
+        doc="bootstrap resamples of the items for each value's confidence interval (0: none)",
+    ),
+    "confidence": Param(
+        float,
+        default=0.95,
+        min=0.5,
+        max=0.999,
+        doc="coverage of the confidence intervals; 1 - confidence is the calibration's alpha",
+    ),
+    "paired": Param(
+        str,
+        default=["pred-input:pred-target", "pred-target:input-target"],
+        many=True,
+        choices=PAIRS,
+        doc="paired differences 'a:b' (comparison a minus comparison b, item by item)",
+    ),
+    "permutations": Param(
+        int,
+        default=10_000,
+        min=0,
+        max=10_000_000,
+        doc="sign flips for each paired difference's p-value (0: no test)",
+    ),
+    "null_permutations": Param(
+        int,
+        default=0,
+        min=0,
+        max=100_000,
+        doc="shuffled pairings for the permutation null and calibrated score (0: none)",
+    ),
 }
 
 
 def mnno(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
-    """mNNO^k of predicted vs input, predicted vs target and input vs target, per split."""
+    """mNNO^k of predicted vs input, predicted vs target and input vs target, per split, with
+    bootstrap intervals over items, the analytic chance level, paired differences with their
+    sign-flip p-values and, when asked, the shuffled-pairing null (docs/statistics.md)."""
     ks = sorted(set(params["k"]))
     for split in probe.splits:
+        n = len(probe.spaces[split].input)
         for similarity in params["similarity"]:
             lists = {
                 role: probe.neighbors(split, role, ks[-1], similarity)
                 for role in ("predicted", "input", "target")
             }
-            for comparison, (a, b) in COMPARISONS.items():
-                for k in ks:
-                    value = overlap(lists[a], lists[b], k)
-                    yield ResultRow(split, "mnno", comparison, value, k=k, similarity=similarity)
+            # Per item and k: |NN^k(a_i) ∩ NN^k(b_i)|, an N × len(ks) integer array.
+            counts = {
+                c: overlap_counts(lists[a], lists[b], ks) for c, (a, b) in COMPARISONS.items()
+            }
+            where = (probe.seed, split, similarity)
+            for comparison in COMPARISONS:
+                for j, k in enumerate(ks):
+                    chance = chance_overlap(n, k, probe.include_self)
+                    yield _mean_row(
+                        split, "mnno", comparison, counts[comparison][:, j], k, similarity,
+                        params, where,
+                    )  # fmt: skip
+                    yield ResultRow(split, "mnno_chance", comparison, chance, k, similarity)
+            for pair in params["paired"]:
+                left, right = pair.split(":")
+                for j, k in enumerate(ks):
+                    diff = counts[left][:, j] - counts[right][:, j]
+                    yield _mean_row(split, "mnno_diff", pair, diff, k, similarity, params, where)
+                    if params["permutations"] > 0:
+                        rng = rng_for(*where, k, pair, "sign-flip")
+                        p = sign_flip_p(diff, params["permutations"], rng)
+                        yield ResultRow(split, "mnno_diff_p", pair, p, k, similarity)
+            if params["null_permutations"] > 0:
+                yield from _null_rows(split, similarity, lists, counts, ks, params, where)
+
+
+def _mean_row(
+    split: str,
+    metric: str,
+    comparison: str,
+    per_item: np.ndarray,
+    k: int,
+    similarity: str,
+    params: Mapping[str, Any],
+    where: tuple[Any, ...],
+) -> ResultRow:
+    """The mean over items of integer `per_item` overlaps (or their differences) divided by k,
+    with its percentile bootstrap interval over items when `bootstrap` > 0."""
+    value = float(per_item.sum() / (per_item.size * k))  # as xmodal.overlap computes it
+    low = high = None
+    if params["bootstrap"] > 0:
+        rng = rng_for(*where, k, comparison, "bootstrap")
+        low, high = bootstrap_mean(per_item, params["bootstrap"], params["confidence"], rng)
+        low, high = low / k, high / k
+    return ResultRow(split, metric, comparison, value, k, similarity, ci_low=low, ci_high=high)
+
+
+def _null_rows(
+    split: str,
+    similarity: str,
+    lists: Mapping[str, np.ndarray],
+    counts: Mapping[str, np.ndarray],
+    ks: list[int],
+    params: Mapping[str, Any],
+    where: tuple[Any, ...],
+) -> Iterator[ResultRow]:
+    """Per comparison and k: the shuffled-pairing null's mean, the calibrated score and its
+    add-one p-value (Gröger, Wen & Brbić 2026, Algorithm 1, smax = 1)."""
+    alpha = 1.0 - params["confidence"]
+    for comparison, (a, b) in COMPARISONS.items():
+        rng = rng_for(*where, comparison, "pairing-null")
+        null = shuffled_pairing_null(lists[a], lists[b], ks, params["null_permutations"], rng)
+        for j, k in enumerate(ks):
+            observed = float(counts[comparison][:, j].sum() / (len(counts[comparison]) * k))
+            score, p, _ = calibrate(observed, null[:, j], alpha=alpha, smax=1.0)
+            mean = float(null[:, j].mean())
+            yield ResultRow(split, "mnno_null_mean", comparison, mean, k, similarity)
+            yield ResultRow(split, "mnno_calibrated", comparison, score, k, similarity)
+            yield ResultRow(split, "mnno_null_p", comparison, p, k, similarity)
+
+
+REGRESSION_PARAMS = {
+    "bootstrap": Param(
+        int,
+        default=1000,
+        min=0,
+        max=1_000_000,
+        doc="bootstrap resamples of the items for the MSE's confidence interval (0: none)",
+    ),
+    "confidence": Param(
+        float, default=0.95, min=0.5, max=0.999, doc="coverage of the confidence interval"
+    ),
+}
 
 
 def regression(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
-    """The paper's MSE (mean over items of the per-dimension mean squared error) and R²."""
+    """The paper's MSE (mean over items of the per-dimension mean squared error) with its
+    bootstrap interval over items, and R² (no interval: it is a ratio of sums around a mean that
+    resampling moves)."""
     for split in probe.splits:
         spaces = probe.spaces[split]
         if spaces.predicted.shape != spaces.target.shape:
-            return  # e.g. the identity probe: its predictions are not in the target space
+            return  # e.g. the identity run: its predictions are not in the target space
         pred, target = spaces.predicted.astype(np.float64), spaces.target.astype(np.float64)
-        residual = ((pred - target) ** 2).sum()
+        squared = (pred - target) ** 2
+        residual = squared.sum()
         total = ((target - target.mean(axis=0)) ** 2).sum()
-        yield ResultRow(split, "mse", "pred-target", float(((pred - target) ** 2).mean()))
+        low = high = None
+        if params["bootstrap"] > 0 and len(squared):
+            rng = rng_for(probe.seed, split, "mse", "bootstrap")
+            per_item = squared.mean(axis=1)
+            low, high = bootstrap_mean(per_item, params["bootstrap"], params["confidence"], rng)
+        mse = float(squared.mean())
+        yield ResultRow(split, "mse", "pred-target", mse, ci_low=low, ci_high=high)
         yield ResultRow(
             split, "r2", "pred-target", float(1 - residual / total) if total > 0 else float("nan")
         )
@@ -68,7 +209,7 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             compute=mnno,
             params=MNNO_PARAMS,
             description="mean nearest-neighbour overlap (Collell & Moens 2018)",
-            compares=tuple(COMPARISONS),
+            compares=(*COMPARISONS, *PAIRS),
             value_range=(0.0, 1.0),
             check=check_k_fits,
             uses_neighbors=True,
@@ -77,12 +218,27 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             # better (the paper compares mNNO(f(X), X) with mNNO(f(X), Y)).
             label="mNNO",
             higher_is_better=None,
+            outputs={
+                "mnno_chance": MetricDisplay("Chance level (mNNO)", value_range=(0.0, 1.0)),
+                "mnno_diff": MetricDisplay("Paired difference (mNNO)", value_range=(-1.0, 1.0)),
+                "mnno_diff_p": MetricDisplay(
+                    "p, sign flip (mNNO difference)", digits=4, value_range=(0.0, 1.0)
+                ),
+                "mnno_null_mean": MetricDisplay(
+                    "Shuffled-pairing null mean (mNNO)", value_range=(0.0, 1.0)
+                ),
+                "mnno_calibrated": MetricDisplay("Calibrated score (mNNO)", value_range=(0.0, 1.0)),
+                "mnno_null_p": MetricDisplay(
+                    "p, shuffled pairing (mNNO)", digits=4, value_range=(0.0, 1.0)
+                ),
+            },
         )
     )
     register(
         MetricSpec(
             name="regression",
             compute=regression,
+            params=REGRESSION_PARAMS,
             description="mean squared error and R² of predicted vs target vectors",
             compares=("pred-target",),
             outputs={

@@ -62,6 +62,15 @@ _EXPORTS: dict[str, str] = {
     "mnno": "xmodal.neighbors",
     "overlap": "xmodal.neighbors",
     "overlap_per_item": "xmodal.neighbors",
+    # Uncertainty over items, paired tests, chance and permutation nulls (docs/statistics.md).
+    "bootstrap_mean": "xmodal.statistics",
+    "calibrate": "xmodal.statistics",
+    "chance_overlap": "xmodal.statistics",
+    "holm": "xmodal.statistics",
+    "overlap_counts": "xmodal.statistics",
+    "rng_for": "xmodal.statistics",
+    "shuffled_pairing_null": "xmodal.statistics",
+    "sign_flip_p": "xmodal.statistics",
     # Fingerprints of data (they enter run ids), and the cache directory.
     "array_digest": "xmodal.fingerprint",
     "cache_dir": "xmodal.fingerprint",

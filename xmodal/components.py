@@ -105,7 +105,9 @@ class LossSpec:
 
 @attrs.frozen
 class ResultRow:
-    """One long-format measurement a metric produced for one run."""
+    """One long-format measurement a metric produced for one run. `ci_low` and `ci_high`, when
+    given, are the bounds of the value's confidence interval over items (docs/statistics.md):
+    both or neither, ci_low <= ci_high, within the metric's value_range."""
 
     split: str
     metric: str
@@ -113,6 +115,8 @@ class ResultRow:
     value: float
     k: int | None = None
     similarity: str | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
 
 
 @attrs.frozen
@@ -165,11 +169,14 @@ class MetricSpec:
 class MetricDisplay:
     """How `xmodal report` shows one row metric: its `label` (empty: the row metric's name),
     the `digits` after the decimal point, and whether a higher value is better (None: neither,
-    e.g. a count; the report then marks no best value)."""
+    e.g. a count; the report then marks no best value). `value_range`, when given, is the range
+    rows of this row metric must lie in, in place of the spec's `value_range` (e.g. a p-value
+    or a difference written by a metric whose main value is in [0, 1])."""
 
     label: str = ""
     digits: int = 3
     higher_is_better: bool | None = None
+    value_range: tuple[float, float] | None = None
 
 
 @attrs.frozen

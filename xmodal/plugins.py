@@ -561,11 +561,18 @@ def checked_rows(spec: MetricSpec, rows: Iterable[Any]) -> Iterator[ResultRow]:
     """Each row `spec.compute` produced, after checking it against what `spec` declares.
 
     A row must be a `ResultRow` with a numeric value; when `spec.compares` is declared its
-    comparison must be one of them; when `spec.value_range` is declared its value must lie in it
-    (NaN, "undefined", always passes). A row that breaks this raises `MetricOutputError`.
+    comparison must be one of them; its value must lie in its range when one is declared: the
+    row metric's `outputs[...].value_range`, else `spec.value_range` (NaN, "undefined", always
+    passes). A confidence interval (`ci_low`, `ci_high`) is both bounds or neither, numbers with
+    ci_low <= ci_high, each in that range (NaN bounds pass). A row that breaks this raises
+    `MetricOutputError`.
     """
     pattern = _comparison_pattern(spec.compares) if spec.compares else None
-    low, high = spec.value_range if spec.value_range is not None else (None, None)
+    ranges = {
+        name: shown.value_range
+        for name, shown in spec.outputs.items()
+        if getattr(shown, "value_range", None) is not None
+    }
     for row in rows:
         if not isinstance(row, ResultRow):
             raise MetricOutputError(
@@ -584,16 +591,52 @@ def checked_rows(spec: MetricSpec, rows: Iterable[Any]) -> Iterator[ResultRow]:
                 f"compares = {tuple(spec.compares)!r}; add it to the MetricSpec's compares or "
                 "fix the metric"
             )
-        if low is not None and high is not None and not math.isnan(value):
-            slack_low = RANGE_TOLERANCE * max(1.0, abs(low))
-            slack_high = RANGE_TOLERANCE * max(1.0, abs(high))
-            if not low - slack_low <= value <= high + slack_high:
+        declared = ranges.get(row.metric, spec.value_range)
+        _check_in_range(row, "", value, declared)
+        if row.ci_low is not None or row.ci_high is not None:
+            bounds = _ci_bounds(row)
+            for name, bound in zip(("ci_low", "ci_high"), bounds, strict=True):
+                _check_in_range(row, name, bound, declared)
+            if bounds[0] > bounds[1]:  # False with NaN: an undefined interval passes
                 raise MetricOutputError(
-                    f"{row.metric} = {value!r} ({_where(row)}) is outside the declared "
-                    f"value_range [{low:g}, {high:g}]; fix the metric or its MetricSpec's "
-                    "value_range"
+                    f"{row.metric} ({_where(row)}) has ci_low = {bounds[0]!r} above ci_high = "
+                    f"{bounds[1]!r}; a confidence interval is (low, high): fix the metric"
                 )
         yield row
+
+
+def _ci_bounds(row: ResultRow) -> tuple[float, float]:
+    if row.ci_low is None or row.ci_high is None:
+        raise MetricOutputError(
+            f"{row.metric} ({_where(row)}) has ci_low = {row.ci_low!r} and ci_high = "
+            f"{row.ci_high!r}; a confidence interval needs both bounds (or neither)"
+        )
+    try:
+        return (float(row.ci_low), float(row.ci_high))
+    except (TypeError, ValueError):
+        raise MetricOutputError(
+            f"{row.metric} ({_where(row)}): the interval ({_short(repr(row.ci_low))}, "
+            f"{_short(repr(row.ci_high))}) is not two numbers"
+        ) from None
+
+
+def _check_in_range(
+    row: ResultRow, what: str, value: float, declared: tuple[float, float] | None
+) -> None:
+    """Raise `MetricOutputError` when `value` (the row's value, or its `what` bound) is outside
+    the declared range, beyond the rounding tolerance. NaN passes."""
+    if declared is None or math.isnan(value):
+        return
+    low, high = declared
+    slack_low = RANGE_TOLERANCE * max(1.0, abs(low))
+    slack_high = RANGE_TOLERANCE * max(1.0, abs(high))
+    if not low - slack_low <= value <= high + slack_high:
+        name = f"the {what} of {row.metric}" if what else row.metric
+        raise MetricOutputError(
+            f"{name} = {value!r} ({_where(row)}) is outside the declared "
+            f"value_range [{low:g}, {high:g}]; fix the metric or its MetricSpec's "
+            "value_range"
+        )
 
 
 def _where(row: ResultRow) -> str:

@@ -99,12 +99,14 @@ class NeighborCache:
 
 @attrs.define
 class Probe:
-    """What a metric sees of one run: its spaces per evaluated split, with cached neighbours."""
+    """What a metric sees of one run: its spaces per evaluated split, with cached neighbours.
+    `seed` is the run's seed: metrics seed their resampling from it (`xmodal.rng_for`)."""
 
     spaces: Mapping[str, Spaces]
     cache: NeighborCache
     include_self: bool
     _predicted: NeighborCache | None = None
+    seed: int = 0
 
     @property
     def splits(self) -> list[str]:

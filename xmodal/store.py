@@ -22,6 +22,7 @@ import duckdb
 from xmodal.errors import XmodalError
 from xmodal.records import MeasurementRow, RunRow, columns
 from xmodal.views import MIGRATION as REPORT_VIEWS
+from xmodal.views import RESULTS_SUMMARY
 from xmodal.views import DeclaredView, install_views
 
 DEFAULT_DB = "xmodal.duckdb"
@@ -167,6 +168,28 @@ MIGRATIONS: list[str] = [
     """,
     # 5: the record of report plugins' views, and the core summary of every metric.
     REPORT_VIEWS,
+    # 6: a result may carry a confidence interval over items (ci_low, ci_high; NULL when its
+    # metric gives none; docs/statistics.md). current_results and study_results carry them;
+    # results_summary averages them over folds and seeds and adds the smallest and largest value.
+    """
+    ALTER TABLE results ADD COLUMN ci_low DOUBLE;
+    ALTER TABLE results ADD COLUMN ci_high DOUBLE;
+    CREATE OR REPLACE VIEW current_results AS
+        SELECT sr.study, res.*
+        FROM current_studies l
+        JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
+        JOIN results res ON res.run_id = sr.run_id
+        WHERE res.measurement_id IS NULL
+           OR EXISTS (SELECT 1 FROM study_measurements sm
+                      WHERE sm.study = l.name AND sm.study_hash = l.hash
+                        AND sm.measurement_id = res.measurement_id);
+    CREATE OR REPLACE VIEW study_results AS
+        SELECT x.study, r.* EXCLUDE (study), x.split AS result_split, x.metric, x.comparison,
+               x.k, x.similarity, x.epoch, x.value, x.measurement_id, x.ci_low, x.ci_high
+        FROM current_results x
+        JOIN runs r USING (run_id);
+    """
+    + RESULTS_SUMMARY,
 ]
 
 # The `runs` and `measurements` columns are the fields of their records (xmodal.records); results
@@ -174,8 +197,11 @@ MIGRATIONS: list[str] = [
 RUN_COLUMNS = columns(RunRow)
 MEASUREMENT_COLUMNS = columns(MeasurementRow)
 RESULT_COLUMNS = (
-    "run_id", "measurement_id", "split", "metric", "comparison", "k", "similarity", "epoch", "value"
+    "run_id", "measurement_id", "split", "metric", "comparison", "k", "similarity", "epoch", "value",
+    "ci_low", "ci_high",
 )  # fmt: skip
+# Result tuples spooled by versions before schema 6 end at "value": recorded with no interval.
+_RESULT_COLUMNS_5 = RESULT_COLUMNS[:-2]
 CURVE_COLUMNS = ("run_id", "epoch", "split", "metric", "comparison", "k", "similarity", "value")
 
 
@@ -365,7 +391,7 @@ class Store:
                             [[m.measurement_id for m in made]],
                         )
                     measurements.extend(made)
-                results.extend(record.results)
+                results.extend(_with_interval(r) for r in record.results)
             _insert_rows(con, runs)
             _insert(con, "curves", CURVE_COLUMNS, curves)
             _insert_rows(con, measurements)
@@ -574,6 +600,11 @@ def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool
 def _as_row(record: type[Any], row: Any) -> Any:
     """`row` as a `record` (a plain dict of column values is converted)."""
     return row if isinstance(row, record) else record.from_mapping(row)
+
+
+def _with_interval(result: Sequence[Any]) -> Sequence[Any]:
+    """A results tuple spooled before schema 6 (no ci_low, ci_high) gets NULL bounds."""
+    return (*result, None, None) if len(result) == len(_RESULT_COLUMNS_5) else result
 
 
 def _insert_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[RunRow | MeasurementRow]) -> None:

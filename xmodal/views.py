@@ -1,8 +1,8 @@
 """The views `xmodal report` reads: one core view, and the views report sections declare.
 
-The core view `results_summary` (schema migration 5, `xmodal.store.MIGRATIONS`) aggregates every
-row metric of every study's current version over the runs that differ only in fold and seed; it
-knows no component by name, so it serves any metric and mapping.
+The core view `results_summary` (schema migrations 5 and 6, `xmodal.store.MIGRATIONS`) aggregates
+every row metric of every study's current version over the runs that differ only in fold and
+seed; it knows no component by name, so it serves any metric and mapping.
 
 Report sections (hook `register_report_sections`, `ReportSectionSpec.views`) declare further
 views, name -> SELECT. They are created or replaced in the database when a study runs (in the
@@ -34,6 +34,24 @@ CREATE OR REPLACE VIEW results_summary AS
     SELECT x.study, r.dataset, r.input_features, r.target_features, r.direction, r.mapping,
            r.depth, r.loss, r.state, x.split, m.metric AS measured_by, m.params, x.metric,
            x.comparison, x.k, x.similarity,
+           count(*) AS n, avg(x.value) AS mean, stddev_samp(x.value) AS std,
+           min(x.value) AS min_value, max(x.value) AS max_value,
+           CASE WHEN count(x.ci_low) = count(*) THEN avg(x.ci_low) END AS ci_low,
+           CASE WHEN count(x.ci_high) = count(*) THEN avg(x.ci_high) END AS ci_high
+    FROM current_results x
+    JOIN runs r ON r.run_id = x.run_id
+    LEFT JOIN measurements m ON m.measurement_id = x.measurement_id
+    WHERE r.status = 'finished'
+    GROUP BY ALL;
+"""
+
+# results_summary as schema migration 5 first created it (migration 6, in xmodal.store, replaces
+# it by RESULTS_SUMMARY once results have confidence intervals). Frozen: migrations never change.
+_RESULTS_SUMMARY_5 = """
+CREATE OR REPLACE VIEW results_summary AS
+    SELECT x.study, r.dataset, r.input_features, r.target_features, r.direction, r.mapping,
+           r.depth, r.loss, r.state, x.split, m.metric AS measured_by, m.params, x.metric,
+           x.comparison, x.k, x.similarity,
            count(*) AS n, avg(x.value) AS mean, stddev_samp(x.value) AS std
     FROM current_results x
     JOIN runs r ON r.run_id = x.run_id
@@ -54,7 +72,7 @@ MIGRATION: str = (
         installed_at TIMESTAMP
     );
     """
-    + RESULTS_SUMMARY
+    + _RESULTS_SUMMARY_5
 )
 
 

@@ -1,0 +1,322 @@
+"""Intervals, paired tests, chance and nulls (xmodal.statistics, docs/statistics.md).
+
+Every neighbour list here comes from integer vectors with exact integer distances and a stable
+index tie-break, so no result depends on the last bit of a BLAS product."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import duckdb
+import numpy as np
+import pytest
+
+from xmodal import plugins
+from xmodal.components import MetricDisplay, MetricSpec, ResultRow
+from xmodal.probes import NeighborCache, Probe, Spaces
+from xmodal.statistics import (
+    bootstrap_mean,
+    bootstrap_means,
+    calibrate,
+    chance_overlap,
+    holm,
+    overlap_counts,
+    rng_for,
+    shuffled_pairing_null,
+    sign_flip_p,
+)
+from xmodal.store import MIGRATIONS, RunRecord, Store, migrate
+from xmodal_plugins.metrics import mnno
+
+
+def knn_exact(A: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k nearest other rows by squared Euclidean distance of integer vectors (exact),
+    ties to the lower index."""
+    out = np.empty((len(A), k), np.int64)
+    for start in range(0, len(A), 256):
+        rows = np.arange(start, min(start + 256, len(A)))
+        D = ((A[rows, None, :] - A[None, :, :]) ** 2).sum(-1)
+        D[np.arange(rows.size), rows] = np.iinfo(np.int64).max
+        out[rows] = np.argsort(D, axis=1, kind="stable")[:, :k]
+    return out
+
+
+def noisy_copies(rng, n, d=8, noise_x=15, noise_y=15):
+    P = rng.integers(0, 50, size=(n, d))
+    X = P + rng.integers(-noise_x, noise_x + 1, size=P.shape)
+    Y = P + rng.integers(-noise_y, noise_y + 1, size=P.shape)
+    return P, X, Y
+
+
+# --- what the interval targets: the mean of per-item overlaps, given the neighbour lists -----
+
+
+def test_95_percent_intervals_cover_the_population_mean_of_per_item_overlaps():
+    """A population of 3,000 items, its per-item overlaps computed once from its neighbour lists;
+    400 seeded samples of 150 items each: their 95 % intervals cover the population's mNNO (the
+    mean of those per-item overlaps) in at least 90 % of samples."""
+    rng = np.random.default_rng(7)
+    P, X, _ = noisy_copies(rng, 3000, d=6, noise_x=10)
+    k = 10
+    per_item = overlap_counts(knn_exact(P, k), knn_exact(X, k), [k])[:, 0]
+    target = per_item.mean() / k
+    covered = 0
+    for sample in range(400):
+        items = rng.choice(per_item.size, size=150, replace=False)
+        low, high = bootstrap_mean(per_item[items], 1000, 0.95, rng_for(sample))
+        covered += low / k <= target <= high / k
+    assert covered / 400 >= 0.90
+
+
+def test_the_multinomial_shortcut_is_the_bootstrap_of_items():
+    """Drawing counts per distinct value is the same distribution as drawing items: mean and
+    spread of the replicates agree with index sampling (here forced by many distinct values)."""
+    rng = np.random.default_rng(1)
+    values = rng.integers(0, 6, size=400)
+    by_class = bootstrap_means(values, 20000, rng_for(1))
+    jitter = values + np.arange(values.size) * 1e-9  # every value distinct: index sampling
+    by_index = bootstrap_means(jitter, 20000, rng_for(2))
+    assert by_class.mean() == pytest.approx(values.mean(), abs=0.01)
+    assert by_index.mean() == pytest.approx(values.mean(), abs=0.01)
+    assert by_class.std() == pytest.approx(by_index.std(), rel=0.05)
+    assert by_class.std() == pytest.approx(values.std() / math.sqrt(values.size), rel=0.05)
+
+
+# --- the paired test -------------------------------------------------------------------------
+
+
+def test_paired_test_false_positive_rate_when_both_overlap_equally():
+    """Per-item overlaps with X and with Y drawn from one population of items whose two
+    overlaps are exchangeable (X and Y equally noisy copies of P): at alpha = 0.05 the test
+    rejects in at most 7 % of 1,500 samples (the standard error of the rate is 0.006)."""
+    rng = np.random.default_rng(3)
+    P, X, Y = noisy_copies(rng, 3000, d=6, noise_x=10, noise_y=10)
+    k = 10
+    nn_p = knn_exact(P, k)
+    with_x = overlap_counts(nn_p, knn_exact(X, k), [k])[:, 0]
+    with_y = overlap_counts(nn_p, knn_exact(Y, k), [k])[:, 0]
+    # Exchangeable by construction: each item's pair is swapped at random once, for good.
+    swap = rng.random(with_x.size) < 0.5
+    a, b = np.where(swap, with_y, with_x), np.where(swap, with_x, with_y)
+    rejected = 0
+    for sample in range(1500):
+        items = rng.choice(a.size, size=120, replace=False)
+        rejected += sign_flip_p(a[items] - b[items], 1000, rng_for(sample)) <= 0.05
+    assert rejected / 1500 <= 0.05 + 0.02
+
+
+def test_paired_test_finds_a_real_difference():
+    rng = np.random.default_rng(4)
+    P, X, Y = noisy_copies(rng, 150, noise_x=5, noise_y=20)
+    nn_p = knn_exact(P, 5)
+    d = overlap_counts(nn_p, knn_exact(X, 5), [5])[:, 0]
+    d = d - overlap_counts(nn_p, knn_exact(Y, 5), [5])[:, 0]
+    assert sign_flip_p(d, 5000, rng_for(0)) < 0.001
+
+
+def test_sign_flip_p_is_add_one_and_one_for_no_difference():
+    assert sign_flip_p(np.zeros(10, int), 100, rng_for(0)) == 1.0
+    # 8 items all +1: only the all-plus and all-minus flips are as extreme (2/256).
+    p = sign_flip_p(np.ones(8, int), 100_000, rng_for(0))
+    assert p == pytest.approx(2 / 256, abs=0.002)
+    assert sign_flip_p(np.ones(8, int), 9, rng_for(0)) >= 1 / 10
+
+
+# --- chance, nulls, calibration, Holm ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("include_self", [False, True])
+def test_the_shuffled_pairing_null_averages_to_the_analytic_chance_exactly(include_self):
+    """Over all 720 pairings of 6 items, the mean mNNO is k/(N − 1) (with include_self: the item
+    first in both lists, (1 + (k − 1)²/(N − 1))/k), whatever the two spaces' lists."""
+    rng = np.random.default_rng(5)
+    n, k = 6, 3
+    A, B = rng.integers(0, 9, size=(n, 3)), rng.integers(0, 9, size=(n, 3))
+    nn_a, nn_b = knn_exact(A, k), knn_exact(B, k)
+    if include_self:
+        nn_a = np.column_stack([np.arange(n), nn_a[:, : k - 1]])
+        nn_b = np.column_stack([np.arange(n), nn_b[:, : k - 1]])
+    total = 0.0
+    for perm in itertools.permutations(range(n)):
+        perm = np.array(perm)
+        inverse = np.argsort(perm)
+        total += overlap_counts(nn_a, inverse[nn_b[perm]], [k]).sum() / (n * k)
+    assert total / math.factorial(n) == pytest.approx(chance_overlap(n, k, include_self))
+
+
+def test_relabelled_lists_equal_lists_recomputed_on_the_shuffled_rows():
+    rng = np.random.default_rng(6)
+    A, B = rng.integers(0, 1000, size=(50, 4)), rng.integers(0, 1000, size=(50, 4))
+    null = shuffled_pairing_null(knn_exact(A, 5), knn_exact(B, 5), [1, 5], 20, rng_for(9))
+    again = rng_for(9)
+    for p in range(20):
+        perm = again.permutation(50)
+        recomputed = overlap_counts(knn_exact(A, 5), knn_exact(B[perm], 5), [1, 5])
+        assert null[p] == pytest.approx(recomputed.sum(axis=0) / (50 * np.array([1, 5])))
+
+
+def test_overlap_counts_for_several_k_equal_overlap_per_item():
+    from xmodal import overlap_per_item
+
+    rng = np.random.default_rng(8)
+    A, B = rng.integers(0, 5, size=(80, 3)), rng.integers(0, 5, size=(80, 3))  # many ties
+    nn_a, nn_b = knn_exact(A, 10), knn_exact(B, 10)
+    counts = overlap_counts(nn_a, nn_b, [1, 3, 10])
+    for j, k in enumerate([1, 3, 10]):
+        assert (counts[:, j] == overlap_per_item(nn_a, nn_b, k)).all()
+
+
+def reference_calibration(observed, null, alpha, smax):
+    """Algorithm 1 of Gröger, Wen & Brbić (2026), as the package calibrated-similarity
+    computes it: tau the ceil((1 - alpha)(K + 1))-th order statistic of observed and null."""
+    combined = sorted([observed, *null])
+    tau = combined[min(max(math.ceil((1 - alpha) * (len(null) + 1)) - 1, 0), len(null))]
+    p = (1 + sum(v >= observed for v in null)) / (len(null) + 1)
+    return min(max((observed - tau) / max(smax - tau, 1e-12), 0.0), 1.0), p, tau
+
+
+@pytest.mark.parametrize("observed", [0.05, 0.2, 0.31, 0.9])
+def test_calibrate_is_the_published_algorithm(observed):
+    null = list(np.random.default_rng(2).uniform(0.1, 0.3, size=99))
+    assert calibrate(observed, null, 0.05, 1.0) == pytest.approx(
+        reference_calibration(observed, null, 0.05, 1.0)
+    )
+
+
+def test_holm_matches_its_definition():
+    p = [0.01, 0.04, 0.03, 0.5, float("nan")]
+    adjusted = holm(p)
+    assert adjusted[:4] == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert math.isnan(adjusted[4])
+
+
+# --- the metric: rows, determinism, checks ----------------------------------------------------
+
+
+def probe_of(seed: int, n: int = 90) -> Probe:
+    rng = np.random.default_rng(11)
+    P, X, Y = noisy_copies(rng, n, noise_x=5, noise_y=20)
+    spaces = Spaces("test", X.astype(np.float32), Y.astype(np.float32), P.astype(np.float32),
+                    ("x",), ("y",))  # fmt: skip
+    return Probe({"test": spaces}, NeighborCache(), include_self=False, seed=seed)
+
+
+PARAMS = {
+    "k": [5, 10],
+    "similarity": ["euclidean"],
+    "bootstrap": 500,
+    "confidence": 0.95,
+    "paired": ["pred-input:pred-target"],
+    "permutations": 2000,
+    "null_permutations": 30,
+}
+
+
+def mnno_spec() -> MetricSpec:
+    """The built-in `mnno` spec, from its plugin alone."""
+    from xmodal_plugins.metrics import register_metrics
+
+    specs: list[MetricSpec] = []
+    register_metrics(specs.append)
+    return next(s for s in specs if s.name == "mnno")
+
+
+def test_mnno_rows_carry_intervals_tests_chance_and_the_null():
+    spec = mnno_spec()
+    rows = list(plugins.checked_rows(spec, mnno(probe_of(0), PARAMS)))
+    by = {(r.metric, r.comparison, r.k): r for r in rows}
+    for comparison in ("pred-input", "pred-target", "input-target"):
+        row = by["mnno", comparison, 10]
+        assert row.ci_low <= row.value <= row.ci_high
+        assert by["mnno_chance", comparison, 10].value == pytest.approx(10 / 89)
+        assert {"mnno_null_mean", "mnno_calibrated", "mnno_null_p"} <= {
+            m for (m, c, _) in by if c == comparison
+        }
+    diff = by["mnno_diff", "pred-input:pred-target", 10]
+    assert diff.value == pytest.approx(
+        by["mnno", "pred-input", 10].value - by["mnno", "pred-target", 10].value
+    )
+    assert 0 < diff.ci_low <= diff.ci_high  # X is the closer copy of P
+    assert by["mnno_diff_p", "pred-input:pred-target", 10].value < 0.01
+
+
+def test_the_same_seed_gives_the_same_rows_and_another_seed_other_intervals():
+    first, again = list(mnno(probe_of(3), PARAMS)), list(mnno(probe_of(3), PARAMS))
+    assert first == again
+    other = list(mnno(probe_of(4), PARAMS))
+    assert [r.value for r in other if r.metric == "mnno"] == [
+        r.value for r in first if r.metric == "mnno"
+    ]
+    assert [(r.ci_low, r.ci_high) for r in other] != [(r.ci_low, r.ci_high) for r in first]
+
+
+def test_bootstrap_zero_writes_no_interval():
+    rows = list(mnno(probe_of(0), {**PARAMS, "bootstrap": 0, "null_permutations": 0}))
+    assert all(r.ci_low is None and r.ci_high is None for r in rows)
+
+
+SPEC = MetricSpec(
+    name="m",
+    compute=lambda probe, params: [],
+    value_range=(0.0, 1.0),
+    outputs={"m_diff": MetricDisplay(value_range=(-1.0, 1.0))},
+)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (ResultRow("test", "m", "x", 0.5, ci_low=0.6, ci_high=0.4), "above ci_high"),
+        (ResultRow("test", "m", "x", 0.5, ci_low=0.4), "needs both bounds"),
+        (ResultRow("test", "m", "x", 0.5, ci_low=-0.2, ci_high=0.7), "ci_low of m"),
+        (ResultRow("test", "m", "x", -0.5), "outside the declared value_range"),
+        (ResultRow("test", "m_diff", "x", -1.5), "outside the declared value_range [-1, 1]"),
+    ],
+)
+def test_checked_rows_refuses_broken_intervals_and_ranges(row, message):
+    with pytest.raises(plugins.MetricOutputError, match=message.replace("[", r"\[")):
+        list(plugins.checked_rows(SPEC, [row]))
+
+
+def test_a_row_metrics_own_range_and_nan_bounds_pass():
+    rows = [
+        ResultRow("test", "m_diff", "x", -0.5, ci_low=-0.7, ci_high=-0.3),
+        ResultRow("test", "m", "x", 0.5, ci_low=float("nan"), ci_high=float("nan")),
+    ]
+    assert list(plugins.checked_rows(SPEC, rows)) == rows
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+def test_a_schema_5_database_upgrades_and_keeps_its_results(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"
+    )
+    for version, sql in enumerate(MIGRATIONS[:5], start=1):
+        con.execute(sql)
+        con.execute("INSERT INTO schema_migrations VALUES (?, now())", [version])
+    con.execute("INSERT INTO results (run_id, split, metric, comparison, value) "
+                "VALUES ('r', 'test', 'mnno', 'pred-target', 0.5)")  # fmt: skip
+    migrate(con)
+    assert con.execute("SELECT value, ci_low, ci_high FROM results").fetchall() == [
+        (0.5, None, None)
+    ]
+    for view in ("current_results", "study_results", "results_summary"):
+        columns = [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
+        assert {"ci_low", "ci_high"} <= set(columns), view
+    con.close()
+
+
+def test_intervals_are_stored_and_old_spooled_tuples_record_without_one(tmp_path):
+    store = Store(tmp_path / "r.duckdb")
+    new = ("r1", "m1", "test", "mnno", "pred-target", 10, "cosine", None, 0.5, 0.4, 0.6)
+    old = ("r2", "m2", "test", "mnno", "pred-target", 10, "cosine", None, 0.7)
+    store.record_many([RunRecord("r1", None, [], [new], []), RunRecord("r2", None, [], [old], [])])
+    with duckdb.connect(str(store.path), read_only=True) as con:
+        assert con.execute(
+            "SELECT run_id, value, ci_low, ci_high FROM results ORDER BY run_id"
+        ).fetchall() == [("r1", 0.5, 0.4, 0.6), ("r2", 0.7, None, None)]
