@@ -4,6 +4,8 @@
 each run in a fresh interpreter, which then reports which of the watched modules it imported.
 Torch alone takes seconds to import: one eager `import torch` in xmodal.cli, a core module or a
 built-in plugin (at module level, instead of inside the function that trains) fails this test.
+The commands that use no component (`--version`, `query`, `status`, `gc`) import no plugin module
+either: each built-in plugin imports numpy and more when it registers.
 No timing is asserted here; benchmarks/bench_cli.py measures the start-up times.
 """
 
@@ -17,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import use
+from xmodal import hookimpl
+from xmodal.cli import needs_plugins
 from xmodal.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +81,10 @@ COMMANDS = {
     "status": lambda db: ["status", "--db", str(db)],
     "plugins": lambda db: ["plugins"],
     "validate": lambda db: ["validate", str(REPO / "studies" / "quickstart.toml")],
+    "gc": lambda db: ["gc", "--dry-run", "--db", str(db)],
 }
+# The commands that use no component: no plugin module may load for them.
+PLUGIN_FREE = ("--version", "query", "status", "gc")
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -90,6 +98,71 @@ def test_a_command_that_trains_nothing_imports_no_heavy_module(command, results_
         f"`xmodal {command}` imported {result['loaded']}: import it inside the function that "
         "uses it (see the comment at the top of xmodal/cli.py)\n" + result["output"]
     )
+
+
+@pytest.mark.parametrize("command", PLUGIN_FREE)
+def test_a_command_that_uses_no_component_imports_no_plugin_module(command, results_db, tmp_path):
+    result = probe(COMMANDS[command](results_db), tmp_path, also=("xmodal_plugins",))
+    assert result["code"] == 0, result["output"]
+    assert result["loaded"] == [], (
+        f"`xmodal {command}` imported {result['loaded']}: it needs no component, so main() must "
+        "not load the plugins for it (xmodal.cli.PLUGIN_FREE_COMMANDS)\n" + result["output"]
+    )
+
+
+@pytest.mark.parametrize("command", ["--help", "plugins"])
+def test_commands_that_list_plugins_or_their_commands_load_them(command, results_db, tmp_path):
+    # The control for the test above: the probe sees the plugin modules when they load.
+    result = probe(COMMANDS[command](results_db), tmp_path, also=("xmodal_plugins",))
+    assert result["code"] == 0, result["output"]
+    assert "xmodal_plugins.metrics" in result["loaded"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "loads"),
+    [
+        ([], True),  # the help, which lists the plugins' commands
+        (["--help"], True),
+        (["--version"], False),
+        (["query", "SELECT 1"], False),
+        (["query", "--help"], False),
+        (["status", "--db", "x.duckdb"], False),
+        (["gc", "--dry-run"], False),
+        (["--version", "--help"], False),  # the first eager flag given is the one click runs
+        (["--help", "--version"], True),
+        (["validate", "status"], True),  # a study file named like a command is no command
+        (["run", "study.toml"], True),
+        (["plugins"], True),
+        (["hello"], True),  # unknown to xmodal: perhaps a plugin's command
+    ],
+)
+def test_which_command_lines_load_the_plugins(argv, loads):
+    assert needs_plugins(argv) is loads
+
+
+@pytest.fixture
+def greeter(monkeypatch):
+    """An in-process plugin that adds the command `hello`; the CLI registers commands again."""
+    import xmodal.cli
+
+    def register_commands(cli):
+        @cli.command("hello")
+        def hello() -> None:
+            """Say hello (a plugin's command)."""
+            print("hello from a plugin")
+
+    use("greeter", register_commands=hookimpl(register_commands))
+    monkeypatch.setattr(xmodal.cli, "_commands_registered", False)
+    monkeypatch.setattr(
+        xmodal.cli.app, "registered_commands", list(xmodal.cli.app.registered_commands)
+    )
+
+
+def test_a_plugins_command_still_runs_and_help_lists_it(cli, greeter, results_db):
+    assert cli("status", "--db", results_db).code == 0  # registers no plugin command
+    result = cli("hello")
+    assert result.code == 0 and "hello from a plugin" in result.out, result.output
+    assert "hello" in cli("--help").out
 
 
 def test_the_probe_sees_a_module_imported_on_the_way(tmp_path):

@@ -6,6 +6,7 @@ import io
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -709,24 +710,48 @@ def list_datasets(
 
 _commands_registered = False
 
+# Commands that use no component. For them main() registers no plugin command, so no plugin module
+# is imported (start-up time: tests/test_cli_startup.py), and a broken plugin cannot get in their
+# way. Every other command line loads the plugins first: a plugin's own command, `--help` (which
+# lists the plugins' commands too) and the commands that use components.
+PLUGIN_FREE_COMMANDS = frozenset({"query", "status", "gc"})
+
+
+def needs_plugins(argv: Sequence[str]) -> bool:
+    """Whether `xmodal ARGV` may use the plugins: False only when it runs a command of
+    PLUGIN_FREE_COMMANDS or prints the version. The command is the first argument that is no
+    option (the top level takes only the flags --help and --version); of --help and --version,
+    the first one given wins, as click runs it first."""
+    for arg in argv:
+        if arg == "--version":
+            return False
+        if arg == "--help":
+            return True
+        if not arg.startswith("-"):
+            return arg not in PLUGIN_FREE_COMMANDS
+    return True  # no command: the help is shown, with the plugins' commands
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors are shown on one screen with a non-zero exit, no traceback.
 
-    A broken plugin (or an `XMODAL_LOAD_PLUGINS` typo) is a warning line here, so that commands
-    needing no components (`--help`, `plugins`, `status`, `query`) still run; commands that need
-    them stop at `plugins.get_registry()` with an error that refers to these warnings.
+    A broken plugin (or an `XMODAL_LOAD_PLUGINS` typo) is a warning line here, so that `--help`
+    and `plugins` still run; commands that need components stop at `plugins.get_registry()` with
+    an error that refers to these warnings. `--version`, `query`, `status` and `gc` load no plugin
+    at all (`needs_plugins`).
     """
     global _commands_registered
     warned: list[plugins.PluginProblem] = []
+    args = sys.argv[1:] if argv is None else argv
     try:
-        if not _commands_registered:
-            plugins.register_commands(plugins.get_manager(), app)
-            _commands_registered = True
-        warned = plugins.load_problems()
-        for problem in warned:
-            err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
-        app(args=argv, prog_name="xmodal")
+        if needs_plugins(args):
+            if not _commands_registered:
+                plugins.register_commands(plugins.get_manager(), app)
+                _commands_registered = True
+            warned = plugins.load_problems()
+            for problem in warned:
+                err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
+        app(args=args, prog_name="xmodal")
     except plugins.PluginError as exc:
         err.print(exc.render(shown=warned), markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
