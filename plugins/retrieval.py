@@ -51,7 +51,13 @@ PARAMS = {
     "k": Param(
         int, default=[1, 5, 10], many=True, min=1, doc="cut-offs of recall@k and label precision@k"
     ),
-    "similarity": Param(str, default=["cosine"], many=True, choices=("cosine", "euclidean")),
+    "similarity": Param(
+        str,
+        default=["cosine"],
+        many=True,
+        choices=("cosine", "euclidean"),
+        doc="scores candidates: cosine, or negative Euclidean distance; rows for each",
+    ),
     "directions": Param(
         str,
         default=["pred-target"],

@@ -173,7 +173,15 @@ def register_split_strategies(register: Callable[[SplitStrategySpec], None]) -> 
         SplitStrategySpec(
             name="random",
             folds=random_split,
-            params={"test_fraction": Param(float, default=0.2, min=0.01, max=0.99)},
+            params={
+                "test_fraction": Param(
+                    float,
+                    default=0.2,
+                    min=0.01,
+                    max=0.99,
+                    doc="share of the items held out as test items (at least one)",
+                )
+            },
             description="a seeded random share of the items is held out (test_fraction)",
         )
     )

@@ -20,15 +20,23 @@ from xmodal import DatasetSpec, FeatureSetInfo, PairedData, Param, combine, hook
 
 GENERATOR_VERSION = "1"
 PARAMS = {
-    "n_items": Param(int, default=1000, min=4, max=1_000_000),
-    "latent_dim": Param(int, default=16, min=1, max=4096),
-    "dim_text": Param(int, default=64, min=1, max=100_000),
-    "dim_image": Param(int, default=128, min=1, max=100_000),
+    "n_items": Param(int, default=1000, min=4, max=1_000_000, doc="items generated"),
+    "latent_dim": Param(
+        int, default=16, min=1, max=4096, doc="dimensions of the shared latent space"
+    ),
+    "dim_text": Param(int, default=64, min=1, max=100_000, doc="dimensions of the text view"),
+    "dim_image": Param(int, default=128, min=1, max=100_000, doc="dimensions of the image view"),
     "clusters": Param(int, default=10, min=1, max=100_000, doc="latent clusters (item labels)"),
     "noise": Param(float, default=0.1, min=0.0, doc="std of the view-specific noise"),
     "nonlinearity": Param(float, default=0.5, min=0.0, max=1.0, doc="0 linear views, 1 fully tanh"),
-    "test_fraction": Param(float, default=0.2, min=0.01, max=0.99),
-    "seed": Param(int, default=0, min=0),
+    "test_fraction": Param(
+        float,
+        default=0.2,
+        min=0.01,
+        max=0.99,
+        doc="chance that an item is marked test in the dataset's own split (seeded)",
+    ),
+    "seed": Param(int, default=0, min=0, doc="seed of the generator: same seed, same data"),
 }
 
 

@@ -24,10 +24,10 @@ import pytest
 from tests.conftest import TINY_STUDY, rows
 from xmodal.errors import XmodalError
 from xmodal.executors import (
-    check_executor,
     make_temp_dir,
     parse_ray_address,
     remove_stale_temp_dirs,
+    require_executor,
 )
 
 RESULTS = "SELECT run_id, split, metric, comparison, k, value FROM results ORDER BY ALL"
@@ -468,6 +468,6 @@ def test_malformed_ray_addresses_are_clear_errors(address):
 
 def test_local_executors_need_no_checks():
     for name in ("local", "process"):
-        check_executor(name, None)
+        require_executor(name, None)
     with pytest.raises(XmodalError, match="not one of local, process, ray"):
-        check_executor("slurm")
+        require_executor("slurm")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import types
 from typing import Any
 
+import attrs
 import pytest
 
 from tests.conftest import TINY_STUDY, rows
@@ -112,11 +113,11 @@ def test_an_unknown_executor_in_the_study_file_is_a_study_problem(cli, write_stu
 def test_an_executor_that_cannot_run_here_stops_before_the_database_is_touched(
     cli, write_study, db, log
 ):
-    def check(options: ExecutorOptions) -> str | None:
+    def available(options: ExecutorOptions) -> str | None:
         log["checked"] = options
         return "the serial executor needs a moon base: pip install -c constraints.txt moonbase"
 
-    use(("serial_plugin", executor_plugin(log, check=check)))
+    use(("serial_plugin", executor_plugin(log, available=available)))
     study = write_study(TINY_STUDY + '\n[execution]\nexecutor = "serial"\nworkers = 2\n')
     result = cli("run", study, "--db", db)
     assert result.code == 1 and "Traceback" not in result.output
@@ -125,14 +126,14 @@ def test_an_executor_that_cannot_run_here_stops_before_the_database_is_touched(
     assert not db.exists() and list(db.parent.glob("results.duckdb*")) == []
 
 
-def test_a_check_that_raises_is_named_not_a_traceback(cli, write_study, db, log):
-    def check(options: ExecutorOptions) -> str | None:
+def test_an_availability_test_that_raises_is_named_not_a_traceback(cli, write_study, db, log):
+    def available(options: ExecutorOptions) -> str | None:
         raise RuntimeError("boom")
 
-    use(("serial_plugin", executor_plugin(log, check=check)))
+    use(("serial_plugin", executor_plugin(log, available=available)))
     result = cli("run", write_study(), "--db", db, "--executor", "serial")
     assert result.code == 1 and "Traceback" not in result.output
-    assert "the check of executor 'serial' raised RuntimeError: boom" in result.output
+    assert "the availability test of executor 'serial' raised RuntimeError: boom" in result.output
     assert not db.exists()
 
 
@@ -142,6 +143,22 @@ def test_a_plugin_cannot_replace_a_built_in_executor(log):
     assert registry.owners[("executors", "local")] == "xmodal.default_executors"
     (problem,) = registry.problems
     assert "both register an executor named 'local'; 'copycat''s is not used" in str(problem)
+
+
+def test_check_means_one_thing_across_specs():
+    """Every spec's `check` is a `check(params, context)` of parameters; an executor's test of
+    whether it can run here is another thing, called `available(options)`."""
+    shapes = {
+        kind: str(field.type)
+        for kind, (_, spec_class) in plugins.KINDS.items()
+        for field in attrs.fields(spec_class)
+        if field.name == "check"
+    }
+    assert shapes and all("CheckContext" in shape for shape in shapes.values()), shapes
+    assert "executors" not in shapes
+    assert "available" in attrs.fields_dict(ExecutorSpec)
+    ray = plugins.get_registry().executors["ray"]
+    assert ray.available is not None  # Ray's: installed? an address that answers?
 
 
 def test_built_in_executors_load_whatever_the_plugin_filter(monkeypatch):

@@ -163,3 +163,25 @@ def test_missing_docs_are_listed_by_the_generator():
     assert all("/" in entry and "." in entry for entry in missing)
     undocumented = {f"{c.kind}/{c.name}.{p.name}" for c in found for p in c.params if not p.doc}
     assert set(missing) == undocumented
+
+
+def test_every_builtin_parameter_has_a_doc():
+    """Each parameter of a built-in component or study section says what it does, so the
+    reference and `xmodal plugins --params` never show an empty description."""
+    found = [*reference.study_sections(), *reference.components(reference.builtin_registry())]
+    missing = reference.missing_docs(found)
+    assert not missing, (
+        "parameters without a doc= (add a one-line doc to each Param): " + ", ".join(missing)
+    )
+
+
+def test_the_probes_section_names_the_registered_probe_kinds():
+    registry = reference.builtin_registry()
+    text = reference.markdown(registry, reference.study_sections())
+    probes = text.split("### `[probes]`", 1)[1].split("\n### ", 1)[0]
+    assert "every key of `[probes]` names a probe kind" in probes
+    for kind, spec in registry.of("probe_kinds").items():
+        on = " (on by default)" if spec.default else ""
+        assert f"`{kind}`{on}" in probes, kind
+    empty = reference.markdown(plugins.Registry(), reference.study_sections())
+    assert "No probe kind is registered." in empty

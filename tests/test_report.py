@@ -381,3 +381,45 @@ def test_a_database_of_the_previous_schema_queries_and_reports(cli, tmp_path):
     assert rows(db, "SELECT max(version) FROM schema_migrations") == [(len(MIGRATIONS),)]
     assert rows(db, "SELECT count(*) FROM report_views WHERE plugin = 'paper_report'") == [(7,)]
     assert rows(db, "SELECT count(*) FROM results_summary WHERE study = 'legacy'") == [(6,)]
+
+
+# -- the shuffled control in Table 1 --------------------------------------------------------------
+
+WITH_CONTROL = study_toml(
+    data={"directions": ["forward"]},
+    mapping=[{"name": "linear"}],
+    probes={"shuffled": True},
+    metric=[{"name": "mnno", "k": [5, 10]}],
+)
+
+
+def test_table1_shows_the_shuffled_controls_mnno_beside_the_trained_mapping(
+    cli, write_study, db, tmp_path
+):
+    _, text = run_and_report(cli, write_study(WITH_CONTROL), db, tmp_path / "r")
+    table1 = text.split("## Table 1")[1].split("\n## ")[0]
+    lines = [ln for ln in table1.splitlines() if ln.startswith("| ")]
+    header, body = lines[0], lines[2:]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[columns.index("mNNO(X,Y)") + 1] == "shuffled f(X),Y"
+    [(trained,)] = rows(db, "SELECT pred_target FROM paper_table1 WHERE state = 'trained' "
+                            "AND k = 10 AND split = 'test' AND similarity = 'cosine'")  # fmt: skip
+    [(control,)] = rows(db, "SELECT pred_target FROM paper_table1 WHERE state = 'shuffled' "
+                            "AND k = 10 AND split = 'test' AND similarity = 'cosine'")  # fmt: skip
+    [row] = body  # one trained configuration: linear, mse, forward
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[columns.index("shuffled f(X),Y")] == f"{control:.3f}"
+    assert cells[columns.index("mNNO(f(X),Y)")] == f"{trained:.3f}"
+    assert "of the `shuffled` control" in table1 and "'shuffled' for the control" in table1
+
+
+def test_table1_has_no_control_column_when_the_control_did_not_run():
+    from xmodal_plugins.paper_report import _table1
+
+    row = {"dataset": "synthetic", "input_features": "text", "target_features": "image",
+           "direction": "forward", "mapping": "linear", "depth": 0, "loss": "mse", "n": 1,
+           "pred_input": 0.5, "pred_input_std": None, "pred_target": 0.4,
+           "pred_target_std": None, "input_target": 0.3, "input_target_std": None}  # fmt: skip
+    table = _table1([row], 10, "test", "cosine", {})
+    assert "shuffled f(X),Y" not in table.columns and "shuffled" not in table.note
+    assert len(table.rows[0]) == len(table.columns)

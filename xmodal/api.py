@@ -369,12 +369,12 @@ def run(
         >>> print(summary)
         quickstart: 24 trained, 0 failed in 41.3 s → x.duckdb
     """
-    from xmodal.executors import check_executor
+    from xmodal.executors import require_executor
     from xmodal.runner import run_study
     from xmodal.signals import sigterm_as_interrupt
 
     if executor is not None:  # an unknown name or a missing Ray stops here, before any loading
-        check_executor(executor, address, workers=workers or 1)
+        require_executor(executor, address, workers=workers or 1)
     loaded = _study(study, check=True, max_runs=max_runs)
     store = Store(_db(db))
     settings = loaded.declaration.execution

@@ -384,7 +384,7 @@ class SimilaritySpec:
 
 @attrs.frozen
 class ExecutorOptions:
-    """What `xmodal run` asks of an executor: given to `ExecutorSpec.check` and `make`.
+    """What `xmodal run` asks of an executor: given to `ExecutorSpec.available` and `make`.
 
     - `workers`: how many runs may execute at once (`--workers`/`-j`, `[execution] workers`).
     - `threads`: torch threads each run gets (`--threads`, `[execution] threads`; 0 there is
@@ -416,10 +416,11 @@ class ExecutorSpec:
     `shared` is the study's `StudyData` (loaded datasets, splits and neighbour lists); an
     executor whose workers are other processes sends them `shared.export(directory)` and each
     worker calls `StudyData.attach(handle, registry)` once.
-    `check(options)` tells, before anything is written to the results database, whether the
-    executor can run here with these options: None when it can, else one message saying what
-    is missing and how to get it (e.g. the package to install). It must be quick (no cluster
-    start-up) and must not write anything.
+    `available(options)` tells, before anything is written to the results database, whether
+    the executor can run here with these options: None when it can, else one message saying
+    what is missing and how to get it (e.g. the package to install). It must be quick (no
+    cluster start-up) and must not write anything. (It is not a `check(params, context)` like
+    the other specs': an executor has no parameters in the study file.)
     `shares_files`: jobs run where the driver's files can be read (this machine or a shared
     disk). False makes a job that only measures carry its stored predictions with it.
     `default`: the executor used when neither `--executor` nor `[execution] executor` names one;
@@ -429,6 +430,6 @@ class ExecutorSpec:
     name: str
     make: Callable[[Any, ExecutorOptions], Any]
     description: str = ""
-    check: Callable[[ExecutorOptions], str | None] | None = None
+    available: Callable[[ExecutorOptions], str | None] | None = None
     shares_files: bool = True
     default: bool = False

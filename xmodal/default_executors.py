@@ -36,7 +36,7 @@ def _make_ray(shared: Any, options: ExecutorOptions) -> Any:
     return executors.RayExecutor(shared, max(1, options.workers), options.threads, options.address)
 
 
-def _check_ray(options: ExecutorOptions) -> str | None:
+def _ray_available(options: ExecutorOptions) -> str | None:
     from xmodal import executors
 
     return executors.ray_problem(options.address)
@@ -64,7 +64,7 @@ def register_executors(register: Callable[[Any], None]) -> None:
         ExecutorSpec(
             name="ray",
             make=_make_ray,
-            check=_check_ray,
+            available=_ray_available,
             shares_files=False,
             description="Ray tasks: a local Ray instance, or a cluster given by --address "
             "(needs the `ray` extra)",

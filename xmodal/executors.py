@@ -552,7 +552,7 @@ def executor_spec(registry: Registry, name: str | None) -> ExecutorSpec:
     return spec
 
 
-def check_executor(
+def require_executor(
     name: str | None,
     address: str | None = None,
     *,
@@ -561,18 +561,21 @@ def check_executor(
     registry: Registry | None = None,
 ) -> ExecutorSpec:
     """Fail now, with a message saying what to do, if executor `name` (None: the default)
-    cannot run here: an unknown name (with "did you mean"), or what its `check` reports (for
+    cannot run here: an unknown name (with "did you mean"), or what its `available` reports (for
     Ray: not installed, a `ray://` address without Ray Client, or a cluster address that does
     not answer). Call it before the results database is touched. Returns the executor's spec."""
     spec = executor_spec(registry if registry is not None else get_registry(), name)
-    if spec.check is not None:
+    if spec.available is not None:
         options = ExecutorOptions(workers=max(1, workers), threads=max(1, threads), address=address)
         try:
-            problem = spec.check(options)
+            problem = spec.available(options)
         except XmodalError as exc:
             problem = str(exc)
         except Exception as exc:  # a bug in the plugin: named, not a traceback
-            problem = f"the check of executor {spec.name!r} raised {type(exc).__name__}: {exc}"
+            problem = (
+                f"the availability test of executor {spec.name!r} raised "
+                f"{type(exc).__name__}: {exc}"
+            )
         if problem:
             raise XmodalError(problem)
     return spec

@@ -174,14 +174,14 @@ def register_executors(register: Callable[[Any], None]) -> None:
     """Register executors: where a study's runs execute (in-process, a process pool, a cluster).
 
     Arguments: `register`, a callback; call `register(ExecutorSpec(name=..., make=...,
-    check=..., shares_files=..., default=...))` once per executor. The built-in ones (`local`,
+    available=..., shares_files=..., default=...))` once per executor. The built-in ones (`local`,
     `process`, `ray`) are registered through this hook by xmodal's default plugin
     `xmodal.default_executors`, which always loads (`XMODAL_LOAD_PLUGINS` does not apply to it)
     and registers first: a plugin's executor of the same name is reported, not used.
 
     When: once, when the registry is first built. `[execution] executor` in a study and
     `xmodal run --executor NAME` must name a registered executor (a typo gets "did you mean").
-    `xmodal run` then calls `check(options)` with an `ExecutorOptions` (workers, threads per
+    `xmodal run` then calls `available(options)` with an `ExecutorOptions` (workers, threads per
     run, address) before it opens the results database for writing: a message it returns stops
     the command with nothing written. Once the runs to train are known, `make(shared, options)`
     builds the executor, its `run(jobs, on_start)` executes them and `close()` ends it (see

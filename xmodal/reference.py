@@ -220,6 +220,8 @@ def markdown(registry: plugins.Registry, sections: Sequence[ComponentInfo] = ())
     lines.append("Contents: " + " · ".join(f"[{title}](#{_anchor(title)})" for title, *_ in groups))
     lines.append("")
     for title, kind, members in groups:
+        if kind == "sections":
+            members = [_with_probe_kinds(c, registry) for c in members]
         lines += [f"## {title}", ""]
         if kind != "sections":
             lines += [
@@ -231,6 +233,30 @@ def markdown(registry: plugins.Registry, sections: Sequence[ComponentInfo] = ())
         for component in members:
             lines += _component_markdown(component)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _with_probe_kinds(section: ComponentInfo, registry: plugins.Registry) -> ComponentInfo:
+    """The `[probes]` section, saying that its other keys are probe kinds (the registered ones);
+    every other section unchanged."""
+    if section.name != "probes" or section.description:
+        return section
+    kinds = registry.of("probe_kinds")
+    listed = ", ".join(
+        f"`{name}`" + (" (on by default)" if getattr(kinds[name], "default", False) else "")
+        for name in sorted(kinds)
+    )
+    note = (
+        "Besides the settings below, every key of `[probes]` names a probe kind: `kind = true` "
+        "turns it on, `kind = false` off, and a `[probes.kind]` table turns it on with the kind's "
+        "parameters; a kind `[probes]` does not mention runs if it is on by default "
+        "(docs/study-format.md). "
+        + (
+            f"Registered probe kinds: {listed} ([Probe kinds](#probe-kinds))."
+            if kinds
+            else "No probe kind is registered."
+        )
+    )
+    return attrs.evolve(section, description=note)
 
 
 def _component_markdown(component: ComponentInfo) -> list[str]:

@@ -21,7 +21,7 @@ from xmodal.artifacts import ArtifactStore
 from xmodal.components import ExecutorOptions
 from xmodal.errors import Problem, StudyError, XmodalError
 from xmodal.execute import Job, Outcome, run_row
-from xmodal.executors import Failure, LocalExecutor, check_executor, threads_per_run
+from xmodal.executors import Failure, LocalExecutor, require_executor, threads_per_run
 from xmodal.locking import RunLock
 from xmodal.params import expand
 from xmodal.planning import Measurement, Run
@@ -279,8 +279,8 @@ def run_study(
     before the database, its lock or its spool is touched."""
     emit = on_event or (lambda event: None)
     options = ExecutorOptions(max(1, workers), threads_per_run(workers, threads), address)
-    spec = check_executor(executor, address, workers=options.workers, threads=options.threads,
-                          registry=shared.registry)  # fmt: skip
+    spec = require_executor(executor, address, workers=options.workers, threads=options.threads,
+                            registry=shared.registry)  # fmt: skip
     check_writable(store.path)
     artifacts = ArtifactStore(store.path)
     with RunLock(store.path, study.name, wait=wait):

@@ -47,30 +47,58 @@ SEED_LIMIT = 2**31  # seeds are stored as 32-bit integers
 
 STUDY_PARAMS = {
     "name": Param(str, doc="study name: letters, digits, '-', '_', '.'"),
-    "description": Param(str, default=""),
+    "description": Param(str, default="", doc="free text about the study; no run depends on it"),
     "seeds": Param(int, default=[0], many=True, min=0, max=SEED_LIMIT - 1, doc="one run per seed"),
 }
 DATA_PARAMS = {
     "dataset": Param(str, doc="a registered dataset (see `xmodal plugins`)"),
-    "directions": Param(str, default=list(DIRECTIONS), many=True, choices=DIRECTIONS),
+    "directions": Param(
+        str,
+        default=list(DIRECTIONS),
+        many=True,
+        choices=DIRECTIONS,
+        doc="forward maps input to target, backward target to input; one run each",
+    ),
     # A registered split strategy (None: the one a plugin declares the default); the strategy's
     # own parameters are further [data] keys (`_Builder.split`).
     "split": Param(str, default=None, doc="a registered split strategy (see `xmodal plugins`)"),
     "split_seed": Param(int, default=0, min=0, doc="the seed of a seeded split strategy"),
 }
 TRAIN_PARAMS = {
-    "epochs": Param(int, default=20, min=1, max=100_000),
-    "batch_size": Param(int, default=64, min=1, also=("full",)),
-    "optimizer": Param(str, default="adam", choices=("adam", "adamw", "sgd")),
-    "lr": Param(float, default=1e-3, min=0.0),
-    "weight_decay": Param(float, default=0.0, min=0.0),
-    "momentum": Param(float, default=0.9, min=0.0, max=1.0),
-    "shuffle": Param(bool, default=True),
+    "epochs": Param(
+        int,
+        default=20,
+        min=1,
+        max=100_000,
+        doc="passes over the training items (fewer when early stopping ends training)",
+    ),
+    "batch_size": Param(
+        int,
+        default=64,
+        min=1,
+        also=("full",),
+        doc='items per optimiser step (at most all of them); "full": all training items',
+    ),
+    "optimizer": Param(
+        str, default="adam", choices=("adam", "adamw", "sgd"), doc="the torch.optim optimiser"
+    ),
+    "lr": Param(float, default=1e-3, min=0.0, doc="the optimiser's learning rate"),
+    "weight_decay": Param(float, default=0.0, min=0.0, doc="the optimiser's L2 weight decay"),
+    "momentum": Param(float, default=0.9, min=0.0, max=1.0, doc="SGD momentum (sgd only)"),
+    "shuffle": Param(
+        bool, default=True, doc="reorder the items each epoch (seeded); false keeps their order"
+    ),
     "grad_clip": Param(float, default=0.0, min=0.0, doc="max gradient norm; 0 turns it off"),
     "early_stopping": Param(
         int, default=0, min=0, doc="patience in epochs on a validation part; 0 turns it off"
     ),
-    "validation_fraction": Param(float, default=0.1, min=0.01, max=0.5),
+    "validation_fraction": Param(
+        float,
+        default=0.1,
+        min=0.01,
+        max=0.5,
+        doc="with early stopping: the seeded share of training items held out to validate",
+    ),
     "probe_every": Param(
         int, default=0, min=0, doc="probe train and test items every N epochs into curves"
     ),
@@ -78,7 +106,9 @@ TRAIN_PARAMS = {
 EXECUTION_PARAMS = {
     # None: the registry's default executor. The names allowed are the registered executors.
     "executor": Param(str, default=None, doc="where runs execute: a registered executor's name"),
-    "workers": Param(int, default=1, min=1, max=1024),
+    "workers": Param(
+        int, default=1, min=1, max=1024, doc="runs executed at once; --workers overrides it"
+    ),
     "threads": Param(
         int, default=1, min=0, max=1024, doc="torch threads per run; 0 = cores / workers"
     ),
@@ -86,7 +116,13 @@ EXECUTION_PARAMS = {
 # The settings of [probes]; its other keys are probe kinds (`register_probe_kinds`): `kind = true`
 # or a `[probes.kind]` table of the kind's parameters turns a kind on (`_Builder.probe_kinds`).
 PROBE_PARAMS = {
-    "splits": Param(str, default=["test"], many=True, choices=("train", "test")),
+    "splits": Param(
+        str,
+        default=["test"],
+        many=True,
+        choices=("train", "test"),
+        doc="the items each run probes: its test items, its training items, or both",
+    ),
     "include_self": Param(
         bool, default=False, doc="count each item as its own neighbour (the authors' code did)"
     ),
