@@ -230,7 +230,7 @@ def retrieval(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
     for split in probe.splits:
         spaces = probe.spaces[split]
         if spaces.predicted.shape[1] != spaces.target.shape[1]:
-            return  # e.g. the identity probe: its predictions are not in the target space
+            return  # e.g. the identity run: its predictions are not in the target space
         labels = spaces.labels if params["labels"] else None
         for similarity in params["similarity"]:
             for comparison in params["directions"]:

@@ -64,7 +64,7 @@ def test_runs_finished_while_a_reader_holds_the_database_are_spooled_then_record
     study = write_study()
     result = cli("run", study, "--db", db)
     assert result.code == 0, result.output
-    assert "8 trained" in result.output and "8 finished run(s) wait in" in result.output
+    assert "8 ran" in result.output and "8 finished run(s) wait in" in result.output
     assert "Traceback" not in result.output
     assert len(Spool(db)) == 8
     assert "8 finished run(s) wait in the spool" in cli("status", "--db", db).output

@@ -38,7 +38,7 @@ def test_a_failed_run_is_recorded_with_its_error_and_the_study_goes_on(cli, writ
     use_flaky_mapping(RuntimeError, "boom: this mapping cannot be built")
     result = cli("run", write_study(STUDY), "--db", db)
     assert result.code == 1
-    assert "2 trained" in result.output and "2 failed" in result.output
+    assert "2 ran" in result.output and "2 failed" in result.output
     failed = rows(db, "SELECT error FROM runs WHERE status = 'failed'")
     assert len(failed) == 2 and all("boom" in e for (e,) in failed)
     assert rows(

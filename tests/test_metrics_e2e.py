@@ -37,7 +37,7 @@ def test_a_study_naming_every_new_metric_runs_and_is_queryable(cli, write_study,
     study = write_study(metrics_study(ratings))
     result = cli("run", study, "--db", db)
     assert result.code == 0, result.output
-    assert "2 trained" in result.output
+    assert "2 ran" in result.output
 
     found = set(rows(db, "SELECT DISTINCT metric, comparison FROM results"))
     expected = {

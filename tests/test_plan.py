@@ -25,7 +25,7 @@ def test_grid_is_the_product_of_sweeps():
     swept = TINY_STUDY.replace("depth = 2", "depth = [1, 2, 3]").replace(
         "seeds = [0]", "seeds = [0, 1]"
     )
-    # (1 linear + 3 mlp) x 2 directions x 2 probes x 2 seeds
+    # (1 linear + 3 mlp) x 2 directions x 2 run kinds x 2 seeds
     assert len(plan_of(swept)) == 32
 
 
@@ -51,7 +51,7 @@ def test_what_changes_results_changes_the_run_id():
         ("n_items = 240", "n_items = 241"),
     ]:
         changed = TINY_STUDY.replace(old, new)
-        trained = {c.run_id for c in plan_of(changed) if c.probe == "trained"}
+        trained = {c.run_id for c in plan_of(changed) if c.kind == "trained"}
         assert not trained & base, (old, new)
 
 
@@ -60,10 +60,10 @@ def test_untrained_runs_do_not_depend_on_loss_or_training_settings():
         '[[loss]]\nname = "mse"', '[[loss]]\nname = "mse"\n\n[[loss]]\nname = "cosine"'
     )
     runs = plan_of(two_losses)
-    untrained = [c for c in runs if c.probe == "untrained"]
+    untrained = [c for c in runs if c.kind == "untrained"]
     assert len(untrained) == 4  # 2 mappings x 2 directions, shared by both losses
     assert all(c.loss is None and c.train is None for c in untrained)
-    assert len([c for c in runs if c.probe == "trained"]) == 8
+    assert len([c for c in runs if c.kind == "trained"]) == 8
 
 
 def test_backward_direction_swaps_input_and_target():
@@ -124,7 +124,7 @@ def test_a_dataset_without_a_fingerprint_is_fingerprinted_by_its_arrays():
     assert {c.data_fingerprint.split(":")[0] for c in runs} == {"arrays"}
 
 
-# Run ids of TINY_STUDY (with the identity reference on) as they were before probe kinds became
+# Run ids of TINY_STUDY (with the identity reference on) as they were before run kinds became
 # plugins: a change of the run id format must be deliberate (bump RUN_FORMAT), never a side effect.
 PINNED_TINY_IDS = [
     ("identity", "forward", "identity", "9f9f6b9bfd1ab105"),
@@ -144,4 +144,4 @@ def test_run_ids_of_the_trained_untrained_and_identity_kinds_are_pinned():
     registry = get_registry()
     study = parse_study(TINY_STUDY + "\n[probes]\nidentity = true\n", "s.toml", registry)
     runs = make_plan(study, registry, lambda name, params: "data-v1")
-    assert [(c.probe, c.direction, c.mapping, c.run_id) for c in runs] == PINNED_TINY_IDS
+    assert [(c.kind, c.direction, c.mapping, c.run_id) for c in runs] == PINNED_TINY_IDS

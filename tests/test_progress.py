@@ -83,10 +83,10 @@ def test_the_summary_fits_one_line_and_breaks_only_between_phrases():
         return shown.fit(shown.summary_phrases("quickstart", seconds=372.4, db=db, **numbers), 80)
 
     assert summary(trained=240) == [
-        "quickstart: 240 trained, 0 failed in 6 min 12 s → xmodal.duckdb"
+        "quickstart: 240 ran, 0 failed in 6 min 12 s → xmodal.duckdb"
     ]
     assert summary(trained=118, cached=120, failed=2) == [
-        "quickstart: 118 trained, 120 cached, 2 failed in 6 min 12 s → xmodal.duckdb"
+        "quickstart: 118 ran, 120 cached, 2 failed in 6 min 12 s → xmodal.duckdb"
     ]
     assert summary(measured=240) == [
         "quickstart: 240 measured, 0 failed in 6 min 12 s → xmodal.duckdb"
@@ -94,7 +94,7 @@ def test_the_summary_fits_one_line_and_breaks_only_between_phrases():
     assert summary() == ["quickstart: no runs in 6 min 12 s → xmodal.duckdb"]
     long_db = "/home/someone/projects/collell-moens-2018/results/iapr-tc12-depth-sweep.duckdb"
     assert summary(long_db, trained=118, measured=1, cached=120, failed=2) == [
-        "quickstart: 118 trained, 1 measured, 120 cached, 2 failed in 6 min 12 s",
+        "quickstart: 118 ran, 1 measured, 120 cached, 2 failed in 6 min 12 s",
         f"→ {long_db}",  # longer than 80 itself: a line of its own, never cut
     ]
 
@@ -117,7 +117,7 @@ def test_run_prints_lines_that_fit_80_columns_and_verbose_logs_each_run(
     assert result.code == 0, result.output
     assert all(len(line) <= 80 for line in result.output.splitlines()), result.output
     [summary] = result.out.splitlines()
-    assert re.fullmatch(r"tiny: 8 trained, 0 failed in [\d.]+ s → results\.duckdb", summary)
+    assert re.fullmatch(r"tiny: 8 ran, 0 failed in [\d.]+ s → results\.duckdb", summary)
     logged = [line for line in result.err.splitlines() if line.startswith("finished ")]
     assert len(logged) == 8
     for line in logged:

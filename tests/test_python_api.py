@@ -45,7 +45,7 @@ def test_run_executes_every_run_and_summarises_it(ran):
         0,
     )
     assert summary.ok and summary.db == db and summary.failures == ()
-    assert str(summary).startswith(f"tiny: {RUNS} trained, 0 failed in ")
+    assert str(summary).startswith(f"tiny: {RUNS} ran, 0 failed in ")
     assert str(summary).endswith(f"→ {db}")
     assert rows(db, "SELECT count(*) FROM runs WHERE status = 'finished'") == [(RUNS,)]
 

@@ -125,7 +125,7 @@ def test_a_second_runner_on_the_same_database_stops_with_a_clear_message(write_s
         first.wait()
     out, err = waiting.communicate(timeout=300)
     assert waiting.returncode == 0, err
-    assert "12 trained" in out
+    assert "12 ran" in out
 
 
 def test_queries_work_while_a_study_is_writing(write_study, db):
@@ -155,7 +155,7 @@ def test_a_changed_study_gets_new_ids_only_for_changed_runs_and_keeps_old_result
     }
     assert sorted(plan.values()).count(("cached", "finished")) == 4
     assert sorted(plan.values()).count(("train", "new")) == 4
-    assert cli("run", path, "--db", db).output.count(": 4 trained, 4 cached, 0 failed in ") == 1
+    assert cli("run", path, "--db", db).output.count(": 4 ran, 4 cached, 0 failed in ") == 1
     assert old_ids <= {r for (r,) in rows(db, "SELECT run_id FROM runs")}
     assert rows(db, "SELECT count(DISTINCT hash) FROM studies WHERE name = 'tiny'") == [(2,)]
 

@@ -12,7 +12,7 @@ from tests.conftest import TINY_STUDY, rows
 def test_a_study_runs_and_records_mnno_for_three_comparisons(cli, write_study, db):
     result = cli("run", write_study(), "--db", db)
     assert result.code == 0, result.output
-    assert "8 trained" in result.output
+    assert "8 ran" in result.output
     counts = rows(
         db,
         "SELECT run_id, count(DISTINCT comparison) FROM results WHERE metric = 'mnno' AND k = 10 GROUP BY run_id",
@@ -42,7 +42,7 @@ def test_force_redoes_runs_without_duplicating_rows(cli, write_study, db):
     study = write_study()
     cli("run", study, "--db", db)
     n_results = rows(db, "SELECT count(*) FROM results")[0][0]
-    assert "8 trained" in cli("run", study, "--db", db, "--force").output
+    assert "8 ran" in cli("run", study, "--db", db, "--force").output
     assert rows(db, "SELECT count(*) FROM results")[0][0] == n_results
 
 

@@ -71,7 +71,7 @@ CASES = {
         replace("n_items = 240", "n_items = 2"),
         ["study.toml:11", "data.params.n_items", "2 is out of range"],
     ),
-    "both probes off": (
+    "both run kinds off": (
         TINY_STUDY + "\n[probes]\ntrained = false\nuntrained = false\n",
         ["probes", "nothing would run"],
     ),

@@ -35,9 +35,11 @@ _EXPORTS: dict[str, str] = {
     "MappingSpec": "xmodal.components",
     "MetricDisplay": "xmodal.components",
     "MetricSpec": "xmodal.components",
-    "ProbeKindSpec": "xmodal.components",
     "ReportSectionSpec": "xmodal.components",
     "ResultRow": "xmodal.components",
+    "RunKindSpec": "xmodal.components",
+    "SimilaritySpec": "xmodal.components",
+    "SplitStrategySpec": "xmodal.components",
     # What a report section receives and returns.
     "ReportContext": "xmodal.report",
     "ReportFigure": "xmodal.report",
@@ -45,8 +47,6 @@ _EXPORTS: dict[str, str] = {
     "ReportText": "xmodal.report",
     # What an executor computes for each job (ExecutorSpec.make).
     "run_job": "xmodal.executors",
-    "SimilaritySpec": "xmodal.components",
-    "SplitStrategySpec": "xmodal.components",
     # Declared parameters.
     "CheckContext": "xmodal.validation",
     "Param": "xmodal.params",

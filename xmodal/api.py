@@ -182,7 +182,7 @@ class PlannedRun:
             "mapping": run.mapping,
             "depth": run.depth,
             "loss": run.loss,
-            "state": run.probe,
+            "state": run.kind,
             "seed": run.seed,
             "action": self.action,
             "status": self.status,
@@ -317,16 +317,19 @@ class StudySummary:
         return connect(self.db).results(study=self.study, **filters)
 
     def __str__(self) -> str:
-        """The line `xmodal run` ends with: `tiny: 6 trained, 2 cached, 0 failed in 4.2 s → db`
-        (counts that are zero left out, except failed)."""
+        """The line `xmodal run` ends with: `tiny: 6 ran, 2 cached, 0 failed in 4.2 s → db`
+        (counts that are zero left out, except failed; "ran" counts runs of every kind executed
+        now, trained or not)."""
         counts = [
             f"{n} {label}"
-            for n, label in ((self.trained, "trained"), (self.measured, "measured"),
+            for n, label in ((self.trained, "ran"), (self.measured, "measured"),
                              (self.cached, "cached"))
             if n
         ]  # fmt: skip
         said = ", ".join([*counts, f"{self.failed} failed"]) if self.planned else "no runs"
-        return f"{self.study}: {said} in {_duration(self.seconds)} → {self.db}"
+        from xmodal.progress import duration  # rich, only when the line is printed
+
+        return f"{self.study}: {said} in {duration(self.seconds)} → {self.db}"
 
     def __repr__(self) -> str:
         lines = [f"<xmodal.run: {self}>"]
@@ -448,22 +451,12 @@ def _pool_problem(workers: int, executor: str | None) -> str | None:
     return advice
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def _describe(run: Run) -> str:
     mapping = f"{run.mapping}{run.depth}" if run.depth else run.mapping
     fold = f" fold {run.fold}" if run.fold is not None else ""
     return (
         f"{run.input_features}→{run.target_features} {run.direction} {mapping} "
-        f"{run.loss or '-'} {run.probe} seed {run.seed}{fold}"
+        f"{run.loss or '-'} {run.kind} seed {run.seed}{fold}"
     )
 
 

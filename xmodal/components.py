@@ -209,12 +209,13 @@ class EncoderSpec:
     weights: Callable[[Mapping[str, Any]], str] | None = None
 
 
-# Keys of a study's [probes] table that are settings, not probe kinds: no kind may take them.
-PROBE_SETTINGS = ("splits", "include_self")
+# Keys of a study's [probes] table that are measurement settings, not run kinds: no kind may
+# take them.
+MEASURE_SETTINGS = ("splits", "include_self")
 
 
 @attrs.frozen
-class ProbeKindSpec:
+class RunKindSpec:
     """A kind of run: what is done to a mapping before its predictions are measured.
 
     `name` is the run's state (`runs.state`) and the key that turns the kind on in a study's
@@ -248,20 +249,19 @@ class ProbeKindSpec:
 
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
             raise ValueError(
-                f"probe kind name {self.name!r}: use letters, digits, '_' and '-' (it is a key "
+                f"run kind name {self.name!r}: use letters, digits, '_' and '-' (it is a key "
                 "of a study's [probes] table)"
             )
-        if self.name in PROBE_SETTINGS:
+        if self.name in MEASURE_SETTINGS:
             raise ValueError(
-                f"probe kind name {self.name!r} is a [probes] setting; "
-                f"choose a name other than {', '.join(PROBE_SETTINGS)}"
+                f"run kind name {self.name!r} is a [probes] setting; "
+                f"choose a name other than {', '.join(MEASURE_SETTINGS)}"
             )
         if not self.maps and self.trains:
-            raise ValueError(f"probe kind {self.name!r}: maps=False (no mapping) cannot train")
+            raise ValueError(f"run kind {self.name!r}: maps=False (no mapping) cannot train")
         if self.pairs is not None and not self.trains:
             raise ValueError(
-                f"probe kind {self.name!r}: pairs transforms training pairs, so it needs "
-                "trains=True"
+                f"run kind {self.name!r}: pairs transforms training pairs, so it needs trains=True"
             )
 
 

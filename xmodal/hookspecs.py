@@ -50,7 +50,7 @@ def register_losses(register: Callable[[Any], None]) -> None:
 
 @hookspec
 def register_metrics(register: Callable[[Any], None]) -> None:
-    """Register probe metrics, computed for every run after training (or at initialisation).
+    """Register metrics, computed for every run after training (or at initialisation).
 
     Call `register(MetricSpec(name=..., compute=..., params=...))`. `compute(probe, params)`
     receives an `xmodal.probes.Probe` and yields `ResultRow`s; the runner adds the run id and
@@ -81,12 +81,12 @@ def register_commands(cli: Any) -> None:
 
 
 @hookspec
-def register_probe_kinds(register: Callable[[Any], None]) -> None:
+def register_run_kinds(register: Callable[[Any], None]) -> None:
     """Register kinds of run: what is done to a mapping before its predictions are measured.
 
-    Arguments: `register`, a callback; call `register(ProbeKindSpec(name=..., trains=...,
+    Arguments: `register`, a callback; call `register(RunKindSpec(name=..., trains=...,
     maps=..., pairs=..., default=..., params=...))` once per kind. The built-in kinds (plugin
-    `probe_kinds`) are `trained`, `untrained`, `identity` and the `shuffled` control.
+    `run_kinds`) are `trained`, `untrained`, `identity` and the `shuffled` control.
 
     When: once, when the registry is first built (before any study is read). A study turns a kind
     on in its `[probes]` table (`name = true`, or a `[probes.name]` table of its parameters);

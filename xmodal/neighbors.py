@@ -69,6 +69,10 @@ if TYPE_CHECKING:
 __all__ = ["NeighborError", "Neighbors", "knn", "mnno", "overlap", "overlap_per_item"]
 
 DEFAULT_BLOCK = 1536
+# The similarity the public `knn`, `mnno` and `Probe.neighbors` use when none is named: the
+# built-in `similarities` plugin's `cosine`, the paper's (any registered name may be passed). The
+# one place the core names a built-in similarity (tests/test_no_builtin_names.py allows it here).
+DEFAULT_SIMILARITY = "cosine"
 _ALIGN = 32
 _SHOW = 5  # how many offending row indices an error message lists
 _KEY_COLUMNS = 16  # sampled columns whose hash flags candidate duplicate rows
@@ -108,7 +112,7 @@ class Neighbors:
 def knn(
     X: Any,
     k: int,
-    similarity: str | SimilaritySpec = "cosine",
+    similarity: str | SimilaritySpec = DEFAULT_SIMILARITY,
     include_self: bool = False,
     *,
     block_size: int = DEFAULT_BLOCK,
@@ -172,7 +176,7 @@ def mnno(
     A: Any,
     B: Any,
     k: int | Sequence[int] = 10,
-    similarity: str | SimilaritySpec = "cosine",
+    similarity: str | SimilaritySpec = DEFAULT_SIMILARITY,
     include_self: bool = False,
     *,
     block_size: int = DEFAULT_BLOCK,

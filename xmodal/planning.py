@@ -3,8 +3,8 @@
 A run has two identities (docs/execution.md, "Two stages"):
 
 - its *run id* hashes what determines the trained (or initialised) mapping and its predictions:
-  the data (by content fingerprint, not by path), pairing, direction, split and fold, mapping,
-  loss, training settings, state, seed and the probed splits;
+  the data (by content fingerprint, not by path), pairing, direction, split strategy and fold,
+  mapping, loss, training settings, run kind, seed and the measured splits;
 - each of its *measurements* is keyed by the run id plus one metric with its parameters and the
   neighbour convention (`include_self`). A new metric or k adds measurements, never a new run.
 """
@@ -30,6 +30,17 @@ from xmodal.validation import mapping_depth
 # 2: metrics left the run id (measurements have their own), the data fingerprint entered it.
 RUN_FORMAT = 2
 
+# Run fields whose key in the configuration a run id hashes (and `Run.config` records, as
+# `xmodal plan --json` prints and `runs.config` stores) is the name the field had when ids were
+# first issued: the hashed keys must not change, or every run id would (tests/test_plan.py pins
+# them). Glossary: split strategy, run kind, its parameters, measurement settings.
+STORED_KEYS = {
+    "split_strategy": "split",
+    "kind": "probe",
+    "kind_params": "probe_params",
+    "measure": "probes",
+}
+
 # (dataset name, its parameters) -> a digest of the data those parameters load.
 Fingerprinter = Callable[[str, Mapping[str, Any]], str]
 
@@ -45,23 +56,23 @@ class Run:
     input_features: str
     target_features: str
     direction: str
-    split: Mapping[str, Any]
+    split_strategy: Mapping[str, Any]
     fold: int | None
     mapping: str
     mapping_params: Mapping[str, Any]
     loss: str | None
     loss_params: Mapping[str, Any] | None
     train: Mapping[str, Any] | None
-    probe: str
+    kind: str
     seed: int
-    probes: Mapping[str, Any]
+    measure: Mapping[str, Any]
     metrics: tuple[tuple[str, Mapping[str, Any]], ...]
     # Hidden layers, as the mapping's spec declares for its parameters (`MappingSpec.depth`);
     # None for a family without depth. Derived from mapping + mapping_params: not in the run id.
     depth: int | None = None
-    # The probe kind's parameters (`[probes.<kind>]`): in the run id only when there are any, so
+    # The run kind's parameters (`[probes.<kind>]`): in the run id only when there are any, so
     # a kind without parameters keeps the ids runs had before kinds could have them.
-    probe_params: Mapping[str, Any] = attrs.field(factory=dict)
+    kind_params: Mapping[str, Any] = attrs.field(factory=dict)
     # False for a reference with no mapping (the kind's `maps`): its prediction is the input and
     # nothing is stored. It follows from the kind, so it is not in the run id.
     maps: bool = True
@@ -74,13 +85,13 @@ class Run:
     def config(self) -> dict[str, Any]:
         """The run's configuration as recorded: its identity plus the metrics it measures."""
         config = config_of(self)
-        config["probes"] = dict(self.probes)
+        config[STORED_KEYS["measure"]] = dict(self.measure)
         config["metrics"] = [{"name": n, "params": dict(p)} for n, p in self.metrics]
         return config
 
     def measurements(self) -> list[Measurement]:
         """The measurements this run owes its study: one per metric configuration."""
-        include_self = bool(self.probes["include_self"])
+        include_self = bool(self.measure["include_self"])
         return [
             Measurement(measurement_id(self.run_id, name, params, include_self), name, params)
             for name, params in self.metrics
@@ -108,10 +119,11 @@ def config_of(run: Run) -> dict[str, Any]:
     config.pop("run_id")
     config.pop("metrics")
     config.pop("maps")
-    if not config["probe_params"]:
-        config.pop("probe_params")
+    if not config["kind_params"]:
+        config.pop("kind_params")
     config.pop("depth")  # a description of mapping + mapping_params, already hashed
-    config["probes"] = {"splits": list(run.probes["splits"])}
+    config["measure"] = {"splits": list(run.measure["splits"])}
+    config = {STORED_KEYS.get(key, key): value for key, value in config.items()}
     config["format"] = RUN_FORMAT
     return config
 
@@ -171,25 +183,25 @@ def make_plan(
     losses = _variants(registry, "losses", study.losses)
     metrics = tuple(_variants(registry, "metrics", study.metrics))
     trainings = expand(TRAIN_PARAMS, study.train)
-    # The study's split, as every run records it; one run per fold of its strategy.
-    split = dict(study.split)
-    folds = fold_ids(registry.split_strategies[split["kind"]], strategy_params(split)[0])
+    # The study's split strategy, as every run records it; one run per fold of the strategy.
+    strategy = dict(study.split_strategy)
+    folds = fold_ids(registry.split_strategies[strategy["kind"]], strategy_params(strategy)[0])
 
     runs: dict[str, Run] = {}
     kinds = [
         (spec, expand(spec.params, k.params)[0])  # defaults filled: spelled out or not, one id
         for k in study.kinds
-        for spec in (registry.probe_kinds[k.name],)
+        for spec in (registry.run_kinds[k.name],)
     ]
     references = [(spec, params) for spec, params in kinds if not spec.maps]
     per_mapping = [(spec, params) for spec, params in kinds if spec.maps]
-    probe_settings = {
-        "splits": sorted(study.probes["splits"]),
-        "include_self": study.probes["include_self"],
+    measure = {
+        "splits": sorted(study.measure["splits"]),
+        "include_self": study.measure["include_self"],
     }
 
     def add(**fields: Any) -> None:
-        run = Run(run_id="", split=split, probes=probe_settings, metrics=metrics, **fields)
+        run = Run(run_id="", split_strategy=strategy, measure=measure, metrics=metrics, **fields)
         run_id = canonical_hash(config_of(run))
         runs.setdefault(run_id, attrs.evolve(run, run_id=run_id))
 
@@ -210,7 +222,7 @@ def make_plan(
             # No mapping: the input itself is the prediction (named after the kind), the
             # reference every mapping is compared with. One per place: no loss, no seed.
             add(**where, mapping=spec.name, mapping_params={}, loss=None, loss_params=None,
-                train=None, probe=spec.name, probe_params=kparams, maps=False, seed=0)  # fmt: skip
+                train=None, kind=spec.name, kind_params=kparams, maps=False, seed=0)  # fmt: skip
         for (mname, mparams), (spec, kparams) in itertools.product(mappings, per_mapping):
             # A kind that trains makes a run per loss and training variant; one that only
             # initialises shares its runs between them.
@@ -221,7 +233,7 @@ def make_plan(
             )
             for (lname, lparams, train), seed in itertools.product(schedules, study.seeds):
                 add(**where, mapping=mname, mapping_params=mparams, loss=lname,
-                    loss_params=lparams, train=train, probe=spec.name, probe_params=kparams,
+                    loss_params=lparams, train=train, kind=spec.name, kind_params=kparams,
                     seed=seed,
                     depth=depths[mname, canonical_hash(mparams)])  # fmt: skip
     return list(runs.values())

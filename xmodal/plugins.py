@@ -36,9 +36,9 @@ from xmodal.components import (
     LossSpec,
     MappingSpec,
     MetricSpec,
-    ProbeKindSpec,
     ReportSectionSpec,
     ResultRow,
+    RunKindSpec,
     SimilaritySpec,
     SplitStrategySpec,
 )
@@ -55,7 +55,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "losses": ("register_losses", LossSpec),
     "metrics": ("register_metrics", MetricSpec),
     "encoders": ("register_encoders", EncoderSpec),
-    "probe_kinds": ("register_probe_kinds", ProbeKindSpec),
+    "run_kinds": ("register_run_kinds", RunKindSpec),
     "report_sections": ("register_report_sections", ReportSectionSpec),
     "split_strategies": ("register_split_strategies", SplitStrategySpec),
     "similarities": ("register_similarities", SimilaritySpec),
@@ -67,7 +67,7 @@ _SINGULAR = {
     "losses": "loss",
     "metrics": "metric",
     "encoders": "encoder",
-    "probe_kinds": "probe kind",
+    "run_kinds": "run kind",
     "report_sections": "report section",
     "split_strategies": "split strategy",
     "similarities": "similarity",
@@ -228,7 +228,7 @@ class Registry:
     losses: dict[str, LossSpec] = attrs.Factory(dict)
     metrics: dict[str, MetricSpec] = attrs.Factory(dict)
     encoders: dict[str, EncoderSpec] = attrs.Factory(dict)
-    probe_kinds: dict[str, ProbeKindSpec] = attrs.Factory(dict)
+    run_kinds: dict[str, RunKindSpec] = attrs.Factory(dict)
     report_sections: dict[str, ReportSectionSpec] = attrs.Factory(dict)
     split_strategies: dict[str, SplitStrategySpec] = attrs.Factory(dict)
     similarities: dict[str, SimilaritySpec] = attrs.Factory(dict)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
-from xmodal.neighbors import knn, resolve_similarity
+from xmodal.neighbors import DEFAULT_SIMILARITY, knn, resolve_similarity
 
 if TYPE_CHECKING:
     from xmodal.components import SimilaritySpec
@@ -112,7 +112,9 @@ class Probe:
     def splits(self) -> list[str]:
         return list(self.spaces)
 
-    def neighbors(self, split: str, role: str, k: int, similarity: str = "cosine") -> np.ndarray:
+    def neighbors(
+        self, split: str, role: str, k: int, similarity: str = DEFAULT_SIMILARITY
+    ) -> np.ndarray:
         """Indices (N×k, best first) of each item's k nearest neighbours in one space of a split."""
         spaces = self.spaces[split]
         if role != "predicted":

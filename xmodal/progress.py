@@ -111,14 +111,15 @@ def summary_phrases(
     db: str,
 ) -> list[str]:
     """The end-of-study summary as phrases that are never split across lines:
-    `quickstart: 22 trained, 2 cached, 0 failed in 6 min 12 s → xmodal.duckdb`.
+    `quickstart: 22 ran, 2 cached, 0 failed in 6 min 12 s → xmodal.duckdb`.
 
-    Counts that are zero are left out, except failed (always said); `measured` counts runs only
+    Counts that are zero are left out, except failed (always said); `trained` counts the runs
+    executed now, of every kind (said "ran": they need not train); `measured` counts runs only
     measured from their stored predictions (a metric added to a finished study).
     """
     counts = [
         f"{n} {label}"
-        for n, label in ((trained, "trained"), (measured, "measured"), (cached, "cached"))
+        for n, label in ((trained, "ran"), (measured, "measured"), (cached, "cached"))
         if n
     ]
     total = trained + measured + cached + failed

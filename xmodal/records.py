@@ -111,7 +111,7 @@ class RunRow(_Row):
     loss: str | None = None
     """The training loss, NULL when the run does not train."""
     state: str | None = None
-    """The probe kind (trained, untrained, identity, or a plugin's)."""
+    """The run kind (trained, untrained, identity, or a plugin's)."""
     seed: int | None = None
     """The run's seed."""
     epochs: int | None = None

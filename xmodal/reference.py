@@ -170,7 +170,8 @@ def study_sections() -> list[ComponentInfo]:
             continue
         if not schema or not all(isinstance(p, Param) for p in schema.values()):
             continue
-        section = attribute.removesuffix("_PARAMS").lower()
+        tables = getattr(study, "TABLE_OF_PARAMS", {})
+        section = tables.get(attribute) or attribute.removesuffix("_PARAMS").lower()
         if section not in known and f"{section}s" in known:
             section = f"{section}s"
         params = tuple(ParamInfo.of(key, param) for key, param in schema.items())
@@ -221,7 +222,7 @@ def markdown(registry: plugins.Registry, sections: Sequence[ComponentInfo] = ())
     lines.append("")
     for title, kind, members in groups:
         if kind == "sections":
-            members = [_with_probe_kinds(c, registry) for c in members]
+            members = [_with_run_kinds(c, registry) for c in members]
         lines += [f"## {title}", ""]
         if kind != "sections":
             lines += [
@@ -235,25 +236,25 @@ def markdown(registry: plugins.Registry, sections: Sequence[ComponentInfo] = ())
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _with_probe_kinds(section: ComponentInfo, registry: plugins.Registry) -> ComponentInfo:
-    """The `[probes]` section, saying that its other keys are probe kinds (the registered ones);
+def _with_run_kinds(section: ComponentInfo, registry: plugins.Registry) -> ComponentInfo:
+    """The `[probes]` section, saying that its other keys are run kinds (the registered ones);
     every other section unchanged."""
     if section.name != "probes" or section.description:
         return section
-    kinds = registry.of("probe_kinds")
+    kinds = registry.of("run_kinds")
     listed = ", ".join(
         f"`{name}`" + (" (on by default)" if getattr(kinds[name], "default", False) else "")
         for name in sorted(kinds)
     )
     note = (
-        "Besides the settings below, every key of `[probes]` names a probe kind: `kind = true` "
+        "Besides the settings below, every key of `[probes]` names a run kind: `kind = true` "
         "turns it on, `kind = false` off, and a `[probes.kind]` table turns it on with the kind's "
         "parameters; a kind `[probes]` does not mention runs if it is on by default "
         "(docs/study-format.md). "
         + (
-            f"Registered probe kinds: {listed} ([Probe kinds](#probe-kinds))."
+            f"Registered run kinds: {listed} ([Run kinds](#run-kinds))."
             if kinds
-            else "No probe kind is registered."
+            else "No run kind is registered."
         )
     )
     return attrs.evolve(section, description=note)

@@ -125,7 +125,7 @@ def check_runs(study: Study, runs: list[Run], shared: StudyData) -> None:
 
 def _zero_rejecting(run: Run, registry: Registry) -> list[str]:
     """The similarities the run's metrics compare vectors by (their `similarity` parameters)
-    that are undefined for a zero vector (`SimilaritySpec.rejects_zero_rows`, e.g. cosine)."""
+    that are undefined for a zero vector (`SimilaritySpec.rejects_zero_rows`)."""
     names: set[str] = set()
     for _, params in run.metrics:
         similarity = params.get("similarity")
@@ -178,7 +178,7 @@ def _component_problems(study: Study, runs: list[Run], shared: StudyData) -> lis
         except Exception:  # reported by the data checks
             continue
         sizes = {"train": len(train_idx), "test": len(test_idx)}
-        known = dict(include_self=bool(run.probes["include_self"]), in_dim=in_dim, out_dim=out_dim)
+        known = dict(include_self=bool(run.measure["include_self"]), in_dim=in_dim, out_dim=out_dim)
         fitted = CheckContext("", "", n_items=sizes["train"], split="train", **known)
         contexts.setdefault(("mappings", run.mapping), set()).add(fitted)
         contexts.setdefault(("losses", run.loss), set()).add(fitted)
@@ -423,7 +423,7 @@ def _record_of(
         digest = artifacts.put(outcome.predictions) if outcome.predictions is not None else None
         row = attrs.evolve(outcome.run, study=study.name, artifact=digest)
     stamp = now()
-    include_self = bool(job.run.probes["include_self"])
+    include_self = bool(job.run.measure["include_self"])
     measurements = [
         MeasurementRow(
             measurement_id=m.measurement.measurement_id,
@@ -452,7 +452,7 @@ def _space_needed(stages: list[Stage], shared: StudyData) -> int:
             continue
         target = shared.data(stage.run).features[stage.run.target_features]
         sizes = dict(zip(("train", "test"), map(len, shared.split(stage.run)), strict=True))
-        total += sum(sizes[s] for s in stage.run.probes["splits"]) * target.shape[1] * 4
+        total += sum(sizes[s] for s in stage.run.measure["splits"]) * target.shape[1] * 4
     return 2 * total + 16 * 2**20
 
 

@@ -60,7 +60,7 @@ DATA_PARAMS = {
         doc="forward maps input to target, backward target to input; one run each",
     ),
     # A registered split strategy (None: the one a plugin declares the default); the strategy's
-    # own parameters are further [data] keys (`_Builder.split`).
+    # own parameters are further [data] keys (`_Builder.split_strategy`).
     "split": Param(str, default=None, doc="a registered split strategy (see `xmodal plugins`)"),
     "split_seed": Param(int, default=0, min=0, doc="the seed of a seeded split strategy"),
 }
@@ -113,20 +113,24 @@ EXECUTION_PARAMS = {
         int, default=1, min=0, max=1024, doc="torch threads per run; 0 = cores / workers"
     ),
 }
-# The settings of [probes]; its other keys are probe kinds (`register_probe_kinds`): `kind = true`
-# or a `[probes.kind]` table of the kind's parameters turns a kind on (`_Builder.probe_kinds`).
-PROBE_PARAMS = {
+# The measurement settings, declared in the [probes] table (the study file's name for it, kept
+# for compatibility); its other keys are run kinds (`register_run_kinds`): `kind = true` or a
+# `[probes.kind]` table of the kind's parameters turns a kind on (`_Builder.run_kinds`).
+MEASURE_PARAMS = {
     "splits": Param(
         str,
         default=["test"],
         many=True,
         choices=("train", "test"),
-        doc="the items each run probes: its test items, its training items, or both",
+        doc="the splits each run is measured on: its test items, its training items, or both",
     ),
     "include_self": Param(
         bool, default=False, doc="count each item as its own neighbour (the authors' code did)"
     ),
 }
+# The study-file table of each `<NAME>_PARAMS` schema not named after its table (the generated
+# parameter reference, xmodal.reference, documents each table from its schema).
+TABLE_OF_PARAMS = {"MEASURE_PARAMS": "probes"}
 
 
 @attrs.frozen
@@ -150,15 +154,17 @@ class Study:
     dataset: Component
     pairs: tuple[tuple[str, str], ...]
     directions: tuple[str, ...]
-    split: Mapping[str, Any]
+    # The split strategy as every run records it (`xmodal.splits.run_split`), from [data] split.
+    split_strategy: Mapping[str, Any]
     mappings: tuple[Component, ...]
     losses: tuple[Component, ...]
     train: Mapping[str, Any]
-    probes: Mapping[str, Any]
+    # The measurement settings (`MEASURE_PARAMS`, defaults filled), from [probes].
+    measure: Mapping[str, Any]
     metrics: tuple[Component, ...]
     lines: Mapping[str, int] = attrs.field(repr=False)
     execution: Mapping[str, Any] = attrs.field(factory=dict)
-    # The probe kinds the study runs, in the registry's order; params from [probes.<kind>].
+    # The run kinds the study runs, in the registry's order; params from [probes.<kind>].
     kinds: tuple[Component, ...] = ()
 
     @property
@@ -447,7 +453,7 @@ class _Builder:
             )
 
         data = self.table(doc, "data", required=True)
-        split = self.split(data)
+        split_strategy = self.split_strategy(data)
         dataset = self._dataset(data)
         pairs = self._pairs(data, dataset)
 
@@ -456,8 +462,8 @@ class _Builder:
             for i, t in enumerate(self.array_of_tables(doc, "mapping", []))
         ]
         # Without [[loss]] / [[metric]], the registered defaults; a loss only when runs train.
-        kinds = self.probe_kinds(doc)
-        trains = any(self.registry.probe_kinds[k.name].trains for k in kinds)
+        kinds = self.run_kinds(doc)
+        trains = any(self.registry.run_kinds[k.name].trains for k in kinds)
         losses = [
             self.component(t, "losses", f"loss[{i}]", sweep=True)
             for i, t in enumerate(self.declared_or_default(doc, "loss", "losses", needed=trains))
@@ -469,8 +475,8 @@ class _Builder:
         train = self.table(doc, "train", required=False)
         self.section(TRAIN_PARAMS, train, "train", sweep=True)
         probes = self.table(doc, "probes", required=False)
-        settings = {k: v for k, v in probes.items() if k in PROBE_PARAMS}  # the rest: kinds
-        self.section(PROBE_PARAMS, settings, "probes", sweep=False)
+        measure = {k: v for k, v in probes.items() if k in MEASURE_PARAMS}  # the rest: kinds
+        self.section(MEASURE_PARAMS, measure, "probes", sweep=False)
         execution = self.table(doc, "execution", required=False)
         if "address" in execution:
             execution = {k: v for k, v in execution.items() if k != "address"}
@@ -508,11 +514,11 @@ class _Builder:
             dataset=dataset,
             pairs=tuple(pairs),
             directions=tuple(dict.fromkeys(directions)),
-            split=dict(split or {}),
+            split_strategy=dict(split_strategy or {}),
             mappings=tuple(m for m in mappings if m is not None),
             losses=tuple(lo for lo in losses if lo is not None),
             train=dict(train),
-            probes={k: probes.get(k, p.default) for k, p in PROBE_PARAMS.items()},
+            measure={k: measure.get(k, p.default) for k, p in MEASURE_PARAMS.items()},
             kinds=tuple(kinds),
             metrics=tuple(m for m in metrics if m is not None),
             lines=dict(lines),
@@ -563,9 +569,9 @@ class _Builder:
             if isinstance(directions, list)
             else 1
         )
-        n_folds = self.n_folds  # from the split strategy's fold_ids (`split`)
+        n_folds = self.n_folds  # from the split strategy's fold_ids (`split_strategy`)
         n_pairs = max(len(pairs), 1)
-        specs = self.registry.probe_kinds
+        specs = self.registry.run_kinds
         references = [k.name for k in kinds if not specs[k.name].maps]
         training = [k.name for k in kinds if specs[k.name].maps and specs[k.name].trains]
         initialised = [k.name for k in kinds if specs[k.name].maps and not specs[k.name].trains]
@@ -660,31 +666,31 @@ class _Builder:
     def line(self, path: str) -> int | None:
         return locate(self.lines, path)
 
-    def probe_kinds(self, doc: Mapping[str, Any]) -> list[Component]:
-        """The probe kinds the study runs, in the registry's order.
+    def run_kinds(self, doc: Mapping[str, Any]) -> list[Component]:
+        """The run kinds the study runs, in the registry's order.
 
         A kind runs when `[probes]` sets it `true` or gives it a `[probes.<kind>]` table of
         parameters, or, when `[probes]` does not mention it, if the kind is declared `default`.
-        Keys that are neither a setting (`PROBE_PARAMS`) nor a registered kind, values of another
+        Keys that are neither a setting (`MEASURE_PARAMS`) nor a registered kind, values of another
         type and bad parameters are problems; so is a study that turns every kind off.
         """
         raw = doc.get("probes")
         table = raw if isinstance(raw, dict) else {}  # a wrong shape is reported by `table`
-        known = self.registry.probe_kinds
+        known = self.registry.run_kinds
         chosen: dict[str, Component] = {}
         for key, value in table.items():
-            if key in PROBE_PARAMS:
+            if key in MEASURE_PARAMS:
                 continue
             path = f"probes.{key}"
             if key not in known:
                 self.problems.append(
                     Problem(
                         path,
-                        f"{key!r} is neither a [probes] setting nor a registered probe kind",
-                        allowed=f"settings {', '.join(PROBE_PARAMS)}; probe kinds "
+                        f"{key!r} is neither a [probes] setting nor a registered run kind",
+                        allowed=f"settings {', '.join(MEASURE_PARAMS)}; run kinds "
                         + (", ".join(sorted(known)) or "(none are loaded)"),
-                        suggestion=did_you_mean(key, [*PROBE_PARAMS, *known]),
-                        notes=self.registry.filter_notes("probe_kinds"),
+                        suggestion=did_you_mean(key, [*MEASURE_PARAMS, *known]),
+                        notes=self.registry.filter_notes("run_kinds"),
                     )
                 )
                 continue
@@ -714,21 +720,21 @@ class _Builder:
             self.problems.append(
                 Problem(
                     "probes",
-                    "turns off every probe kind, so nothing would run",
+                    "turns off every run kind, so nothing would run",
                     allowed=(
-                        f"turn one on, e.g. {(defaults or sorted(known))[0]} = true; probe "
+                        f"turn one on, e.g. {(defaults or sorted(known))[0]} = true; run "
                         f"kinds: {', '.join(sorted(known))}"
                         if known
-                        else "no probe kinds are loaded; load the plugin that provides them"
+                        else "no run kinds are loaded; load the plugin that provides them"
                     ),
-                    notes=self.registry.filter_notes("probe_kinds"),
+                    notes=self.registry.filter_notes("run_kinds"),
                 )
             )
         return [chosen[name] for name in known if name in chosen]
 
-    n_folds = 1  # folds of the study's split strategy, once `split` has read [data]
+    n_folds = 1  # folds of the study's split strategy, once `split_strategy` has read [data]
 
-    def split(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
+    def split_strategy(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
         """Check [data]'s settings and the split strategy's parameters written beside them.
 
         Returns the split every run records (`xmodal.splits.run_split`: the strategy's name, its

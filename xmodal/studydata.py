@@ -25,13 +25,13 @@ from xmodal.splits import make_folds
 
 def split_key(run: Run) -> tuple[Any, ...]:
     """Identifies a run's item split: same data, same split settings, same fold."""
-    return (run.data_key, canonical_hash(dict(run.split)), run.fold)
+    return (run.data_key, canonical_hash(dict(run.split_strategy)), run.fold)
 
 
 def probed_splits(run: Run) -> list[str]:
     """The item splits a run probes: its final probes, plus train and test for probe curves."""
     curves = bool(run.train and run.train.get("probe_every"))
-    return sorted(set(run.probes["splits"]) | ({"train", "test"} if curves else set()))
+    return sorted(set(run.measure["splits"]) | ({"train", "test"} if curves else set()))
 
 
 def similarities(run: Run, registry: Registry) -> list[str]:
@@ -98,7 +98,7 @@ class StudyData:
         (every fold of one dataset configuration is computed at once, and kept)."""
         key = split_key(run)
         if key not in self._splits:
-            kind = run.split["kind"]
+            kind = run.split_strategy["kind"]
             spec = self.registry.split_strategies.get(kind)
             if spec is None:
                 known = self.registry.split_strategies
@@ -108,7 +108,7 @@ class StudyData:
                     + (f" (did you mean {guess!r}?)" if guess else "")
                     + f"; registered: {', '.join(sorted(known)) or 'none'}"
                 )
-            for fold, indices in make_folds(spec, self.data(run), run.split).items():
+            for fold, indices in make_folds(spec, self.data(run), run.split_strategy).items():
                 self._splits[(*key[:2], fold)] = indices
         return self._splits[key]
 
@@ -124,7 +124,7 @@ class StudyData:
             ):
                 index = train_idx if split == "train" else test_idx
                 key = (*split_key(run), split, name)
-                include_self = run.probes["include_self"]
+                include_self = run.measure["include_self"]
                 if self.neighbors.has(key, similarity, include_self):
                     continue
                 try:

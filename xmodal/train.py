@@ -10,7 +10,7 @@ import attrs
 import numpy as np
 import torch
 
-from xmodal.components import LossSpec, MappingSpec, ProbeKindSpec
+from xmodal.components import LossSpec, MappingSpec, RunKindSpec
 from xmodal.errors import XmodalError
 from xmodal.plugins import owner_of
 
@@ -29,22 +29,22 @@ class MappingOutputError(XmodalError):
     """A mapping plugin built a module that does not map (B, in_dim) rows to (B, out_dim) rows."""
 
 
-class ProbeKindError(XmodalError):
-    """A probe kind's `pairs` returned something other than training pairs of the given shape."""
+class RunKindError(XmodalError):
+    """A run kind's `pairs` returned something other than training pairs of the given shape."""
 
 
-# Mixed with the run's seed for the generator a probe kind's `pairs` receives, so its draws are
+# Mixed with the run's seed for the generator a run kind's `pairs` receives, so its draws are
 # not those of the other generators seeded by the seed alone (e.g. `validation_split`).
 _PAIRS_STREAM = 0x70616972  # "pair"
 
 
 def pairs_rng(seed: int) -> np.random.Generator:
-    """The generator a probe kind's `pairs` gets: a function of the run's seed alone."""
+    """The generator a run kind's `pairs` gets: a function of the run's seed alone."""
     return np.random.default_rng(np.random.SeedSequence([seed, _PAIRS_STREAM]))
 
 
 def training_pairs(
-    kind: ProbeKindSpec,
+    kind: RunKindSpec,
     params: Mapping[str, Any],
     x: np.ndarray,
     y: np.ndarray,
@@ -54,16 +54,16 @@ def training_pairs(
     """The training pairs (x, y) as `kind.pairs` transforms them, with `pairs_rng(seed)`.
 
     The result is checked: two 2-D arrays with equal numbers of rows (at least one) and the
-    columns of `x` and `y`, returned in their dtypes; anything else raises `ProbeKindError`
+    columns of `x` and `y`, returned in their dtypes; anything else raises `RunKindError`
     naming the kind and its plugin.
     """
     assert kind.pairs is not None
-    who = f"probe kind {kind.name!r}" + (
+    who = f"run kind {kind.name!r}" + (
         f" (plugin {p!r})" if (p := plugin or owner_of(kind)) else ""
     )
     out = kind.pairs(x, y, pairs_rng(seed), params)
     if not (isinstance(out, tuple) and len(out) == 2):
-        raise ProbeKindError(
+        raise RunKindError(
             f"{who}: pairs(x, y, rng, params) returned {type(out).__name__}, expected a tuple (x, y)"
         )
     got = []
@@ -71,17 +71,17 @@ def training_pairs(
         try:
             array = np.asarray(new, dtype=old.dtype)
         except (TypeError, ValueError) as exc:
-            raise ProbeKindError(
+            raise RunKindError(
                 f"{who}: pairs returned an {name} that is not numeric: {exc}"
             ) from None
         if array.ndim != 2 or array.shape[1] != old.shape[1] or len(array) == 0:
-            raise ProbeKindError(
+            raise RunKindError(
                 f"{who}: pairs returned {name} of shape {array.shape}, expected (n, {old.shape[1]}) "
                 f"with n ≥ 1: the columns of the {name} it was given"
             )
         got.append(np.ascontiguousarray(array))
     if len(got[0]) != len(got[1]):
-        raise ProbeKindError(
+        raise RunKindError(
             f"{who}: pairs returned {len(got[0])} inputs and {len(got[1])} targets; "
             "every input needs its target"
         )
@@ -109,7 +109,7 @@ def seeded_model(
 
 
 # Rows of the dummy batch: two, so that layers normalising over the batch work in eval mode too.
-_PROBE_ROWS = 2
+_TRIAL_ROWS = 2
 
 
 def check_output_dim(
@@ -131,22 +131,22 @@ def check_output_dim(
     try:
         model.eval()
         with torch.no_grad():
-            out = model(torch.zeros(_PROBE_ROWS, in_dim))
+            out = model(torch.zeros(_TRIAL_ROWS, in_dim))
     except Exception as exc:
         raise MappingOutputError(
             f"{who}: the module built for in_dim={in_dim}, out_dim={out_dim} fails on a "
-            f"({_PROBE_ROWS}, {in_dim}) batch: {type(exc).__name__}: {exc}"
+            f"({_TRIAL_ROWS}, {in_dim}) batch: {type(exc).__name__}: {exc}"
         ) from exc
     finally:
         for module, training in modes:
             module.training = training
         torch.set_rng_state(rng)
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-    if shape != (_PROBE_ROWS, out_dim):
+    if shape != (_TRIAL_ROWS, out_dim):
         got = f"shape {shape}" if shape is not None else f"a {type(out).__name__}"
         raise MappingOutputError(
-            f"{who}: the module maps a ({_PROBE_ROWS}, {in_dim}) batch to {got}, expected "
-            f"({_PROBE_ROWS}, {out_dim}): the target features have {out_dim} dimensions; "
+            f"{who}: the module maps a ({_TRIAL_ROWS}, {in_dim}) batch to {got}, expected "
+            f"({_TRIAL_ROWS}, {out_dim}): the target features have {out_dim} dimensions; "
             "build(in_dim, out_dim, params) must return a module whose output has out_dim columns"
         )
 

@@ -11,7 +11,7 @@ A check is called at two moments:
   `n_items`, `split`, `include_self`, `in_dim` and `out_dim` are None;
 - once the data is loaded (`xmodal validate`, `run`): mappings and losses once per distinct
   (training split size, input dimension, output dimension) of the study's runs; metrics once per
-  item split the runs probe (`n_items` is the size of that split).
+  split the runs are measured on (`n_items` is the size of that split).
 
 A check judges only what its context lets it judge and yields nothing otherwise: a metric whose
 `k` must fit in the split returns at once when `context.n_items` is None, and is asked again

@@ -1,6 +1,6 @@
-"""Built-in probe kinds: trained, untrained, identity, and the shuffled-pairs control.
+"""Built-in run kinds: trained, untrained, identity, and the shuffled-pairs control.
 
-A probe kind says what is done to a mapping before its predictions are measured; its name is the
+A run kind says what is done to a mapping before its predictions are measured; its name is the
 run's state (`runs.state`) and the key that turns it on in a study's `[probes]` table.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import ProbeKindSpec, hookimpl
+from xmodal import RunKindSpec, hookimpl
 
 
 def shuffled_pairs(
@@ -25,25 +25,25 @@ def shuffled_pairs(
 
 
 KINDS = (
-    ProbeKindSpec(
+    RunKindSpec(
         name="trained",
         trains=True,
         default=True,
         description="the mapping trained on the training pairs, then probed",
     ),
-    ProbeKindSpec(
+    RunKindSpec(
         name="untrained",
         trains=False,
         default=True,
         description="the same architecture at its seeded initialisation (no loss, no training)",
     ),
-    ProbeKindSpec(
+    RunKindSpec(
         name="identity",
         trains=False,
         maps=False,
         description="a reference with no mapping: the prediction is the input itself",
     ),
-    ProbeKindSpec(
+    RunKindSpec(
         name="shuffled",
         trains=True,
         pairs=shuffled_pairs,
@@ -56,6 +56,6 @@ KINDS = (
 
 
 @hookimpl
-def register_probe_kinds(register: Any) -> None:
+def register_run_kinds(register: Any) -> None:
     for kind in KINDS:
         register(kind)

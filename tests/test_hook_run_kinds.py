@@ -1,8 +1,8 @@
-"""The `register_probe_kinds` hook: kinds of run are plugins, and `shuffled` is a control.
+"""The `register_run_kinds` hook: kinds of run are plugins, and `shuffled` is a control.
 
-A probe kind says what is done to a mapping before it is measured (train it, only initialise it,
+A run kind says what is done to a mapping before it is measured (train it, only initialise it,
 no mapping at all, or train it on transformed pairs). The built-in kinds come from the
-`probe_kinds` plugin; a third-party kind registered in-process runs end to end; the `shuffled`
+`run_kinds` plugin; a third-party kind registered in-process runs end to end; the `shuffled`
 control is deterministic per seed and falls well below the trained mapping.
 """
 
@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_STUDY, rows
-from xmodal import Param, ProbeKindSpec, hookimpl, plugins
+from xmodal import Param, RunKindSpec, hookimpl, plugins
 from xmodal.errors import StudyError
 from xmodal.planning import make_plan
-from xmodal.study import PROBE_PARAMS, parse_study
-from xmodal.train import ProbeKindError, pairs_rng, training_pairs
+from xmodal.study import MEASURE_PARAMS, parse_study
+from xmodal.train import RunKindError, pairs_rng, training_pairs
 
 # One linear mapping, one direction: seconds to run.
 SMALL_STUDY = TINY_STUDY.replace('[[mapping]]\nname = "mlp"\ndepth = 2\nhidden = 32\n', "").replace(
@@ -36,7 +36,7 @@ def noisy_targets(
     return x, y + params["scale"] * rng.standard_normal(y.shape).astype(y.dtype)
 
 
-NOISE = ProbeKindSpec(
+NOISE = RunKindSpec(
     "noise",
     trains=True,
     pairs=noisy_targets,
@@ -45,14 +45,14 @@ NOISE = ProbeKindSpec(
 )
 
 
-def use_kinds(*kinds: ProbeKindSpec, name: str = "extra_kinds") -> None:
+def use_kinds(*kinds: RunKindSpec, name: str = "extra_kinds") -> None:
     """Register an in-process plugin with these kinds, next to the installed plugins."""
 
-    def register_probe_kinds(register: Callable[[Any], None]) -> None:
+    def register_run_kinds(register: Callable[[Any], None]) -> None:
         for kind in kinds:
             register(kind)
 
-    plugin = types.SimpleNamespace(register_probe_kinds=hookimpl(register_probe_kinds))
+    plugin = types.SimpleNamespace(register_run_kinds=hookimpl(register_run_kinds))
     plugins.reset(plugins.load_manager(extra=[(name, plugin)]))
 
 
@@ -70,11 +70,11 @@ def study_error(text: str) -> str:
 # --- the built-in kinds are a plugin --------------------------------------------------------------
 
 
-def test_the_builtin_kinds_are_registered_by_the_probe_kinds_plugin():
+def test_the_builtin_kinds_are_registered_by_the_run_kinds_plugin():
     registry = plugins.get_registry()
-    assert list(registry.probe_kinds) == ["trained", "untrained", "identity", "shuffled"]
-    assert registry.registered_by("probe_kinds")["probe_kinds"] == sorted(registry.probe_kinds)
-    kinds = registry.probe_kinds
+    assert list(registry.run_kinds) == ["trained", "untrained", "identity", "shuffled"]
+    assert registry.registered_by("run_kinds")["run_kinds"] == sorted(registry.run_kinds)
+    kinds = registry.run_kinds
     assert (kinds["trained"].trains, kinds["trained"].maps, kinds["trained"].default) == (
         True,
         True,
@@ -87,9 +87,9 @@ def test_the_builtin_kinds_are_registered_by_the_probe_kinds_plugin():
 
 
 def test_the_probes_settings_are_the_keys_no_kind_may_take():
-    from xmodal.components import PROBE_SETTINGS
+    from xmodal.components import MEASURE_SETTINGS
 
-    assert set(PROBE_SETTINGS) == set(PROBE_PARAMS)
+    assert set(MEASURE_SETTINGS) == set(MEASURE_PARAMS)
 
 
 @pytest.mark.parametrize(
@@ -103,12 +103,12 @@ def test_the_probes_settings_are_the_keys_no_kind_may_take():
 )
 def test_an_impossible_kind_is_refused_when_it_is_declared(fields, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        ProbeKindSpec(**fields)
+        RunKindSpec(**fields)
 
 
 def test_a_kind_named_like_a_builtin_is_a_plugin_problem_naming_both():
-    use_kinds(ProbeKindSpec("shuffled", trains=True), name="copycat")
-    with pytest.raises(plugins.PluginError, match="'probe_kinds' and 'copycat' both register"):
+    use_kinds(RunKindSpec("shuffled", trains=True), name="copycat")
+    with pytest.raises(plugins.PluginError, match="'run_kinds' and 'copycat' both register"):
         plugins.get_registry()
 
 
@@ -122,7 +122,7 @@ def test_a_third_party_kind_runs_end_to_end(cli, write_study, db, monkeypatch):
         calls.append((x.shape, y.shape, x.dtype, type(rng), dict(params)))
         return noisy_targets(x, y, rng, params)
 
-    use_kinds(ProbeKindSpec("noise", trains=True, pairs=recording, params=NOISE.params))
+    use_kinds(RunKindSpec("noise", trains=True, pairs=recording, params=NOISE.params))
     text = SMALL_STUDY + "\n[probes]\nuntrained = false\n\n[probes.noise]\nscale = 0.5\n"
     result = cli("run", write_study(text), "--db", db)
     assert result.code == 0, result.output
@@ -150,27 +150,25 @@ def test_a_third_party_kind_runs_end_to_end(cli, write_study, db, monkeypatch):
 def test_a_kind_whose_pairs_break_their_contract_fails_its_run_naming_the_kind(
     cli, write_study, db
 ):
-    bad = ProbeKindSpec(
-        "halved", trains=True, pairs=lambda x, y, rng, params: (x, y[: len(y) // 2])
-    )
+    bad = RunKindSpec("halved", trains=True, pairs=lambda x, y, rng, params: (x, y[: len(y) // 2]))
     use_kinds(bad, name="halving_plugin")
     text = SMALL_STUDY + "\n[probes]\nuntrained = false\ntrained = false\nhalved = true\n"
     result = cli("run", write_study(text), "--db", db)
     assert result.code != 0
     ((status, error),) = rows(db, "SELECT status, error FROM runs")
     assert status == "failed"
-    assert "probe kind 'halved' (plugin 'halving_plugin')" in error
+    assert "run kind 'halved' (plugin 'halving_plugin')" in error
     assert "every input needs its target" in error
 
 
 def test_pairs_are_checked_for_shape():
     x = np.zeros((6, 3), np.float32)
     y = np.ones((6, 2), np.float32)
-    wrong_columns = ProbeKindSpec("w", trains=True, pairs=lambda x, y, rng, p: (x, y[:, :1]))
-    with pytest.raises(ProbeKindError, match=r"y of shape \(6, 1\), expected \(n, 2\)"):
+    wrong_columns = RunKindSpec("w", trains=True, pairs=lambda x, y, rng, p: (x, y[:, :1]))
+    with pytest.raises(RunKindError, match=r"y of shape \(6, 1\), expected \(n, 2\)"):
         training_pairs(wrong_columns, {}, x, y, seed=0, plugin="p")
-    not_a_pair = ProbeKindSpec("n", trains=True, pairs=lambda x, y, rng, p: x)
-    with pytest.raises(ProbeKindError, match="expected a tuple"):
+    not_a_pair = RunKindSpec("n", trains=True, pairs=lambda x, y, rng, p: x)
+    with pytest.raises(RunKindError, match="expected a tuple"):
         training_pairs(not_a_pair, {}, x, y, seed=0)
 
 
@@ -180,9 +178,9 @@ def test_pairs_are_checked_for_shape():
 def test_adding_a_kind_leaves_the_other_runs_ids_alone():
     before = {c.run_id for c in plan_of(TINY_STUDY)}
     runs = plan_of(TINY_STUDY + "\n[probes]\nshuffled = true\n")
-    assert {c.run_id for c in runs if c.probe != "shuffled"} == before
-    shuffled = [c for c in runs if c.probe == "shuffled"]
-    trained = [c for c in runs if c.probe == "trained"]
+    assert {c.run_id for c in runs if c.kind != "shuffled"} == before
+    shuffled = [c for c in runs if c.kind == "shuffled"]
+    trained = [c for c in runs if c.kind == "trained"]
     # The control mirrors every trained run (mapping, loss, training, seed), with its own id.
     assert len(shuffled) == len(trained) == 4
     assert {(c.mapping, c.direction, c.loss, c.seed) for c in shuffled} == {
@@ -205,7 +203,7 @@ def test_a_kinds_parameters_enter_the_run_id_and_defaults_spelled_out_do_not():
 
 def test_a_control_that_trains_needs_a_loss_even_when_trained_is_off():
     runs = plan_of(TINY_STUDY + "\n[probes]\ntrained = false\nuntrained = false\nshuffled = true\n")
-    assert {(c.probe, c.loss) for c in runs} == {("shuffled", "mse")}
+    assert {(c.kind, c.loss) for c in runs} == {("shuffled", "mse")}
 
 
 def test_the_run_count_counts_every_kind():
@@ -229,7 +227,7 @@ def test_an_unknown_kind_is_named_with_its_line_and_a_suggestion():
     message = study_error(text)
     line = text.count("\n")  # the last line
     assert f"s.toml:{line}: probes.shufled" in message
-    assert "'shufled' is neither a [probes] setting nor a registered probe kind" in message
+    assert "'shufled' is neither a [probes] setting nor a registered run kind" in message
     assert "did you mean 'shuffled'" in message
     assert "identity, shuffled, trained, untrained" in message
 
@@ -252,15 +250,15 @@ def test_a_kinds_parameters_are_checked_against_its_schema():
 
 def test_turning_every_kind_off_is_an_error():
     text = TINY_STUDY + "\n[probes]\ntrained = false\nuntrained = false\n"
-    assert "turns off every probe kind, so nothing would run" in study_error(text)
+    assert "turns off every run kind, so nothing would run" in study_error(text)
 
 
 def test_a_kind_left_out_by_the_plugin_filter_says_so(monkeypatch):
-    monkeypatch.setenv("XMODAL_LOAD_PLUGINS", "-probe_kinds")
+    monkeypatch.setenv("XMODAL_LOAD_PLUGINS", "-run_kinds")
     plugins.reset()
     message = study_error(TINY_STUDY + "\n[probes]\nshuffled = true\n")
-    assert "'shuffled' is neither a [probes] setting nor a registered probe kind" in message
-    assert "XMODAL_LOAD_PLUGINS=-probe_kinds is set; plugins not loaded: probe_kinds" in message
+    assert "'shuffled' is neither a [probes] setting nor a registered run kind" in message
+    assert "XMODAL_LOAD_PLUGINS=-run_kinds is set; plugins not loaded: run_kinds" in message
 
 
 # --- the shuffled control --------------------------------------------------------------------------
@@ -269,7 +267,7 @@ def test_a_kind_left_out_by_the_plugin_filter_says_so(monkeypatch):
 def test_shuffled_pairs_permute_the_targets_with_the_runs_seed():
     x = np.arange(40, dtype=np.float32).reshape(20, 2)
     y = np.arange(60, dtype=np.float32).reshape(20, 3)
-    shuffled = plugins.get_registry().probe_kinds["shuffled"]
+    shuffled = plugins.get_registry().run_kinds["shuffled"]
     xs, ys = training_pairs(shuffled, {}, x, y, seed=7)
     again = training_pairs(shuffled, {}, x, y, seed=7)[1]
     other = training_pairs(shuffled, {}, x, y, seed=8)[1]
