@@ -1,13 +1,15 @@
-"""What the statistics of `mnno` add to a run: B = 1,000 bootstrap intervals, paired sign-flip
-tests and the shuffled-pairing null, against the kNN search of the run's predicted space.
+"""What the statistics of `mnno` add to a run: the neighbourhood intervals and tests (the
+default), B = 1,000 bootstrap intervals and sign flips (uncertainty = 'items') and the
+shuffled-pairing null, against the kNN search of the run's predicted space.
 
     python benchmarks/bench_stats.py [--items 10000] [--dim 300] [--resamples 1000]
 
 One run's measurement with the default parameters (k = 1, 5, 10; cosine) on N items: the kNN of
 the predicted space (the input and target lists are cached across a study's runs, so a run pays
-for this one) against (a) the nine bootstrap intervals of mNNO, (b) the two paired differences
-with their intervals and 10,000 sign flips each, (c) the whole `mnno` compute after the lists
-exist, and (d) one shuffled pairing (the cost of each `null_permutations`). Prints seconds, the
+for this one) against (a) the nine bootstrap intervals of mNNO, (b) the two differences with
+bootstrap intervals and 10,000 sign flips each, (c) the whole `mnno` compute after the lists
+exist, with each `uncertainty` (the default's neighbourhood intervals and tests are measured
+there), and (d) one shuffled pairing (the cost of each `null_permutations`). Prints seconds, the
 ratio to the kNN time, and the machine's load average (other work on a shared machine slows
 everything; ratios from one run are what to compare).
 """
@@ -89,8 +91,11 @@ def main() -> None:
     def whole() -> None:
         list(mnno(probe, params))
 
+    def items() -> None:
+        list(mnno(probe, {**params, "uncertainty": "items"}))
+
     def params_off() -> None:
-        list(mnno(probe, {**params, "bootstrap": 0, "permutations": 0}))
+        list(mnno(probe, {**params, "uncertainty": "none"}))
 
     def one_null() -> None:
         shuffled_pairing_null(lists["predicted"], lists["target"], ks, 1, rng_for(2))
@@ -98,9 +103,10 @@ def main() -> None:
     rows = [
         ("kNN of the predicted space", t_knn),
         (f"9 bootstrap intervals (B = {b})", seconds(intervals)),
-        ("2 paired differences: intervals + 10,000 sign flips", seconds(paired)),
-        ("mnno compute, default statistics", seconds(whole)),
-        ("mnno compute, bootstrap = permutations = 0", seconds(params_off)),
+        ("2 paired differences: bootstrap + 10,000 sign flips", seconds(paired)),
+        ("mnno compute, default (neighbourhood)", seconds(whole)),
+        (f"mnno compute, uncertainty = items (B = {b})", seconds(items)),
+        ("mnno compute, uncertainty = none", seconds(params_off)),
         ("one shuffled pairing, 3 k (per null_permutations)", seconds(one_null)),
     ]
     for name, t in rows:

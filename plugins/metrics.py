@@ -18,6 +18,8 @@ from xmodal import (
     chance_overlap,
     check_k_fits,
     hookimpl,
+    neighbour_pair_ranks,
+    normal_interval_and_p,
     overlap_counts,
     rng_for,
     shuffled_pairing_null,
@@ -33,6 +35,9 @@ COMPARISONS = {
 # Paired differences of two comparisons, item by item: "left:right" is left minus right.
 PAIRS = ("pred-input:pred-target", "pred-target:input-target", "pred-input:input-target")
 
+# How `mnno` computes intervals and p-values (docs/statistics.md, "Intervals and tests").
+UNCERTAINTY = ("neighbourhood", "items", "none")
+
 MNNO_PARAMS = {
     "k": Param(int, default=[1, 5, 10], many=True, min=1, doc="neighbourhood sizes"),
     "similarity": Param(
@@ -42,12 +47,20 @@ MNNO_PARAMS = {
         choices_from="similarities",
         doc="registered similarities that rank the neighbours; rows for each",
     ),
+    "uncertainty": Param(
+        str,
+        default="neighbourhood",
+        choices=UNCERTAINTY,
+        doc="intervals and p-values: 'neighbourhood' (normal, with the covariance of "
+        "neighbouring items: covers a new sample of items), 'items' (percentile bootstrap and "
+        "sign flips: items independent, neighbour lists held fixed), 'none'",
+    ),
     "bootstrap": Param(
         int,
         default=1000,
         min=0,
         max=1_000_000,
-        doc="bootstrap resamples of the items for each value's confidence interval (0: none)",
+        doc="with uncertainty = 'items': bootstrap resamples for each interval (0: none)",
     ),
     "confidence": Param(
         float,
@@ -68,7 +81,7 @@ MNNO_PARAMS = {
         default=10_000,
         min=0,
         max=10_000_000,
-        doc="sign flips for each paired difference's p-value (0: no test)",
+        doc="with uncertainty = 'items': sign flips for each difference's p-value (0: none)",
     ),
     "null_permutations": Param(
         int,
@@ -82,9 +95,10 @@ MNNO_PARAMS = {
 
 def mnno(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
     """mNNO^k of predicted vs input, predicted vs target and input vs target, per split, with
-    bootstrap intervals over items, the analytic chance level, paired differences with their
-    sign-flip p-values and, when asked, the shuffled-pairing null (docs/statistics.md)."""
+    intervals over items, the analytic chance level, paired differences with their p-values and,
+    when asked, the shuffled-pairing null (docs/statistics.md)."""
     ks = sorted(set(params["k"]))
+    method = params["uncertainty"]
     for split in probe.splits:
         n = len(probe.spaces[split].input)
         for similarity in params["similarity"]:
@@ -97,25 +111,50 @@ def mnno(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
                 c: overlap_counts(lists[a], lists[b], ks) for c, (a, b) in COMPARISONS.items()
             }
             where = (probe.seed, split, similarity)
-            for comparison in COMPARISONS:
+            pairs_of = _NeighbourGraphs(lists, ks[-1]) if method == "neighbourhood" else None
+            for comparison, (a, b) in COMPARISONS.items():
                 for j, k in enumerate(ks):
                     chance = chance_overlap(n, k, probe.include_self)
                     yield _mean_row(
                         split, "mnno", comparison, counts[comparison][:, j], k, similarity,
-                        params, where,
-                    )  # fmt: skip
+                        params, where, pairs_of and pairs_of(k, {a, b}), (0, k),
+                    )[0]  # fmt: skip
                     yield ResultRow(split, "mnno_chance", comparison, chance, k, similarity)
             for pair in params["paired"]:
                 left, right = pair.split(":")
+                roles = {*COMPARISONS[left], *COMPARISONS[right]}
                 for j, k in enumerate(ks):
                     diff = counts[left][:, j] - counts[right][:, j]
-                    yield _mean_row(split, "mnno_diff", pair, diff, k, similarity, params, where)
-                    if params["permutations"] > 0:
+                    pairs = pairs_of and pairs_of(k, roles)
+                    row, p = _mean_row(
+                        split, "mnno_diff", pair, diff, k, similarity, params, where, pairs, (-k, k)
+                    )
+                    yield row
+                    if method == "items" and params["permutations"] > 0:
                         rng = rng_for(*where, k, pair, "sign-flip")
                         p = sign_flip_p(diff, params["permutations"], rng)
+                    if p is not None:
                         yield ResultRow(split, "mnno_diff_p", pair, p, k, similarity)
             if params["null_permutations"] > 0:
                 yield from _null_rows(split, similarity, lists, counts, ks, params, where)
+
+
+class _NeighbourGraphs:
+    """The pairs of items that are k-neighbours in one of some roles' spaces: the pairs whose
+    covariance the neighbourhood intervals count (`neighbour_pairs`, docs/statistics.md). One
+    sort of all three roles' lists (`neighbour_pair_ranks`) serves every k and set of roles."""
+
+    def __init__(self, lists: Mapping[str, np.ndarray], depth: int) -> None:
+        self.roles = list(lists)
+        self.pairs, self.ranks = neighbour_pair_ranks([lists[r][:, :depth] for r in self.roles])
+        self.cache: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
+
+    def __call__(self, k: int, roles: set[str]) -> np.ndarray:
+        key = (k, tuple(sorted(roles)))
+        if key not in self.cache:
+            columns = [self.roles.index(r) for r in key[1]]
+            self.cache[key] = self.pairs[self.ranks[:, columns].min(axis=1) <= k]
+        return self.cache[key]
 
 
 def _mean_row(
@@ -127,16 +166,24 @@ def _mean_row(
     similarity: str,
     params: Mapping[str, Any],
     where: tuple[Any, ...],
-) -> ResultRow:
+    pairs: np.ndarray | None,
+    bounds: tuple[int, int],
+) -> tuple[ResultRow, float | None]:
     """The mean over items of integer `per_item` overlaps (or their differences) divided by k,
-    with its percentile bootstrap interval over items when `bootstrap` > 0."""
+    with its interval: normal with the neighbour-graph standard error (`pairs`), or the
+    percentile bootstrap over items when uncertainty = 'items' and `bootstrap` > 0; and the
+    neighbourhood test's two-sided p-value of "expected mean 0" (None with other methods)."""
     value = float(per_item.sum() / (per_item.size * k))  # as xmodal.overlap computes it
-    low = high = None
-    if params["bootstrap"] > 0:
+    low = high = p = None
+    if params["uncertainty"] == "neighbourhood":
+        low, high, p = normal_interval_and_p(per_item, pairs, params["confidence"], bounds)
+        low, high = low / k, high / k
+    elif params["uncertainty"] == "items" and params["bootstrap"] > 0:
         rng = rng_for(*where, k, comparison, "bootstrap")
         low, high = bootstrap_mean(per_item, params["bootstrap"], params["confidence"], rng)
         low, high = low / k, high / k
-    return ResultRow(split, metric, comparison, value, k, similarity, ci_low=low, ci_high=high)
+    row = ResultRow(split, metric, comparison, value, k, similarity, ci_low=low, ci_high=high)
+    return row, p
 
 
 def _null_rows(
@@ -222,7 +269,7 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
                 "mnno_chance": MetricDisplay("Chance level (mNNO)", value_range=(0.0, 1.0)),
                 "mnno_diff": MetricDisplay("Paired difference (mNNO)", value_range=(-1.0, 1.0)),
                 "mnno_diff_p": MetricDisplay(
-                    "p, sign flip (mNNO difference)", digits=4, value_range=(0.0, 1.0)
+                    "p (mNNO difference)", digits=4, value_range=(0.0, 1.0)
                 ),
                 "mnno_null_mean": MetricDisplay(
                     "Shuffled-pairing null mean (mNNO)", value_range=(0.0, 1.0)

@@ -21,6 +21,10 @@ from xmodal.statistics import (
     calibrate,
     chance_overlap,
     holm,
+    mean_standard_error,
+    neighbour_pairs,
+    normal_interval,
+    normal_p,
     overlap_counts,
     rng_for,
     shuffled_pairing_null,
@@ -49,7 +53,107 @@ def noisy_copies(rng, n, d=8, noise_x=15, noise_y=15):
     return P, X, Y
 
 
-# --- what the interval targets: the mean of per-item overlaps, given the neighbour lists -----
+# --- the default intervals and test: neighbourhoods recomputed for every sample of items -------
+
+
+def sample_overlaps(rng, n, k, spaces=2):
+    """One sample of n items drawn afresh (P, and X and Y equally noisy copies of it, integer
+    vectors), its exact k-NN lists computed for this sample: the per-item overlaps of P with X
+    (and of P with Y when spaces = 3) and the items' neighbour pairs in all the spaces."""
+    P, X, Y = noisy_copies(rng, n, d=8, noise_x=15, noise_y=15)
+    lists = [knn_exact(A, k) for A in (P, X, Y)[:spaces]]
+    counts = [overlap_counts(lists[0], other, [k])[:, 0] for other in lists[1:]]
+    return counts, neighbour_pairs(lists, k)
+
+
+def test_neighbourhood_intervals_cover_the_expected_mnno_of_a_new_sample_of_items():
+    """600 seeded samples of 100 items, each with its own k-NN lists (k = 5): the 95 %
+    neighbourhood intervals cover the expected mNNO of 100 items in >= 90 % of samples (94.5 %
+    here; the Monte-Carlo standard error of a coverage near 0.94 over 600 samples is 0.010).
+    The expected value is the mean over the same 600 samples: its own error, 0.001, is 4 % of the
+    spread of mNNO over samples (0.026), too small to move the coverage. The percentile
+    bootstrap, which treats items as independent, covers it in only about 85 % of samples: its
+    intervals are too narrow by about a third (docs/statistics.md)."""
+    rng = np.random.default_rng(20)
+    k, n, samples = 5, 100, 600
+    drawn = [sample_overlaps(rng, n, k) for _ in range(samples)]
+    target = np.mean([counts[0].mean() for counts, _ in drawn])
+    neighbourhood = bootstrap = 0
+    for s, ((counts,), pairs) in enumerate(drawn):
+        low, high = normal_interval(counts, pairs, 0.95, (0, k))
+        neighbourhood += low <= target <= high
+        low, high = bootstrap_mean(counts, 500, 0.95, rng_for(s))
+        bootstrap += low <= target <= high
+    assert neighbourhood / samples >= 0.90
+    assert bootstrap / samples < 0.90
+
+
+def test_neighbourhood_test_false_positive_rate_when_x_and_y_are_exchangeable():
+    """1,000 seeded datasets of 80 items where X and Y are equally noisy copies of P, k-NN lists
+    computed for each (k = 5): the neighbourhood test of mNNO(P, X) − mNNO(P, Y) rejects at
+    alpha = 0.05 in at most 7 % of them (4.9 % here; the Monte-Carlo standard error of a rate
+    near 0.05 over 1,000 datasets is 0.007, so 0.07 is three of them above 0.05). The per-item
+    sign flip rejects in about 10 % on such data (docs/statistics.md): neighbours' differences
+    are correlated."""
+    rng = np.random.default_rng(21)
+    rejected = 0
+    for _ in range(1000):
+        (with_x, with_y), pairs = sample_overlaps(rng, 80, 5, spaces=3)
+        rejected += normal_p(with_x - with_y, pairs) <= 0.05
+    assert rejected / 1000 <= 0.05 + 0.02
+
+
+def test_the_interval_excludes_zero_exactly_when_p_is_below_alpha():
+    rng = np.random.default_rng(22)
+    for _ in range(200):
+        (with_x, with_y), pairs = sample_overlaps(rng, 40, 3, spaces=3)
+        diff = with_x - with_y + rng.integers(-1, 2)  # some with a shift
+        low, high = normal_interval(diff, pairs, 0.95)
+        assert (normal_p(diff, pairs) < 0.05) == (not low <= 0 <= high)
+
+
+def test_the_neighbourhood_variance_by_hand():
+    """Items 0 and 1 neighbours, item 2 alone; values (1, 3, 5): c = (−2, 0, 2).
+    Σ_W c_i c_j = Σ c² + 2 c_0 c_1 = 8; degrees (2, 2, 1), |W| = 5, the shrink factor
+    f = 1 − 2·9/(3·5) + 5/9 = 16/45; variance of the mean 8/f/9 = 2.5 (above the
+    independent-items 8/(3·2) = 4/3 / 3), standard error √2.5."""
+    pairs = np.array([[0, 1]])
+    assert mean_standard_error([1, 3, 5], pairs) == pytest.approx(math.sqrt(2.5))
+    assert mean_standard_error([1.0, 3.0, 5.0], pairs) == pytest.approx(math.sqrt(2.5))
+    # Without pairs: the classical standard error s/√N.
+    assert mean_standard_error([1, 3, 5]) == pytest.approx(2 / math.sqrt(3))
+    # Never below it: values with negative products on the graph.
+    assert mean_standard_error([1, 5, 3], pairs) == pytest.approx(2 / math.sqrt(3))
+
+
+def test_integer_values_are_exact_and_equal_the_float_computation():
+    rng = np.random.default_rng(23)
+    lists = [rng.integers(0, 300, size=(300, 7)) for _ in range(3)]
+    pairs = neighbour_pairs(lists, 7)
+    values = rng.integers(-7, 8, size=300)
+    assert mean_standard_error(values, pairs) == pytest.approx(
+        mean_standard_error(values.astype(float), pairs), rel=1e-12
+    )
+
+
+def test_neighbour_pairs_are_the_symmetrised_union_without_self():
+    a = np.array([[0, 1], [0, 2], [1, 0]])  # include_self style: item 0 lists itself first
+    b = np.array([[2, 1], [2, 0], [0, 1]])
+    assert neighbour_pairs([a], 1).tolist() == [[0, 1], [1, 2]]
+    assert neighbour_pairs([a, b], 1).tolist() == [[0, 1], [0, 2], [1, 2]]
+    assert neighbour_pairs([a], 2).tolist() == [[0, 1], [0, 2], [1, 2]]
+
+
+def test_a_graph_joining_every_item_gives_no_interval_narrower_than_the_bounds():
+    """With every pair of items neighbours the centred estimate is 0 whatever the values
+    (f = 0): no standard error, the interval is the metric's range and p = 1."""
+    pairs = np.array(list(itertools.combinations(range(5), 2)))
+    assert math.isnan(mean_standard_error([1, 2, 3, 4, 6], pairs))
+    assert normal_interval([1, 2, 3, 4, 6], pairs, 0.95, (0, 10)) == (0.0, 10.0)
+    assert normal_p([1, 2, 3, 4, 6], pairs) == 1.0
+
+
+# --- uncertainty = "items": independent items, neighbour lists held fixed -----------------------
 
 
 def test_95_percent_intervals_cover_the_population_mean_of_per_item_overlaps():
@@ -86,7 +190,7 @@ def test_the_multinomial_shortcut_is_the_bootstrap_of_items():
 # --- the paired test -------------------------------------------------------------------------
 
 
-def test_paired_test_false_positive_rate_when_both_overlap_equally():
+def test_sign_flip_false_positive_rate_when_items_are_independent():
     """Per-item overlaps with X and with Y drawn from one population of items whose two
     overlaps are exchangeable (X and Y equally noisy copies of P): at alpha = 0.05 the test
     rejects in at most 7 % of 1,500 samples (the standard error of the rate is 0.006)."""
@@ -205,6 +309,7 @@ def probe_of(seed: int, n: int = 90) -> Probe:
 PARAMS = {
     "k": [5, 10],
     "similarity": ["euclidean"],
+    "uncertainty": "neighbourhood",
     "bootstrap": 500,
     "confidence": 0.95,
     "paired": ["pred-input:pred-target"],
@@ -222,9 +327,11 @@ def mnno_spec() -> MetricSpec:
     return next(s for s in specs if s.name == "mnno")
 
 
-def test_mnno_rows_carry_intervals_tests_chance_and_the_null():
+@pytest.mark.parametrize("uncertainty", ["neighbourhood", "items"])
+def test_mnno_rows_carry_intervals_tests_chance_and_the_null(uncertainty):
     spec = mnno_spec()
-    rows = list(plugins.checked_rows(spec, mnno(probe_of(0), PARAMS)))
+    params = {**PARAMS, "uncertainty": uncertainty}
+    rows = list(plugins.checked_rows(spec, mnno(probe_of(0), params)))
     by = {(r.metric, r.comparison, r.k): r for r in rows}
     for comparison in ("pred-input", "pred-target", "input-target"):
         row = by["mnno", comparison, 10]
@@ -241,19 +348,43 @@ def test_mnno_rows_carry_intervals_tests_chance_and_the_null():
     assert by["mnno_diff_p", "pred-input:pred-target", 10].value < 0.01
 
 
+def test_the_neighbourhood_interval_of_mnno_is_its_standard_error_on_the_neighbour_graph():
+    """The `mnno` row's interval is normal_interval of the per-item overlaps with the pairs of
+    items that are k-neighbours in either compared space, divided by k."""
+    probe = probe_of(0)
+    rows = {(r.metric, r.comparison, r.k): r for r in mnno(probe, PARAMS)}
+    lists = {
+        role: probe.neighbors("test", role, 10, "euclidean") for role in ("predicted", "target")
+    }
+    counts = overlap_counts(lists["predicted"], lists["target"], [10])[:, 0]
+    low, high = normal_interval(counts, neighbour_pairs(list(lists.values()), 10), 0.95, (0, 10))
+    row = rows["mnno", "pred-target", 10]
+    assert (row.ci_low, row.ci_high) == pytest.approx((low / 10, high / 10))
+
+
+def test_neighbourhood_intervals_and_p_values_do_not_depend_on_the_seed():
+    """They draw nothing: only the shuffled-pairing null does."""
+    params = {**PARAMS, "null_permutations": 0}
+    assert list(mnno(probe_of(3), params)) == list(mnno(probe_of(4), params))
+
+
 def test_the_same_seed_gives_the_same_rows_and_another_seed_other_intervals():
-    first, again = list(mnno(probe_of(3), PARAMS)), list(mnno(probe_of(3), PARAMS))
+    params = {**PARAMS, "uncertainty": "items"}
+    first, again = list(mnno(probe_of(3), params)), list(mnno(probe_of(3), params))
     assert first == again
-    other = list(mnno(probe_of(4), PARAMS))
+    other = list(mnno(probe_of(4), params))
     assert [r.value for r in other if r.metric == "mnno"] == [
         r.value for r in first if r.metric == "mnno"
     ]
     assert [(r.ci_low, r.ci_high) for r in other] != [(r.ci_low, r.ci_high) for r in first]
 
 
-def test_bootstrap_zero_writes_no_interval():
-    rows = list(mnno(probe_of(0), {**PARAMS, "bootstrap": 0, "null_permutations": 0}))
+def test_uncertainty_none_or_bootstrap_zero_writes_no_interval():
+    rows = list(mnno(probe_of(0), {**PARAMS, "uncertainty": "none", "null_permutations": 0}))
     assert all(r.ci_low is None and r.ci_high is None for r in rows)
+    assert not [r for r in rows if r.metric == "mnno_diff_p"]
+    items = {**PARAMS, "uncertainty": "items", "bootstrap": 0, "null_permutations": 0}
+    assert all(r.ci_low is None and r.ci_high is None for r in mnno(probe_of(0), items))
 
 
 SPEC = MetricSpec(

@@ -5,7 +5,11 @@ from a run's seed and labels), so a result is the same on every run of the same 
 Statistics of integer-valued per-item quantities (neighbour overlaps and their differences) are
 computed in integer arithmetic, so no result depends on the last bit of a floating-point sum.
 
-- `bootstrap_mean`: percentile bootstrap interval of a mean over items.
+- `neighbour_pairs`: the pairs of items that are neighbours in any of several spaces.
+- `mean_standard_error`: standard error of a mean over items whose values are correlated along
+  those pairs (the neighbourhood-graph variance; independent items without pairs).
+- `normal_interval`, `normal_p`: the normal interval and two-sided p-value from that error.
+- `bootstrap_mean`: percentile bootstrap interval of a mean over independent items.
 - `sign_flip_p`: two-sided sign-flip permutation p-value of a mean paired difference.
 - `overlap_counts`: per-item neighbour overlaps for several k at once.
 - `shuffled_pairing_null`: mNNO with the pairing shuffled, from the same neighbour lists.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -27,6 +32,12 @@ __all__ = [
     "calibrate",
     "chance_overlap",
     "holm",
+    "mean_standard_error",
+    "neighbour_pair_ranks",
+    "neighbour_pairs",
+    "normal_interval",
+    "normal_interval_and_p",
+    "normal_p",
     "overlap_counts",
     "rng_for",
     "shuffled_pairing_null",
@@ -72,6 +83,169 @@ def _integral(v: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(v)) and np.all(v == np.round(v)) and np.abs(v).max() < 2**40)
 
 
+# --- the neighbourhood-graph variance (docs/statistics.md, "Intervals and tests") -------------
+
+
+def neighbour_pairs(lists: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """The pairs {i, j}, i < j, of items that are among each other's k nearest neighbours in at
+    least one of `lists` (the union of their k-NN graphs, symmetrised): an E × 2 int64 array,
+    sorted. An item listed as its own neighbour (`include_self`) adds no pair.
+
+    lists: N × K neighbour index arrays of the same N items, K >= k."""
+    arrays = [np.asarray(a) for a in lists]
+    if not arrays or any(a.ndim != 2 or a.shape[0] != arrays[0].shape[0] for a in arrays):
+        raise ValueError("neighbour_pairs needs N × K neighbour arrays of the same N items")
+    if k < 1 or any(a.shape[1] < k for a in arrays):
+        raise ValueError(f"neighbour_pairs: k = {k} must be in [1, K] of every array")
+    n = arrays[0].shape[0]
+    rows = np.repeat(np.arange(n, dtype=np.int64), k)
+    codes = []
+    for a in arrays:
+        cols = a[:, :k].astype(np.int64).ravel()
+        low, high = np.minimum(rows, cols), np.maximum(rows, cols)
+        keep = low != high
+        codes.append(low[keep] * n + high[keep])
+    unique = np.unique(np.concatenate(codes))
+    return np.stack([unique // n, unique % n], axis=1) if n else np.zeros((0, 2), np.int64)
+
+
+def neighbour_pair_ranks(lists: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of items that are neighbours in one of `lists` at the lists' full depth K,
+    with, per pair and list, the smallest k at which they are k-neighbours there (in either
+    direction; K + 1 when never): (pairs E × 2, ranks E × len(lists)). The pairs of
+    `neighbour_pairs(lists[s] for s in S, k)` are those whose smallest rank over S is <= k, so
+    one sort serves every k and every choice of spaces."""
+    arrays = [np.asarray(a) for a in lists]
+    if not arrays or any(a.ndim != 2 or a.shape != arrays[0].shape for a in arrays):
+        raise ValueError("neighbour_pair_ranks needs N × K neighbour arrays of one shape")
+    n, depth = arrays[0].shape
+    rows = np.repeat(np.arange(n, dtype=np.int64), depth)
+    rank = np.tile(np.arange(1, depth + 1, dtype=np.int64), n)
+    codes, which, ranks = [], [], []
+    for s, a in enumerate(arrays):
+        cols = a.astype(np.int64).ravel()
+        low, high = np.minimum(rows, cols), np.maximum(rows, cols)
+        keep = low != high
+        codes.append(low[keep] * n + high[keep])
+        which.append(np.full(int(keep.sum()), s, np.int64))
+        ranks.append(rank[keep])
+    unique, group = np.unique(np.concatenate(codes), return_inverse=True)
+    out = np.full((unique.size, len(arrays)), depth + 1, np.int64)
+    np.minimum.at(out, (group, np.concatenate(which)), np.concatenate(ranks))
+    pairs = np.stack([unique // n, unique % n], axis=1) if n else np.zeros((0, 2), np.int64)
+    return pairs, out
+
+
+def _graph_quadratic(v: np.ndarray, pairs: np.ndarray, degree: np.ndarray) -> tuple[float, float]:
+    """(N² · Σ_{(i,j) ∈ W} c_i c_j, N² · Σ_i c_i²), c = v − mean(v), W the ordered pairs of
+    `pairs` in both directions plus every (i, i). Integer values (overlaps and their
+    differences) are summed in integer arithmetic: exact, the same on every machine."""
+    n = v.size
+    size = n + 2 * len(pairs)  # |W| = Σ degree
+    left, right = pairs[:, 0], pairs[:, 1]
+    if _integral(v) and float(np.abs(v).max()) ** 2 * size < 2.0**62:
+        x = v.astype(np.int64)
+        total = int(x.sum())
+        squares = int((x * x).sum())
+        products = squares + 2 * int((x[left] * x[right]).sum())  # Σ_W x_i x_j
+        weighted = int((degree * x).sum())  # Σ_i degree_i x_i = ½ Σ_W (x_i + x_j)
+        graph = n * n * products - 2 * n * total * weighted + total * total * size
+        alone = n * n * squares - n * total * total
+        return float(graph), float(alone)
+    c = v.astype(np.float64) - v.astype(np.float64).mean()
+    graph = float((c * c).sum() + 2 * (c[left] * c[right]).sum())
+    return graph * n * n, float((c * c).sum()) * n * n
+
+
+def mean_standard_error(values: object, pairs: object = None) -> float:
+    """Standard error of the mean of `values` over N items whose values may be correlated when
+    the items are neighbours (a pair of `pairs`, e.g. from `neighbour_pairs`) and are
+    uncorrelated otherwise.
+
+    Var(mean) = (1/N²) Σ_i Σ_j Cov(v_i, v_j), the sum kept over i = j and the neighbour pairs
+    (both orders) and each covariance estimated by c_i·c_j (c = v − mean): the graph
+    ("network") HAC estimate. Centring on the sample mean shrinks it by the factor
+    f = 1 − 2 Σ_i d_i² / (N |W|) + |W| / N² (d_i = 1 + item i's neighbour count, |W| = Σ d_i)
+    when every covariance on the graph is the same; the estimate is divided by f, and never
+    taken below the independent-items variance Σ c_i² / (N (N − 1)) (to which it reduces without
+    pairs). docs/statistics.md derives this and says when it holds. NaN values give NaN; so do
+    fewer than 2 items, and a graph so dense that f <= 0."""
+    v = _as_vector(values, "values")
+    n = v.size
+    if (v.dtype.kind == "f" and np.isnan(v).any()) or n < 2:
+        return math.nan
+    edges = np.zeros((0, 2), np.int64) if pairs is None else np.asarray(pairs, dtype=np.int64)
+    if edges.ndim != 2 or edges.shape[1] != 2:
+        raise ValueError(f"pairs must be an E × 2 array of item indices, got shape {edges.shape}")
+    if edges.size and (edges.min() < 0 or edges.max() >= n):
+        raise ValueError(f"pairs must join items among 0..{n - 1}")
+    degree = 1 + np.bincount(edges.ravel(), minlength=n)  # row sums of W (self included)
+    graph, alone = _graph_quadratic(v, edges, degree)
+    size = n + 2 * len(edges)
+    shrink = 1.0 - 2.0 * float((degree.astype(np.float64) ** 2).sum()) / (n * size) + size / n**2
+    if shrink <= 0.0:
+        return math.nan
+    variance = max(graph / shrink, alone * n / (n - 1)) / n**4  # both carry a factor N²
+    return math.sqrt(max(variance, 0.0))
+
+
+def _z(confidence: float) -> float:
+    _check_confidence(confidence)
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def normal_interval(
+    values: object,
+    pairs: object = None,
+    confidence: float = 0.95,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[float, float]:
+    """mean ± z·SE, SE from `mean_standard_error(values, pairs)`, z the normal quantile of
+    `confidence` (1.96 at 0.95), clipped to `bounds` (low, high) when given. Without a
+    standard error (NaN: see `mean_standard_error`) the interval is `bounds` when given (no
+    narrower interval can be defended), else (nan, nan); NaN values give (nan, nan)."""
+    low, high, _ = normal_interval_and_p(values, pairs, confidence, bounds)
+    return (low, high)
+
+
+def normal_p(values: object, pairs: object = None, null: float = 0.0) -> float:
+    """Two-sided p-value of H0 "the expected mean of `values` is `null`" from the normal
+    approximation, z = (mean − null)/SE with `mean_standard_error(values, pairs)`: the test the
+    interval of `normal_interval` inverts (p < 1 − confidence exactly when the interval excludes
+    `null`). Values all equal to `null` give 1; no standard error (NaN) gives 1 (no evidence)
+    unless the values are NaN (NaN)."""
+    return normal_interval_and_p(values, pairs, 0.95, None, null)[2]
+
+
+def normal_interval_and_p(
+    values: object,
+    pairs: object = None,
+    confidence: float = 0.95,
+    bounds: tuple[float, float] | None = None,
+    null: float = 0.0,
+) -> tuple[float, float, float]:
+    """`normal_interval` and `normal_p` from one standard error: (low, high, p)."""
+    z = _z(confidence)
+    v = _as_vector(values, "values")
+    if v.dtype.kind == "f" and np.isnan(v).any():
+        return (math.nan, math.nan, math.nan)
+    mean = float(v.sum() / v.size) if _integral(v) else float(v.mean())
+    se = mean_standard_error(v, pairs)
+    if math.isnan(se):
+        low, high = bounds if bounds is not None else (math.nan, math.nan)
+        return (float(low), float(high), 1.0)
+    low, high = mean - z * se, mean + z * se
+    if bounds is not None:
+        low, high = max(low, float(bounds[0])), min(high, float(bounds[1]))
+    if np.all(v == null):
+        p = 1.0
+    elif se == 0.0:
+        p = 0.0
+    else:
+        p = float(math.erfc(abs(mean - null) / se / math.sqrt(2.0)))
+    return (low, high, p)
+
+
 def bootstrap_means(values: object, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """`resamples` bootstrap replicates of the mean of `values` (items drawn with replacement).
 
@@ -103,9 +277,10 @@ def bootstrap_mean(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval (low, high) for the mean of `values` over items.
 
-    The interval is for the mean of the per-item quantity over items exchangeable with these
-    (docs/statistics.md says what that means for neighbour overlaps). NaN in `values` gives
-    (nan, nan)."""
+    Resampling items treats them as independent: the interval is for the mean of the per-item
+    quantity over items like these with their values held fixed. Neighbour overlaps are not
+    independent (neighbours share neighbours): `normal_interval` with `neighbour_pairs` is the
+    interval for a new sample of items (docs/statistics.md). NaN in `values` gives (nan, nan)."""
     _check_confidence(confidence)
     v = _as_vector(values, "values")
     if v.dtype.kind == "f" and np.isnan(v).any():
