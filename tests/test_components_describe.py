@@ -23,7 +23,7 @@ from xmodal.components import LossSpec, MappingSpec, MetricSpec
 from xmodal.errors import StudyError
 from xmodal.params import Param
 from xmodal.planning import make_plan
-from xmodal.runner import check_runs
+from xmodal.prechecks import check_runs
 from xmodal.study import parse_study
 from xmodal.studydata import StudyData
 

@@ -14,7 +14,7 @@ from tests.conftest import TINY_STUDY
 from xmodal.errors import StudyError
 from xmodal.planning import make_plan
 from xmodal.plugins import get_registry
-from xmodal.runner import check_runs, max_k
+from xmodal.prechecks import check_runs, max_k
 from xmodal.study import parse_study
 from xmodal.studydata import StudyData
 from xmodal.tomlpos import key_lines, scan

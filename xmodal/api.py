@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from xmodal.errors import XmodalError, did_you_mean
-from xmodal.store import Store, StoreError, check_query, default_db_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -103,7 +102,7 @@ def load_study(path: PathLike, *, check: bool = True, max_runs: int | None = Non
     """
     from xmodal import plugins
     from xmodal.planning import make_plan
-    from xmodal.runner import check_runs, max_k
+    from xmodal.prechecks import check_runs, max_k
     from xmodal.study import load_study as parse_file
     from xmodal.studydata import StudyData
 
@@ -120,7 +119,7 @@ def load_study(path: PathLike, *, check: bool = True, max_runs: int | None = Non
 def _study(study: Study | PathLike, *, check: bool, max_runs: int | None = None) -> Study:
     if isinstance(study, Study):
         if check and not study.checked:
-            from xmodal.runner import check_runs
+            from xmodal.prechecks import check_runs
 
             check_runs(study.declaration, list(study.runs), study.data)
             study.checked = True
@@ -134,6 +133,8 @@ def _study(study: Study | PathLike, *, check: bool, max_runs: int | None = None)
 
 
 def _db(db: PathLike | None) -> Path:
+    from xmodal.store import default_db_path
+
     return Path(db) if db is not None else default_db_path()
 
 
@@ -254,6 +255,8 @@ def plan(
     from xmodal.runner import stages
 
     loaded = _study(study, check=False, max_runs=max_runs)
+    from xmodal.store import Store
+
     store = Store(_db(db))
     runs = list(loaded.runs)
     by_run = {s.run.run_id: s for s in stages(runs, store, ArtifactStore(store.path))}
@@ -379,6 +382,8 @@ def run(
     if executor is not None:  # an unknown name or a missing Ray stops here, before any loading
         require_executor(executor, address, workers=workers or 1)
     loaded = _study(study, check=True, max_runs=max_runs)
+    from xmodal.store import Store
+
     store = Store(_db(db))
     settings = loaded.declaration.execution
     workers = workers or settings.get("workers", 1)
@@ -717,6 +722,8 @@ class Connection:
     def __init__(self, path: PathLike, *, timeout: float | None = None) -> None:
         self.path = Path(path)
         self.timeout = timeout  # seconds per query (None: no limit); Ctrl-C stops one anyway
+        from xmodal.store import Store, StoreError
+
         self._store = Store(self.path)
         if not self.path.exists():
             raise StoreError(
@@ -849,7 +856,7 @@ class Connection:
     ) -> Any:
         import duckdb
 
-        from xmodal.store import _execute_interruptibly, _query_problem
+        from xmodal.store import StoreError, _execute_interruptibly, _query_problem
 
         _check(sql)
         with self._store.reading() as con:
@@ -918,6 +925,8 @@ def _check_value(table: str, column: str, value: Any) -> None:
 
 
 def _check(sql: str) -> None:
+    from xmodal.store import StoreError, check_query
+
     try:
         check_query(sql)
     except StoreError as exc:
