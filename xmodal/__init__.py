@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "MappingSpec": "xmodal.components",
     "MetricDisplay": "xmodal.components",
     "MetricSpec": "xmodal.components",
+    "NeighborBackendSpec": "xmodal.components",
     "ReportSectionSpec": "xmodal.components",
     "ResultRow": "xmodal.components",
     "RunKindSpec": "xmodal.components",

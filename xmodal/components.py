@@ -433,3 +433,56 @@ class ExecutorSpec:
     available: Callable[[ExecutorOptions], str | None] | None = None
     shares_files: bool = True
     default: bool = False
+
+
+# Keys of a study's [neighbors] table that are settings, not backend parameters: no neighbour
+# backend may take them as parameter names.
+NEIGHBOR_SETTINGS = ("backend", "recall_sample", "recall_seed")
+
+
+def _check_backend_params(instance: Any, attribute: Any, params: Mapping[str, Param]) -> None:
+    taken = sorted(set(params) & set(NEIGHBOR_SETTINGS))
+    if taken:
+        raise ValueError(
+            f"neighbour backend {instance.name!r}: parameter name(s) "
+            f"{', '.join(map(repr, taken))} are [neighbors] settings; choose names other than "
+            f"{', '.join(NEIGHBOR_SETTINGS)}"
+        )
+
+
+@attrs.frozen
+class NeighborBackendSpec:
+    """How neighbour lists are found: exact blocked search, an approximate index, a cluster.
+
+    A study picks one by name in its `[neighbors]` table (`backend = "name"`, the backend's
+    parameters beside it, validated against `params` like any component's and not swept); every
+    neighbour list its metrics ask for (`Probe.neighbors`: mNNO, kNN Jaccard, ...) comes from it.
+    `search(X, k, similarity, include_self, params)` returns an N×k integer array: row i holds
+    item i's k nearest neighbours among the rows of `X` (an N×d float32 array, finite; do not
+    modify it), best first, under `similarity` (the registered `SimilaritySpec`: larger is
+    nearer); the item itself is left out, or first when `include_self` is true. k ≤ N − 1 (≤ N
+    with `include_self`). `params` has the defaults filled.
+    `exact`: the lists are those of `xmodal.knn` — same neighbours, ordered by (−similarity,
+    index). Exact backends are interchangeable: the backend stays out of measurement ids, so a
+    study that switches between exact backends reuses its results. An approximate backend
+    (`exact=False`) has its name and parameters (and the `[neighbors]` recall settings) in the
+    measurement ids of neighbour-based metrics, and xmodal measures the recall@k of each list
+    it returns against exact search on a seeded sample of `recall_sample` items, stored as
+    `neighbor_recall` results beside the metric's own rows.
+    `check(params, context)` may yield `(parameter, message)` problems the schema cannot
+    express (`context` is an `xmodal.CheckContext`).
+    `default`: the backend of a study without a `[neighbors]` table; exactly one loaded backend
+    may claim it (the built-in `exact` does).
+    Parameter names must not be `[neighbors]` settings (`backend`, `recall_sample`,
+    `recall_seed`).
+    """
+
+    name: str
+    search: Callable[[Any, int, SimilaritySpec, bool, Mapping[str, Any]], Any]
+    params: Mapping[str, Param] = attrs.field(
+        factory=dict, converter=dict, validator=_check_backend_params
+    )
+    exact: bool = False
+    description: str = ""
+    check: Callable[[Mapping[str, Any], CheckContext], Iterable[tuple[str, str]]] | None = None
+    default: bool = False

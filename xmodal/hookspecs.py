@@ -190,3 +190,30 @@ def register_executors(register: Callable[[Any], None]) -> None:
 
     Returns nothing.
     """
+
+
+@hookspec
+def register_neighbor_backends(register: Callable[[Any], None]) -> None:
+    """Register neighbour backends: how the neighbour lists behind mNNO and kNN Jaccard are found.
+
+    Arguments: `register`, a callback; call `register(NeighborBackendSpec(name=..., search=...,
+    params=..., exact=..., default=...))` once per backend. The built-in `exact` backend (the
+    blocked kNN of `xmodal.knn`, the default) is registered by xmodal's default plugin
+    `xmodal.default_neighbor_backends`, which always loads and registers first; the approximate
+    `hnsw` backend is the plugin `ann` (it needs the `ann` extra: faiss-cpu).
+
+    When: once, when the registry is first built. A study names a backend in its `[neighbors]`
+    table (`backend = "name"`, default: the backend declared `default`) with the backend's
+    parameters beside it; `xmodal validate` checks them against `params` (a typo gets "did you
+    mean"), and calls `check(params, context)` when given. While runs are measured, every
+    neighbour list a metric asks for (`Probe.neighbors`) is computed by `search(X, k,
+    similarity, include_self, params)` — once per space and similarity for the largest k the
+    study needs (input and target spaces once per study, the predicted space once per run),
+    smaller k served as prefixes. For a backend with `exact=False`, xmodal then measures the
+    recall@k of the lists against exact search on `recall_sample` items drawn with
+    `recall_seed`, and writes it as `neighbor_recall` results of each measurement that used
+    them. Names must be unique across plugins.
+
+    Returns nothing. `search` returns the N×k neighbour indices; an exception it raises fails
+    the measurements that needed the lists (their error names the backend), not the study.
+    """

@@ -76,6 +76,12 @@ class Run:
     # False for a reference with no mapping (the kind's `maps`): its prediction is the input and
     # nothing is stored. It follows from the kind, so it is not in the run id.
     maps: bool = True
+    # The study's neighbour backend (`Study.neighbors`; empty: the default, exact). Not in the run
+    # id (predictions do not depend on it); in the measurement ids of `backend_metrics`.
+    neighbors: Mapping[str, Any] = attrs.field(factory=dict)
+    # The neighbour-based metrics whose numbers depend on the backend: empty for an exact backend
+    # (exact backends give the same lists, so they share measurements).
+    backend_metrics: tuple[str, ...] = ()
 
     @property
     def data_key(self) -> str:
@@ -93,7 +99,17 @@ class Run:
         """The measurements this run owes its study: one per metric configuration."""
         include_self = bool(self.measure["include_self"])
         return [
-            Measurement(measurement_id(self.run_id, name, params, include_self), name, params)
+            Measurement(
+                measurement_id(
+                    self.run_id,
+                    name,
+                    params,
+                    include_self,
+                    self.neighbors if name in self.backend_metrics else None,
+                ),
+                name,
+                params,
+            )
             for name, params in self.metrics
         ]
 
@@ -107,10 +123,25 @@ class Measurement:
     params: Mapping[str, Any]
 
 
-def measurement_id(run_id: str, metric: str, params: Mapping[str, Any], include_self: bool) -> str:
-    return canonical_hash(
-        {"run": run_id, "metric": metric, "params": dict(params), "include_self": include_self}
-    )
+def measurement_id(
+    run_id: str,
+    metric: str,
+    params: Mapping[str, Any],
+    include_self: bool,
+    neighbors: Mapping[str, Any] | None = None,
+) -> str:
+    """A measurement's id. `neighbors` is the approximate neighbour backend the lists come from
+    (name, parameters, recall settings), None for exact lists: ids measured with exact lists are
+    those they were before backends existed."""
+    key: dict[str, Any] = {
+        "run": run_id,
+        "metric": metric,
+        "params": dict(params),
+        "include_self": include_self,
+    }
+    if neighbors is not None:
+        key["neighbors"] = dict(neighbors)
+    return canonical_hash(key)
 
 
 def config_of(run: Run) -> dict[str, Any]:
@@ -119,6 +150,8 @@ def config_of(run: Run) -> dict[str, Any]:
     config.pop("run_id")
     config.pop("metrics")
     config.pop("maps")
+    config.pop("neighbors")  # measurements depend on it, predictions do not
+    config.pop("backend_metrics")
     if not config["kind_params"]:
         config.pop("kind_params")
     config.pop("depth")  # a description of mapping + mapping_params, already hashed
@@ -199,9 +232,17 @@ def make_plan(
         "splits": sorted(study.measure["splits"]),
         "include_self": study.measure["include_self"],
     }
+    neighbors = dict(study.neighbors)
+    backend = registry.neighbor_backends.get(neighbors.get("backend", ""))
+    backend_metrics = (
+        tuple(sorted({n for n, _ in metrics if registry.metrics[n].uses_neighbors}))
+        if backend is not None and not backend.exact
+        else ()
+    )
 
     def add(**fields: Any) -> None:
-        run = Run(run_id="", split_strategy=strategy, measure=measure, metrics=metrics, **fields)
+        run = Run(run_id="", split_strategy=strategy, measure=measure, metrics=metrics,
+                  neighbors=neighbors, backend_metrics=backend_metrics, **fields)  # fmt: skip
         run_id = canonical_hash(config_of(run))
         runs.setdefault(run_id, attrs.evolve(run, run_id=run_id))
 

@@ -36,6 +36,7 @@ from xmodal.components import (
     LossSpec,
     MappingSpec,
     MetricSpec,
+    NeighborBackendSpec,
     ReportSectionSpec,
     ResultRow,
     RunKindSpec,
@@ -46,8 +47,9 @@ from xmodal.errors import XmodalError, did_you_mean
 
 ENTRY_POINT_GROUP = "xmodal"
 # xmodal's own plugins (llm's default-plugins model): registered first, whatever the filter says,
-# and not listed among the installed plugins. They provide what every study needs (executors).
-DEFAULT_PLUGINS = ("xmodal.default_executors",)
+# and not listed among the installed plugins. They provide what every study needs (executors,
+# the exact neighbour backend).
+DEFAULT_PLUGINS = ("xmodal.default_executors", "xmodal.default_neighbor_backends")
 FILTER_ENV = "XMODAL_LOAD_PLUGINS"
 KINDS: dict[str, tuple[str, type]] = {
     "datasets": ("register_datasets", DatasetSpec),
@@ -60,6 +62,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "split_strategies": ("register_split_strategies", SplitStrategySpec),
     "similarities": ("register_similarities", SimilaritySpec),
     "executors": ("register_executors", ExecutorSpec),
+    "neighbor_backends": ("register_neighbor_backends", NeighborBackendSpec),
 }
 _SINGULAR = {
     "datasets": "dataset",
@@ -72,6 +75,7 @@ _SINGULAR = {
     "split_strategies": "split strategy",
     "similarities": "similarity",
     "executors": "executor",
+    "neighbor_backends": "neighbour backend",
 }
 
 
@@ -233,6 +237,7 @@ class Registry:
     split_strategies: dict[str, SplitStrategySpec] = attrs.Factory(dict)
     similarities: dict[str, SimilaritySpec] = attrs.Factory(dict)
     executors: dict[str, ExecutorSpec] = attrs.Factory(dict)
+    neighbor_backends: dict[str, NeighborBackendSpec] = attrs.Factory(dict)
     owners: dict[tuple[str, str], str] = attrs.Factory(dict)
     plugins: list[str] = attrs.Factory(list)
     problems: list[PluginProblem] = attrs.Factory(list)

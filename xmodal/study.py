@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from xmodal.components import DATA_SETTINGS
+from xmodal.components import DATA_SETTINGS, NEIGHBOR_SETTINGS
 from xmodal.errors import Problem, StudyError, XmodalError, did_you_mean
 from xmodal.params import (
     Param,
@@ -35,7 +35,10 @@ from xmodal.splits import fold_ids, run_split
 from xmodal.tomlpos import locate, scan
 from xmodal.validation import CheckContext, check_component, depth_problems
 
-SECTIONS = ("study", "data", "mapping", "loss", "train", "probes", "metric", "execution")
+SECTIONS = (
+    *("study", "data", "mapping", "loss", "train", "probes", "metric", "execution"),
+    "neighbors",
+)
 DIRECTIONS = ("forward", "backward")
 
 # Limits that keep the cost of reading a study proportional to its size (docs/study-format.md).
@@ -113,6 +116,25 @@ EXECUTION_PARAMS = {
         int, default=1, min=0, max=1024, doc="torch threads per run; 0 = cores / workers"
     ),
 }
+# The settings of [neighbors]; its other keys are the chosen backend's parameters
+# (`register_neighbor_backends`, `_Builder.neighbors`). The recall settings matter only for an
+# approximate backend.
+NEIGHBORS_PARAMS = {
+    "backend": Param(
+        str, default=None, doc="how neighbour lists are found: a registered neighbour backend"
+    ),
+    "recall_sample": Param(
+        int,
+        default=1000,
+        min=1,
+        max=1_000_000,
+        doc="approximate backends: items per space whose lists are checked against exact search",
+    ),
+    "recall_seed": Param(
+        int, default=0, min=0, doc="approximate backends: the seed that draws the recall sample"
+    ),
+}
+assert tuple(NEIGHBORS_PARAMS) == NEIGHBOR_SETTINGS
 # The measurement settings, declared in the [probes] table (the study file's name for it, kept
 # for compatibility); its other keys are run kinds (`register_run_kinds`): `kind = true` or a
 # `[probes.kind]` table of the kind's parameters turns a kind on (`_Builder.run_kinds`).
@@ -166,6 +188,9 @@ class Study:
     execution: Mapping[str, Any] = attrs.field(factory=dict)
     # The run kinds the study runs, in the registry's order; params from [probes.<kind>].
     kinds: tuple[Component, ...] = ()
+    # The neighbour backend from [neighbors]: {"backend": name, "params": {...} (defaults
+    # filled), "recall_sample": n, "recall_seed": s}; empty: the registry's default backend.
+    neighbors: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property
     def source_hash(self) -> str:
@@ -500,6 +525,7 @@ class _Builder:
                     notes=self.registry.filter_notes("executors"),
                 )
             )
+        neighbors = self.neighbors(doc)
         self._grid(head, data, dataset, pairs, mappings, losses, train, kinds)
         if self.problems or dataset is None:
             return None
@@ -523,6 +549,7 @@ class _Builder:
             metrics=tuple(m for m in metrics if m is not None),
             lines=dict(lines),
             execution={k: execution.get(k, p.default) for k, p in EXECUTION_PARAMS.items()},
+            neighbors=neighbors or {},
         )
 
     def _variants(
@@ -731,6 +758,85 @@ class _Builder:
                 )
             )
         return [chosen[name] for name in known if name in chosen]
+
+    def neighbors(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Check `[neighbors]`: its settings and the chosen backend's parameters beside them.
+
+        Returns the backend every measurement uses (`Study.neighbors`), or None after a problem.
+        Without the table, the registry's default backend with its default parameters.
+        """
+        table = self.table(doc, "neighbors", required=False)
+        if "neighbors" in doc and "neighbors" in self.broken:
+            return None
+        own = {k: v for k, v in table.items() if k in NEIGHBORS_PARAMS}
+        extra = {k: v for k, v in table.items() if k not in NEIGHBORS_PARAMS}
+        problems = validate_params(NEIGHBORS_PARAMS, own, "neighbors", sweep=False)
+        self.problems.extend(problems)
+        known = self.registry.neighbor_backends
+        name = own.get("backend")
+        if name is None:
+            defaults = sorted(n for n, spec in known.items() if spec.default)
+            if len(defaults) != 1:
+                self.problems.append(
+                    Problem(
+                        "neighbors.backend",
+                        "is not set, and "
+                        + (
+                            "no loaded plugin declares a default neighbour backend"
+                            if not defaults
+                            else f"{len(defaults)} neighbour backends are declared the default: "
+                            + ", ".join(defaults)
+                        ),
+                        allowed=", ".join(sorted(known)) or "no neighbour backends are loaded",
+                        notes=self.registry.filter_notes("neighbor_backends"),
+                    )
+                )
+                return None
+            name = defaults[0]
+        if not isinstance(name, str):
+            return None  # its type is reported above
+        spec = known.get(name)
+        if spec is None:
+            self.problems.append(
+                Problem(
+                    "neighbors.backend",
+                    f"{name!r} is not a registered neighbour backend",
+                    allowed=", ".join(sorted(known)) or "no neighbour backends are loaded",
+                    suggestion=did_you_mean(name, known),
+                    notes=self.registry.filter_notes("neighbor_backends"),
+                )
+            )
+            return None
+        allowed = sorted({*NEIGHBORS_PARAMS, *spec.params})
+        for key in extra:
+            if key in spec.params:
+                continue
+            others = sorted(n for n, other in known.items() if key in other.params)
+            self.problems.append(
+                Problem(
+                    f"neighbors.{key}",
+                    f"is not a [neighbors] setting nor a parameter of neighbour backend {name!r}",
+                    allowed=", ".join(allowed),
+                    suggestion=did_you_mean(key, allowed),
+                    notes=(f"{key!r} is a parameter of neighbour backend {', '.join(others)}",)
+                    if others
+                    else (),
+                )
+            )
+        given = {k: v for k, v in extra.items() if k in spec.params}
+        own_problems = validate_params(spec.params, given, "neighbors", sweep=False)
+        self.problems.extend(own_problems)
+        if problems or own_problems:
+            return None
+        params = expand(spec.params, given)[0]
+        if spec.check is not None:
+            context = CheckContext(component=singular("neighbor_backends"), name=name)
+            found = list(check_component(spec, params, context, "neighbors"))
+            self.problems.extend(found)
+            if found:
+                return None
+        settings = {k: own.get(k, p.default) for k, p in NEIGHBORS_PARAMS.items() if k != "backend"}
+        return {"backend": name, "params": params, **settings}
 
     n_folds = 1  # folds of the study's split strategy, once `split_strategy` has read [data]
 

@@ -67,7 +67,11 @@ class StudyData:
         self._data: dict[str, PairedData] = {}
         self._fingerprints: dict[str, str] = {}
         self._splits: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
-        self.neighbors = NeighborCache(k_hint=k_hint, similarities=registry.similarities)
+        self.neighbors = NeighborCache(
+            k_hint=k_hint,
+            similarities=registry.similarities,
+            backends=registry.neighbor_backends,
+        )
 
     def data(self, run: Run) -> PairedData:
         return self._load(run.dataset, run.dataset_params)
@@ -125,10 +129,13 @@ class StudyData:
                 index = train_idx if split == "train" else test_idx
                 key = (*split_key(run), split, name)
                 include_self = run.measure["include_self"]
-                if self.neighbors.has(key, similarity, include_self):
+                # Through the study's neighbour backend (`Run.neighbors`; empty: exact).
+                if self.neighbors.has(key, similarity, include_self, run.neighbors):
                     continue
                 try:
-                    self.neighbors.get(key, data.features[name][index], 1, similarity, include_self)
+                    self.neighbors.get(
+                        key, data.features[name][index], 1, similarity, include_self, run.neighbors
+                    )
                 except Exception:  # e.g. zero rows under a similarity that refuses them
                     # Left to the runs that need these lists: each then fails with this error,
                     # recorded in the store, while runs that do not need them go on.

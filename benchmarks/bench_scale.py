@@ -1,0 +1,241 @@
+"""Neighbourhoods at scale (issue 14): the approximate `hnsw` backend against exact search.
+
+    python benchmarks/bench_scale.py                       # 200,000 × 384 check, then 1,000,000
+    python benchmarks/bench_scale.py --check 20000 --large 0          # a quick look
+    python benchmarks/bench_scale.py --check 0 --large 1000000        # only the large run
+
+Data: two seeded synthetic spaces A and B of N items × d (float32), row-aligned views of one
+clustered latent space (64 dimensions, N/100 clusters): A = Z·W_A + noise, B = tanh(Z·W_B) +
+noise, so items have real neighbourhoods and A and B share part of them (mNNO well above
+chance), unlike uniform noise, where every neighbour is a near-tie.
+
+`--check N`: exact `xmodal.knn` and the `hnsw` backend on both spaces; prints recall@k of the
+approximate lists (over all items, and as sampled by the backend), mNNO exact and approximate,
+the worst-case bound (1 − recall_A) + (1 − recall_B) and the speed-up. Targets: recall@10 ≥
+0.95, |ΔmNNO| ≤ 0.005, ≥ 10× faster.
+
+`--large N`: the approximate mNNO between A and B alone: time, peak memory, sampled recall.
+
+Each computation runs in its own process (`--case`), so that its peak resident memory
+(`ru_maxrss`) is its own; tracemalloc is not used because faiss allocates outside Python.
+Timings are wall-clock seconds of one run; the load average is printed before and after
+(the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+LATENT = 64
+
+
+def spaces(n: int, d: int, seed: int = 0, block: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """Two row-aligned views (n × d float32) of one clustered latent space, made in blocks."""
+    rng = np.random.default_rng(seed)
+    clusters = max(n // 100, 10)
+    centres = rng.standard_normal((clusters, LATENT)).astype(np.float32)
+    w_a = (rng.standard_normal((LATENT, d)) / np.sqrt(LATENT)).astype(np.float32)
+    w_b = (rng.standard_normal((LATENT, d)) / np.sqrt(LATENT)).astype(np.float32)
+    A = np.empty((n, d), np.float32)
+    B = np.empty((n, d), np.float32)
+    for start in range(0, n, block):
+        m = min(block, n - start)
+        z = centres[rng.integers(0, clusters, m)] + rng.standard_normal((m, LATENT)).astype(
+            np.float32
+        )
+        A[start : start + m] = z @ w_a + 0.1 * rng.standard_normal((m, d)).astype(np.float32)
+        B[start : start + m] = np.tanh(z @ w_b) + 0.1 * rng.standard_normal((m, d)).astype(
+            np.float32
+        )
+    return A, B
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_case(args: argparse.Namespace) -> dict:
+    """One computation in this process: exact or approximate lists of A and B, saved to --out."""
+    from xmodal.plugins import get_registry
+
+    registry = get_registry()
+    cosine = registry.similarities["cosine"]
+    A, B = spaces(args.n, args.dim, args.seed)
+    # Imports (torch for knn, faiss for hnsw) and first calls are not timed.
+    if args.case == "exact":
+        from xmodal import knn
+
+        knn(A[:500], 5, cosine)
+    else:
+        registry.neighbor_backends["hnsw"].search(
+            A[:500],
+            5,
+            cosine,
+            False,
+            {"M": 16, "ef_construction": 40, "ef_search": 32, "threads": 1},
+        )
+    base = peak_mb()
+    out = {"n": args.n, "case": args.case, "input_mb": (A.nbytes + B.nbytes) / 2**20}
+    lists = {}
+    for name, X in (("A", A), ("B", B)):
+        t0, c0 = time.perf_counter(), time.process_time()
+        if args.case == "exact":
+            from xmodal import knn
+
+            lists[name] = knn(X, args.k, cosine).indices
+            out[f"seconds_{name}"] = time.perf_counter() - t0
+            out[f"cpu_{name}"] = time.process_time() - c0
+        else:
+            from xmodal.neighbor_search import Backend, exact_rows
+
+            spec = registry.neighbor_backends["hnsw"]
+            params = {
+                "M": args.M,
+                "ef_construction": args.ef_construction,
+                "ef_search": args.ef_search,
+                "threads": args.threads,
+            }
+            lists[name] = spec.search(X, args.k, cosine, False, params)
+            out[f"seconds_{name}"] = time.perf_counter() - t0
+            out[f"cpu_{name}"] = time.process_time() - c0
+            t1, c1 = time.perf_counter(), time.process_time()
+            backend = Backend(spec, params, args.recall_sample, 0)
+            rows = np.sort(
+                np.random.default_rng(backend.recall_seed).choice(
+                    len(X), min(backend.recall_sample, len(X)), replace=False
+                )
+            )
+            exact = exact_rows(X, rows, args.k, cosine, False)
+            both = np.sort(np.hstack([lists[name][rows], exact]), axis=1)
+            per_item = (both[:, 1:] == both[:, :-1]).sum(axis=1) / args.k
+            out[f"sampled_recall_{name}"] = float(per_item.mean())
+            out[f"sampled_recall_se_{name}"] = float(per_item.std(ddof=1) / np.sqrt(len(rows)))
+            out[f"recall_seconds_{name}"] = time.perf_counter() - t1
+            out[f"recall_cpu_{name}"] = time.process_time() - c1
+        np.save(Path(args.out) / f"{args.case}-{name}.npy", lists[name])
+    from xmodal import overlap
+
+    out["mnno"] = overlap(lists["A"], lists["B"], args.k)
+    out["peak_mb"] = peak_mb()
+    out["peak_extra_mb"] = peak_mb() - base
+    return out
+
+
+def child(args: argparse.Namespace, case: str, n: int, out: str) -> dict:
+    cmd = [sys.executable, __file__, "--case", case, "--n", str(n), "--out", out]
+    for key in (
+        "dim",
+        "k",
+        "seed",
+        "M",
+        "ef_construction",
+        "ef_search",
+        "threads",
+        "recall_sample",
+    ):
+        cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{case} at N = {n} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def full_recall(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
+    both = np.sort(np.hstack([approx[:, :k], exact[:, :k]]), axis=1)
+    return float((both[:, 1:] == both[:, :-1]).sum() / (len(approx) * k))
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", type=int, default=200_000, help="N of the exact check; 0 skips")
+    parser.add_argument("--large", type=int, default=1_000_000, help="N of the large run; 0 skips")
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--M", type=int, default=16)
+    parser.add_argument("--ef-construction", type=int, default=40)
+    parser.add_argument("--ef-search", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--recall-sample", type=int, default=1000)
+    parser.add_argument("--case", choices=("exact", "approx"), help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args)))
+        return
+
+    print(f"hnsw M={args.M} ef_construction={args.ef_construction} ef_search={args.ef_search} "
+          f"threads={args.threads}, k={args.k}, d={args.dim}, recall sample {args.recall_sample}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.check:
+            n = args.check
+            print(f"\n== approximate vs exact at {n:,} × {args.dim} (load {load()})", flush=True)
+            approx = child(args, "approx", n, tmp)
+            print(f"approx done (load {load()})", flush=True)
+            exact = child(args, "exact", n, tmp)
+            print(f"exact done (load {load()})", flush=True)
+            t_approx = approx["seconds_A"] + approx["seconds_B"]
+            t_recall = approx["recall_seconds_A"] + approx["recall_seconds_B"]
+            t_exact = exact["seconds_A"] + exact["seconds_B"]
+            recalls = {}
+            for s in ("A", "B"):
+                a = np.load(Path(tmp) / f"approx-{s}.npy")
+                e = np.load(Path(tmp) / f"exact-{s}.npy")
+                recalls[s] = full_recall(a, e, args.k)
+                print(f"space {s}: recall@{args.k} {recalls[s]:.4f} over all items, sampled "
+                      f"{approx[f'sampled_recall_{s}']:.4f} ± {approx[f'sampled_recall_se_{s}']:.4f}; "
+                      f"hnsw {approx[f'seconds_{s}']:.1f} s, exact {exact[f'seconds_{s}']:.1f} s")  # fmt: skip
+            delta = approx["mnno"] - exact["mnno"]
+            worst = (1 - recalls["A"]) + (1 - recalls["B"])
+            print(f"mNNO@{args.k}: exact {exact['mnno']:.5f}, approximate {approx['mnno']:.5f}, "
+                  f"|Δ| {abs(delta):.5f} (worst-case bound {worst:.4f}, "
+                  f"bound × mNNO {worst * exact['mnno']:.4f})")  # fmt: skip
+            print(f"time for both spaces: exact {t_exact:.1f} s, hnsw {t_approx:.1f} s "
+                  f"({t_exact / t_approx:.1f}× faster), recall sampling {t_recall:.1f} s "
+                  f"({t_exact / (t_approx + t_recall):.1f}× faster with it)")  # fmt: skip
+            c_exact = exact["cpu_A"] + exact["cpu_B"]
+            c_approx = approx["cpu_A"] + approx["cpu_B"]
+            c_recall = approx["recall_cpu_A"] + approx["recall_cpu_B"]
+            print(f"CPU seconds (all threads; robust to the load): exact {c_exact:.1f}, hnsw "
+                  f"{c_approx:.1f} ({c_exact / c_approx:.1f}×), recall sampling {c_recall:.1f} "
+                  f"({c_exact / (c_approx + c_recall):.1f}× with it)")  # fmt: skip
+            print(f"peak memory beyond the input: exact {exact['peak_extra_mb']:.0f} MB, "
+                  f"hnsw {approx['peak_extra_mb']:.0f} MB (input {approx['input_mb']:.0f} MB)")  # fmt: skip
+            ok = recalls["A"] >= 0.95 and recalls["B"] >= 0.95
+            print(f"targets: recall ≥ 0.95 {'met' if ok else 'MISSED'}; |ΔmNNO| ≤ 0.005 "
+                  f"{'met' if abs(delta) <= 0.005 else 'MISSED'}; ≥ 10× faster "
+                  f"{'met' if t_exact >= 10 * t_approx else 'MISSED'}")  # fmt: skip
+        if args.large:
+            n = args.large
+            print(f"\n== approximate mNNO at {n:,} × {args.dim} (load {load()})", flush=True)
+            big = child(args, "approx", n, tmp)
+            t = big["seconds_A"] + big["seconds_B"]
+            t_recall = big["recall_seconds_A"] + big["recall_seconds_B"]
+            print(f"mNNO@{args.k} {big['mnno']:.5f}; hnsw {t:.1f} s for both spaces "
+                  f"(A {big['seconds_A']:.1f} s, B {big['seconds_B']:.1f} s) + recall sampling "
+                  f"{t_recall:.1f} s; sampled recall A {big['sampled_recall_A']:.4f} ± "
+                  f"{big['sampled_recall_se_A']:.4f}, B {big['sampled_recall_B']:.4f} ± "
+                  f"{big['sampled_recall_se_B']:.4f}")  # fmt: skip
+            print(f"CPU seconds: hnsw {big['cpu_A'] + big['cpu_B']:.1f}, recall sampling "
+                  f"{big['recall_cpu_A'] + big['recall_cpu_B']:.1f}")  # fmt: skip
+            print(f"peak resident memory {big['peak_mb']:.0f} MB (input {big['input_mb']:.0f} MB, "
+                  f"{big['peak_extra_mb']:.0f} MB beyond it); load {load()}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

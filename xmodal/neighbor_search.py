@@ -1,0 +1,193 @@
+"""Neighbour lists through the study's neighbour backend, and the recall of approximate ones.
+
+A study's `[neighbors]` table names a backend (`NeighborBackendSpec`, hook
+`register_neighbor_backends`); `Backend` is that choice resolved against the registry. Exact
+backends return the lists of `xmodal.knn`. For an approximate backend, `search` also draws a
+seeded sample of items, finds their exact lists (`exact_rows`: one row block of the similarity
+matrix at a time, never N×N) and keeps them, so that the recall@k of the backend's lists can be
+computed for every k up to the one searched (`Recall.at`) and stored with the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+if TYPE_CHECKING:
+    from xmodal.components import NeighborBackendSpec, SimilaritySpec
+
+# What a study without [neighbors] (and a NeighborCache built without a backend) uses.
+DEFAULT_SAMPLE = 1000
+# Elements of one block of sampled similarity rows (float32): 16 Mi = 64 MB.
+_BLOCK_ELEMENTS = 1 << 24
+
+
+class BackendError(Exception):
+    """A neighbour backend returned something that is not an N×k array of item indices."""
+
+
+@attrs.frozen
+class Backend:
+    """A study's neighbour backend: its spec, its parameters (defaults filled), and how the recall
+    of an approximate backend is sampled."""
+
+    spec: NeighborBackendSpec
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    recall_sample: int = DEFAULT_SAMPLE
+    recall_seed: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return self.spec.exact
+
+    @property
+    def token(self) -> tuple[Any, ...]:
+        """Tells the lists of this backend apart from exact ones in a cache (exact: empty)."""
+        if self.exact:
+            return ()
+        from xmodal.planning import canonical_hash
+
+        return (canonical_hash(self.identity()),)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "backend": self.spec.name,
+            "params": dict(self.params),
+            "recall_sample": self.recall_sample,
+            "recall_seed": self.recall_seed,
+        }
+
+
+def resolve_backend(
+    config: Mapping[str, Any] | None, backends: Mapping[str, NeighborBackendSpec]
+) -> Backend | None:
+    """The backend a run's `neighbors` config names; None for the default exact search (no config,
+    or a config naming the built-in `exact`), which the caller does with `xmodal.knn` itself."""
+    if not config or config.get("backend") in (None, "exact"):
+        return None
+    name = config["backend"]
+    spec = backends.get(name)
+    if spec is None:
+        from xmodal.errors import XmodalError, did_you_mean
+
+        guess = did_you_mean(name, backends)
+        raise XmodalError(
+            f"neighbour backend {name!r} is not registered"
+            + (f" (did you mean {guess!r}?)" if guess else "")
+            + f"; registered: {', '.join(sorted(backends)) or 'none'}"
+        )
+    return Backend(
+        spec,
+        dict(config.get("params", {})),
+        int(config.get("recall_sample", DEFAULT_SAMPLE)),
+        int(config.get("recall_seed", 0)),
+    )
+
+
+@attrs.frozen(eq=False)
+class Recall:
+    """Exact lists of a seeded sample of items (`rows`), to score a backend's lists against."""
+
+    rows: np.ndarray  # sampled item indices, sorted
+    exact: np.ndarray  # len(rows) × k exact neighbour indices, best first
+
+    def at(self, lists: np.ndarray, k: int) -> float:
+        """Recall@k: the mean, over the sampled items, of |approximate ∩ exact| / k for the first
+        k neighbours (k at most the sample's list length)."""
+        if k > self.exact.shape[1]:
+            raise ValueError(f"recall@{k} asked of lists sampled at k = {self.exact.shape[1]}")
+        return float(np.mean(_overlap_rows(np.asarray(lists)[self.rows, :k], self.exact[:, :k])))
+
+    def stacked(self) -> np.ndarray:
+        """One int64 array (rows in column 0) for export to workers; `unstack` reverses it."""
+        return np.column_stack([self.rows, self.exact]).astype(np.int64)
+
+    @classmethod
+    def unstack(cls, array: np.ndarray) -> Recall:
+        array = np.asarray(array)
+        return cls(np.ascontiguousarray(array[:, 0]), np.ascontiguousarray(array[:, 1:]))
+
+
+def _overlap_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a_i ∩ b_i| / k per row, for two m×k arrays of distinct indices per row."""
+    k = a.shape[1]
+    both = np.sort(np.concatenate([a, b], axis=1), axis=1)
+    return (both[:, 1:] == both[:, :-1]).sum(axis=1) / k
+
+
+def search(
+    backend: Backend, X: np.ndarray, k: int, similarity: SimilaritySpec, include_self: bool
+) -> tuple[np.ndarray, Recall | None]:
+    """The backend's N×k lists of `X`, checked, and for an approximate backend its sampled
+    recall (None for an exact one)."""
+    lists = backend.spec.search(X, k, similarity, include_self, dict(backend.params))
+    lists = _checked(backend.spec.name, lists, len(X), k)
+    if backend.exact:
+        return lists, None
+    n = len(X)
+    m = min(backend.recall_sample, n)
+    rows = np.sort(np.random.default_rng(backend.recall_seed).choice(n, m, replace=False))
+    return lists, Recall(rows, exact_rows(X, rows, k, similarity, include_self))
+
+
+def _checked(name: str, lists: Any, n: int, k: int) -> np.ndarray:
+    try:
+        array = np.asarray(lists)
+    except Exception:  # whatever it returned: say what it was
+        array = None
+    if array is None or array.shape != (n, k) or not np.issubdtype(array.dtype, np.integer):
+        shown = "an object" if array is None else f"{array.dtype} {array.shape}"
+        raise BackendError(
+            f"neighbour backend {name!r} returned {shown}; search must return an "
+            f"{n}×{k} integer array of item indices"
+        )
+    if n and (array.min() < 0 or array.max() >= n):
+        raise BackendError(
+            f"neighbour backend {name!r} returned indices outside 0..{n - 1} (e.g. "
+            f"{int(array.min()) if array.min() < 0 else int(array.max())}): it found fewer "
+            "than k neighbours for some items"
+        )
+    return array.astype(np.int64, copy=False)
+
+
+def exact_rows(
+    X: np.ndarray, rows: np.ndarray, k: int, similarity: SimilaritySpec, include_self: bool
+) -> np.ndarray:
+    """Exact k nearest neighbours of the items `rows` among all rows of `X`, best first.
+
+    The similarity is computed as the spec defines it (weight · Y[i]·Y[j] − offset[i] −
+    offset[j], in float32 like `xmodal.knn`), the item excluded by index
+    (first with `include_self`), ties broken by lower index. It serves as the reference for a
+    recall sample: equal vectors are not merged first as in `xmodal.knn`, so for near-ties and
+    copies the order may differ from `knn`'s in the last place of a list.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    Y, offset = similarity.prepare(X, sq)
+    Y = np.ascontiguousarray(Y, dtype=np.float32)
+    off = None if offset is None else np.asarray(offset, dtype=np.float32)
+    n, m = len(Y), len(rows)
+    out = np.empty((m, k), dtype=np.int64)
+    step = max(1, _BLOCK_ELEMENTS // max(n, 1))
+    for start in range(0, m, step):
+        r = np.asarray(rows[start : start + step])
+        S = Y[r] @ Y.T
+        if similarity.weight != 1:
+            S *= np.float32(similarity.weight)
+        if off is not None:
+            S -= off[r, None]
+            S -= off[None, :]
+        S[np.arange(len(r)), r] = np.inf if include_self else -np.inf
+        take = min(k + 1, n)  # one more than needed, so a tie at the k-th goes to the lower index
+        cand = (
+            np.argpartition(-S, take - 1, axis=1)[:, :take]
+            if take < n
+            else np.tile(np.arange(n), (len(r), 1))
+        )
+        vals = np.take_along_axis(S, cand, axis=1)
+        order = np.lexsort((cand, -vals), axis=1)
+        out[start : start + len(r)] = np.take_along_axis(cand, order, axis=1)[:, :k]
+    return out
