@@ -18,7 +18,6 @@ try:  # Ctrl-C while the command line starts: one line, as in main(), not a trac
     from rich.text import Text
     from typer.core import TyperCommand
 
-    from xmodal import plugins
     from xmodal.errors import XmodalError
 except KeyboardInterrupt:
     sys.stderr.write("interrupted\n")
@@ -29,6 +28,7 @@ except KeyboardInterrupt:
 # imports what it needs in its body (the runner, numpy, the store and duckdb...), and torch is
 # imported only where a run trains or computes neighbours. tests/test_cli_startup.py checks it.
 if TYPE_CHECKING:
+    from xmodal import plugins
     from xmodal.planning import Run
     from xmodal.runner import RunEvent
     from xmodal.store import Store
@@ -576,6 +576,8 @@ def list_plugins(
 
     With --params: every component's parameters (docs/reference.md lists the built-in ones).
     """
+    from xmodal import plugins
+
     registry = plugins.get_registry(strict=False)
     warned = plugins.load_problems()  # main() showed these
     for problem in registry.problems:
@@ -671,6 +673,7 @@ def list_datasets(
     """Every dataset and feature set: items, dimensions, origin. Nothing is loaded or encoded."""
     from rich.markup import escape
 
+    from xmodal import plugins
     from xmodal.catalog import as_json as catalog_json
     from xmodal.catalog import catalog
     from xmodal.study import load_study
@@ -745,6 +748,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
         if needs_plugins(args):
+            from xmodal import plugins
+
             if not _commands_registered:
                 plugins.register_commands(plugins.get_manager(), app)
                 _commands_registered = True
@@ -752,11 +757,14 @@ def main(argv: list[str] | None = None) -> None:
             for problem in warned:
                 err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
         app(args=args, prog_name="xmodal")
-    except plugins.PluginError as exc:
-        err.print(exc.render(shown=warned), markup=False, highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
     except XmodalError as exc:
-        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        # A plugin problem can only come from the plugin manager, so it is loaded by then.
+        loaded = sys.modules.get("xmodal.plugins")
+        if loaded is not None and isinstance(exc, loaded.PluginError):
+            text = exc.render(shown=warned)
+        else:
+            text = str(exc)
+        err.print(text, markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # e.g. while the plugins load, before a command runs
         err.print("interrupted", markup=False, highlight=False)
