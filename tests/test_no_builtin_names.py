@@ -32,9 +32,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("fingerprint.py", "files"): "the domain tag of a digest of files, hashed into data "
     "fingerprints: changing it would change the run id of every run on file data",
     # Left for the work that owns these lines (see the session's report):
-    ("api.py", "local"): "pending: _pool_problem should ask the executor's spec whether it "
-    "spawns interpreters that import __main__",
-    ("api.py", "process"): "pending: as above",
     ("probes.py", "exact"): "pending: the neighbour-backend work should ask the spec (`exact`)",
     ("neighbor_search.py", "exact"): "pending: as above",
 }

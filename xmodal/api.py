@@ -373,7 +373,7 @@ def run(
 
         >>> summary = xmodal.run("studies/quickstart.toml", db="x.duckdb", workers=2)
         >>> print(summary)
-        quickstart: 24 trained, 0 failed in 41.3 s → x.duckdb
+        quickstart: 24 ran, 0 failed in 41.3 s → x.duckdb
     """
     from xmodal.executors import require_executor
     from xmodal.runner import run_study
@@ -389,7 +389,7 @@ def run(
     workers = workers or settings.get("workers", 1)
     executor = executor or settings.get("executor")  # None: the default executor
     threads = settings.get("threads", 1) if threads is None else threads
-    pool = _pool_problem(workers, executor)
+    pool = _pool_problem(loaded.data.registry, workers, executor, threads, address)
     failures: list[RunFailure] = []
     display = _Display(loaded.name, len(loaded.runs)) if progress is True else None
     callback = progress if callable(progress) else None
@@ -434,12 +434,20 @@ def run(
     )
 
 
-def _pool_problem(workers: int, executor: str | None) -> str | None:
+def _pool_problem(
+    registry: Any, workers: int, executor: str | None, threads: int, address: str | None
+) -> str | None:
     """With a pool of processes on this machine (spawned: fresh interpreters that import the
-    caller's main script), the advice for a script; None when there is no such pool, or the
-    caller is interactive (a notebook, `python -c`). A script read from standard input cannot be
-    imported at all: refused before anything is written."""
-    if executor not in (None, "local", "process") or (workers <= 1 and executor != "process"):
+    caller's main script; `ExecutorSpec.spawns`), the advice for a script; None when there is no
+    such pool, or the caller is interactive (a notebook, `python -c`). A script read from
+    standard input cannot be imported at all: refused before anything is written."""
+    from xmodal.components import ExecutorOptions
+
+    specs = registry.executors
+    name = executor or next((n for n, s in specs.items() if s.default), None)
+    spec = specs.get(name) if name is not None else None
+    options = ExecutorOptions(workers=workers, threads=threads, address=address)
+    if spec is None or spec.spawns is None or not spec.spawns(options):
         return None
     main = getattr(sys.modules.get("__main__"), "__file__", None)
     if main is None:

@@ -423,6 +423,9 @@ class ExecutorSpec:
     the other specs': an executor has no parameters in the study file.)
     `shares_files`: jobs run where the driver's files can be read (this machine or a shared
     disk). False makes a job that only measures carry its stored predictions with it.
+    `spawns(options)`: whether, with these options, the executor starts fresh Python processes
+    on this machine that import the caller's main script (a `spawn` pool). `xmodal.run` then
+    tells a script's author to guard the call with `if __name__ == "__main__":`. None: never.
     `default`: the executor used when neither `--executor` nor `[execution] executor` names one;
     exactly one loaded executor may claim it (the built-in `local` does).
     """
@@ -432,6 +435,7 @@ class ExecutorSpec:
     description: str = ""
     available: Callable[[ExecutorOptions], str | None] | None = None
     shares_files: bool = True
+    spawns: Callable[[ExecutorOptions], bool] | None = None
     default: bool = False
 
 

@@ -49,6 +49,7 @@ def register_executors(register: Callable[[Any], None]) -> None:
             name="local",
             make=_make_local,
             description="runs in this process; with --workers N > 1, in a pool of N processes",
+            spawns=lambda options: options.workers > 1,
             default=True,
         )
     )
@@ -58,6 +59,7 @@ def register_executors(register: Callable[[Any], None]) -> None:
             make=_make_process,
             description="a pool of --workers processes on this machine, sharing the data by "
             "memory-mapping",
+            spawns=lambda options: True,
         )
     )
     register(
