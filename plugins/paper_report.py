@@ -19,6 +19,7 @@ from xmodal import (
     ReportSectionSpec,
     ReportTable,
     ReportText,
+    holm,
     hookimpl,
 )
 
@@ -27,6 +28,7 @@ from xmodal import (
 
 Row = dict[str, Any]
 HEADLINE_K = 10
+ALPHA = 0.05  # the level of the findings the report states (Holm over configurations)
 COMPARISON_HEADERS = ("mNNO(f(X),X)", "mNNO(f(X),Y)", "mNNO(X,Y)")
 
 # -- the views (SELECT statements; xmodal creates them as `CREATE OR REPLACE VIEW name AS ...`) --
@@ -54,16 +56,70 @@ PAPER_TABLE1 = """
     SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
            p.depth, p.loss, p.state, x.split, x.similarity, x.k,
            count(DISTINCT p.run_id) AS n,
-           avg(x.value) FILTER (WHERE x.comparison = 'pred-input') AS pred_input,
-           stddev_samp(x.value) FILTER (WHERE x.comparison = 'pred-input') AS pred_input_std,
-           avg(x.value) FILTER (WHERE x.comparison = 'pred-target') AS pred_target,
-           stddev_samp(x.value) FILTER (WHERE x.comparison = 'pred-target') AS pred_target_std,
-           avg(x.value) FILTER (WHERE x.comparison = 'input-target') AS input_target,
-           stddev_samp(x.value) FILTER (WHERE x.comparison = 'input-target') AS input_target_std
+           avg(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
+               AS pred_input,
+           stddev_samp(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
+               AS pred_input_std,
+           avg(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
+               AS pred_target,
+           stddev_samp(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
+               AS pred_target_std,
+           avg(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
+               AS input_target,
+           stddev_samp(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
+               AS input_target_std,
+           -- Intervals: the mean of the runs' bounds, NULL unless every run has one
+           -- (docs/statistics.md, "Folds and seeds").
+           CASE WHEN count(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
+                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
+                THEN avg(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
+           END AS pred_input_low,
+           CASE WHEN count(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
+                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
+                THEN avg(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
+           END AS pred_input_high,
+           CASE WHEN count(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
+                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
+                THEN avg(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
+           END AS pred_target_low,
+           CASE WHEN count(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
+                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
+                THEN avg(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
+           END AS pred_target_high,
+           CASE WHEN count(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
+                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
+                THEN avg(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
+           END AS input_target_low,
+           CASE WHEN count(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
+                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
+                THEN avg(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
+           END AS input_target_high,
+           -- The paper's paired claim, mNNO(f(X),X) − mNNO(f(X),Y): mean, smallest and largest
+           -- over runs, interval (mean of bounds) and the intersection-union p-value (the
+           -- largest of the runs' p-values; NULL unless every run has one).
+           avg(x.value) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
+               AS diff,
+           min(x.value) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
+               AS diff_min,
+           max(x.value) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
+               AS diff_max,
+           CASE WHEN count(x.ci_low) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
+                   = count(DISTINCT p.run_id)
+                THEN avg(x.ci_low) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
+           END AS diff_low,
+           CASE WHEN count(x.ci_high) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
+                   = count(DISTINCT p.run_id)
+                THEN avg(x.ci_high) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
+           END AS diff_high,
+           CASE WHEN count(x.value) FILTER (WHERE x.metric = 'mnno_diff_p' AND x.comparison = 'pred-input:pred-target')
+                   = count(DISTINCT p.run_id)
+                THEN max(x.value) FILTER (WHERE x.metric = 'mnno_diff_p' AND x.comparison = 'pred-input:pred-target')
+           END AS diff_p
     FROM paper_runs p
     JOIN current_results x ON x.run_id = p.run_id AND x.study = p.study
-    WHERE x.metric = 'mnno'
+    WHERE x.metric IN ('mnno', 'mnno_diff', 'mnno_diff_p')
     GROUP BY ALL
+    HAVING count(*) FILTER (WHERE x.metric = 'mnno') > 0
 """
 
 PAPER_UNTRAINED = """
@@ -182,6 +238,63 @@ def _pm(mean: Any, std: Any, digits: int = 3) -> str:
     if std is None or mean is None or math.isnan(float(std)):
         return text
     return f"{text} ± {float(std):.{digits}f}"
+
+
+def _ci(mean: Any, std: Any, low: Any, high: Any, digits: int = 3) -> str:
+    """mean ± std over runs, then the interval over items [low, high] when there is one."""
+    text = _pm(mean, std, digits)
+    if low is None or high is None or mean is None:
+        return text
+    return f"{text} [{_num(low, digits)}, {_num(high, digits)}]"
+
+
+def _p(value: Any) -> str:
+    if value is None:
+        return "—"
+    value = float(value)
+    return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
+
+
+def findings(rows: list[Row], alpha: float = ALPHA) -> dict[str, Any]:
+    """The paper's finding mNNO(f(X),X) > mNNO(f(X),Y) over Table 1's configurations
+    (docs/statistics.md, "Folds and seeds"): per configuration the intersection-union p-value
+    `diff_p` (the largest of its runs' p-values); Holm over the configurations that have one.
+    A configuration `holds` when its adjusted p <= alpha and every run's difference is
+    positive, is `reversed` when adjusted p <= alpha and every run's difference is negative.
+    Returns {"adjusted": [p or None per row], "holds": [...], "reversed": [...], "tested": B,
+    "untested": rows without a p-value}."""
+    tested = [i for i, r in enumerate(rows) if r.get("diff_p") is not None]
+    adjusted_tested = holm([float(rows[i]["diff_p"]) for i in tested]) if tested else []
+    adjusted: list[float | None] = [None] * len(rows)
+    for i, a in zip(tested, adjusted_tested, strict=True):
+        adjusted[i] = float(a)
+    holds, reversed_ = [], []
+    for r, a in zip(rows, adjusted, strict=True):
+        significant = a is not None and a <= alpha
+        holds.append(significant and r["diff_min"] is not None and r["diff_min"] > 0)
+        reversed_.append(significant and r["diff_max"] is not None and r["diff_max"] < 0)
+    return {"adjusted": adjusted, "holds": holds, "reversed": reversed_, "tested": len(tested),
+            "untested": len(rows) - len(tested)}  # fmt: skip
+
+
+def findings_sentence(result: dict[str, Any], alpha: float = ALPHA) -> str:
+    """The sentence "mNNO(f(X),X) > mNNO(f(X),Y) holds in A of B configurations at α = 0.05
+    (Holm).", with the opposite finding and the untested configurations when there are any."""
+    if not result["tested"]:
+        return (
+            "No configuration has a paired test of mNNO(f(X),X) − mNNO(f(X),Y) (the runs "
+            'recorded no `mnno_diff_p`: `uncertainty = "none"`, or older runs).'
+        )
+    text = (
+        f"mNNO(f(X),X) > mNNO(f(X),Y) holds in {sum(result['holds'])} of {result['tested']} "
+        f"configurations at α = {alpha:g} (Holm)"
+    )
+    if any(result["reversed"]):
+        text += f"; the opposite holds in {sum(result['reversed'])}"
+    if result["untested"]:
+        untested = result["untested"]
+        text += f"; {untested} configuration{'s have' if untested > 1 else ' has'} no test"
+    return text + "."
 
 
 def _pair(row: Row) -> str:
@@ -517,19 +630,25 @@ def _table1(
     (matched by configuration) when the study ran the control."""
     body = []
     wins = 0
-    for r in rows:
+    result = findings(rows)
+    for r, adjusted, holds, reverse in zip(
+        rows, result["adjusted"], result["holds"], result["reversed"], strict=True
+    ):
         win = (
             r["pred_input"] is not None
             and r["pred_target"] is not None
             and (r["pred_input"] > r["pred_target"])
         )
         wins += bool(win)
+        verdict = "—" if adjusted is None else "yes" if holds else "reversed" if reverse else "no"
         body.append((
             r["dataset"], _pair(r), r["direction"], _mapping(r), _depth_cell(r["depth"]), r["loss"] or "—",
-            _pm(r["pred_input"], r["pred_input_std"]), _pm(r["pred_target"], r["pred_target_std"]),
-            _pm(r["input_target"], r["input_target_std"]),
+            _ci(r["pred_input"], r["pred_input_std"], r.get("pred_input_low"), r.get("pred_input_high")),
+            _ci(r["pred_target"], r["pred_target_std"], r.get("pred_target_low"), r.get("pred_target_high")),
+            _ci(r["input_target"], r["input_target_std"], r.get("input_target_low"), r.get("input_target_high")),
             *([_control(shuffled.get(_config(r)))] if shuffled else []),
-            "yes" if win else "no", str(r["n"]),
+            _ci(r.get("diff"), None, r.get("diff_low"), r.get("diff_high")),
+            "yes" if win else "no", _p(r.get("diff_p")), _p(adjusted), verdict, str(r["n"]),
         ))  # fmt: skip
     control = (
         " Shuffled f(X),Y: mNNO(f(X),Y) of the `shuffled` control, the same mapping trained on "
@@ -548,12 +667,21 @@ def _table1(
             "loss",
             *COMPARISON_HEADERS,
             *(["shuffled f(X),Y"] if shuffled else []),
+            "f(X),X − f(X),Y",
             "f(X),X > f(X),Y",
+            "p",
+            "p (Holm)",
+            "holds",
             "n",
         ),
         rows=body,
-        note=f"mNNO(f(X),X) > mNNO(f(X),Y) in {wins} of {len(rows)} rows. Depth = hidden layers "
-        f"(0 = linear map).{control} Source: view `paper_table1` (state = 'trained'"
+        note=f"{findings_sentence(result)} Point estimates: mNNO(f(X),X) > mNNO(f(X),Y) in "
+        f"{wins} of {len(rows)} rows. Depth = hidden layers (0 = linear map). Each mNNO: mean ± "
+        "std over the n runs, then its 95 % interval over items [low, high] (the mean of the "
+        "runs' bounds). p: the paired test of the difference, the largest p over the n runs "
+        "(the finding must hold in every run); p (Holm): adjusted over the configurations of "
+        "this table; holds: adjusted p ≤ 0.05 and every run's difference positive "
+        f"(docs/statistics.md).{control} Source: view `paper_table1` (state = 'trained'"
         + (", and 'shuffled' for the control)." if shuffled else ")."),
     )
 
@@ -575,7 +703,7 @@ def _compact(table: ReportTable, rows: list[Row], k: int, split: str, what: str)
         title=f"mNNO@{k}, {what}, {split} items (mean over n runs)",
         columns=("input → target", "map", "loss", "f(X),X", "f(X),Y", "X,Y", "n"),
         rows=body,
-        note=table.note.split(" Depth =")[0].split(" Source:")[0],
+        note=table.note.split(" Depth =")[0].split(" Source:")[0].split(" Point estimates:")[0],
         headline=True,
     )
 

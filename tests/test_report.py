@@ -166,7 +166,8 @@ def test_report_writes_markdown_figures_and_prints_the_headline(ran, cli, tmp_pa
         if ln.startswith("| synthetic")
     ]
     assert len(lines) == 12
-    assert any(re.search(r"\| mlp \| 2 \| cosine \| 0\.\d{3} ± 0\.\d{3} \|", ln) for ln in lines)
+    cell = r"0\.\d{3} ± 0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\]"  # mean ± std [interval over items]
+    assert any(re.search(rf"\| mlp \| 2 \| cosine \| {cell} \|", ln) for ln in lines)
     assert table
     for section in ("Untrained networks", "Regression fit and retrieval", "Spearman correlation"):
         assert section in text
@@ -176,6 +177,72 @@ def test_report_writes_markdown_figures_and_prints_the_headline(ran, cli, tmp_pa
         assert f"({name})" in text
         width, height = _png_size(path)
         assert width > 400 and height > 300
+
+
+def reference_holm(pvalues: list[float], alpha: float) -> list[bool]:
+    """Holm's step-down procedure from its definition: the i-th smallest p (i from 0) is
+    rejected when it and every smaller one are <= alpha / (m - i)."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    rejected = [False] * len(pvalues)
+    for rank, i in enumerate(order):
+        if pvalues[i] > alpha / (len(pvalues) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def test_table1_states_the_finding_with_holm_counts_from_the_stored_p_values(ran, cli, tmp_path):
+    """Table 1's note and the terminal's headline say "holds in A of B configurations at
+    α = 0.05 (Holm)", with A and B recomputed here from the runs' stored p-values: per
+    configuration the largest p over its runs (folds), every run's difference positive."""
+    db, _ = ran
+    per_run = rows(
+        db,
+        "SELECT p.direction, p.depth, p.loss, max(x.value) FILTER (WHERE x.metric = 'mnno_diff_p'), "
+        "min(x.value) FILTER (WHERE x.metric = 'mnno_diff') "
+        "FROM paper_runs p JOIN current_results x ON x.run_id = p.run_id AND x.study = p.study "
+        "WHERE p.study = 'paper-mini' AND p.state = 'trained' AND x.k = 10 AND x.split = 'test' "
+        "AND x.similarity = 'cosine' AND x.comparison = 'pred-input:pred-target' GROUP BY ALL",
+    )
+    assert len(per_run) == 12  # 2 directions × 3 depths × 2 losses
+    stored = rows(
+        db,
+        "SELECT direction, depth, loss, diff_p, diff_min FROM paper_table1 WHERE study = "
+        "'paper-mini' AND state = 'trained' AND k = 10 AND split = 'test' AND similarity = 'cosine'",
+    )
+    assert sorted(stored) == sorted(per_run)  # the view's p is the largest over runs
+    rejected = reference_holm([r[3] for r in per_run], 0.05)
+    holds = sum(rej and r[4] > 0 for rej, r in zip(rejected, per_run, strict=True))
+    sentence = (
+        f"mNNO(f(X),X) > mNNO(f(X),Y) holds in {holds} of 12 configurations at α = 0.05 (Holm)"
+    )
+    out = tmp_path / "out"
+    result = cli("report", "paper-mini", "--db", db, "--out", out)
+    assert result.code == 0, result.output
+    table1 = (out / "report.md").read_text().split("## Table 1")[1].split("\n## ")[0]
+    assert sentence in table1
+    assert sentence in " ".join(result.out.split())  # the headline's note (wrapped)
+    body = [ln for ln in table1.splitlines() if ln.startswith("| synthetic")]
+    assert sum(ln.rstrip(" |").split("|")[-2].strip() == "yes" for ln in body) == holds
+
+
+def test_findings_count_holm_rejections_with_every_run_positive():
+    from xmodal_plugins.paper_report import findings, findings_sentence
+
+    def row(p, low, high):
+        return {"diff_p": p, "diff_min": low, "diff_max": high}
+
+    # Holm over 4 tests: 0.001 <= 0.05/4, 0.01 <= 0.05/3, 0.02 <= 0.05/2, 0.2 > 0.05.
+    rows_ = [row(0.01, 0.1, 0.2), row(0.001, -0.3, -0.1), row(0.2, 0.1, 0.1),
+             row(0.02, -0.1, 0.2), row(None, None, None)]  # fmt: skip
+    result = findings(rows_)
+    assert result["holds"] == [True, False, False, False, False]  # 4th: one run negative
+    assert result["reversed"] == [False, True, False, False, False]
+    assert result["adjusted"][:4] == pytest.approx([0.03, 0.004, 0.2, 0.04])
+    assert findings_sentence(result) == (
+        "mNNO(f(X),X) > mNNO(f(X),Y) holds in 1 of 4 configurations at α = 0.05 (Holm); the "
+        "opposite holds in 1; 1 configuration has no test."
+    )
 
 
 def test_unknown_study_suggests_close_names(ran, cli, tmp_path):
@@ -409,7 +476,7 @@ def test_table1_shows_the_shuffled_controls_mnno_beside_the_trained_mapping(
     [row] = body  # one trained configuration: linear, mse, forward
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[columns.index("shuffled f(X),Y")] == f"{control:.3f}"
-    assert cells[columns.index("mNNO(f(X),Y)")] == f"{trained:.3f}"
+    assert cells[columns.index("mNNO(f(X),Y)")].startswith(f"{trained:.3f} [")  # [interval]
     assert "of the `shuffled` control" in table1 and "'shuffled' for the control" in table1
 
 
