@@ -1,4 +1,4 @@
-"""Built-in probe metrics: `mnno` (the paper's measure) and `regression` (MSE and R²)."""
+"""Built-in metrics: `mnno` (the paper's measure) and `regression` (MSE and R²)."""
 
 from __future__ import annotations
 

@@ -82,9 +82,7 @@ def test_the_summary_fits_one_line_and_breaks_only_between_phrases():
         numbers = {"trained": 0, "measured": 0, "cached": 0, "failed": 0, **counts}
         return shown.fit(shown.summary_phrases("quickstart", seconds=372.4, db=db, **numbers), 80)
 
-    assert summary(trained=240) == [
-        "quickstart: 240 ran, 0 failed in 6 min 12 s → xmodal.duckdb"
-    ]
+    assert summary(trained=240) == ["quickstart: 240 ran, 0 failed in 6 min 12 s → xmodal.duckdb"]
     assert summary(trained=118, cached=120, failed=2) == [
         "quickstart: 118 ran, 120 cached, 2 failed in 6 min 12 s → xmodal.duckdb"
     ]

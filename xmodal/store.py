@@ -22,8 +22,7 @@ import duckdb
 from xmodal.errors import XmodalError
 from xmodal.records import MeasurementRow, RunRow, columns
 from xmodal.views import MIGRATION as REPORT_VIEWS
-from xmodal.views import RESULTS_SUMMARY
-from xmodal.views import DeclaredView, install_views
+from xmodal.views import RESULTS_SUMMARY, DeclaredView, install_views
 
 DEFAULT_DB = "xmodal.duckdb"
 
