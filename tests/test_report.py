@@ -400,11 +400,11 @@ def test_ridge_and_mlp_at_depth_0_and_1_report_with_only_the_core_section(
     monkeypatch.setenv("XMODAL_LOAD_PLUGINS", PLUGINS + ",-paper_report")
     result, text = run_and_report(cli, write_study(RIDGE_AND_MLP), db, tmp_path / "r")
     assert "## Table 1" not in text and "## All measurements" in text
-    assert "### mnno" in text  # no label declared: the name
+    assert "### mNNO (`mnno`)" in text  # the label the metric declares, and its name
     assert re.search(r"\| ridge \| — \|", text) and re.search(r"\| mlp \| 1 \|", text)
     assert (tmp_path / "r" / "depth-mnno.png").is_file()
     # The terminal headline is the first table of All measurements, means only.
-    assert "mnno(f(X), X)" in result.out and not re.search(r"\d ± \d", result.out)
+    assert "mNNO(f(X), X)" in result.out and not re.search(r"\d ± \d", result.out)
 
 
 def test_a_database_of_the_previous_schema_queries_and_reports(cli, tmp_path):
