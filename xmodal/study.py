@@ -12,7 +12,7 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -759,6 +759,80 @@ class _Builder:
             )
         return [chosen[name] for name in known if name in chosen]
 
+    def _chosen(
+        self,
+        name: Any,
+        kind: str,
+        nouns: tuple[str, str],
+        section: str,
+        key: str,
+        settings: Iterable[str],
+        extra: Mapping[str, Any],
+    ) -> tuple[str, Any, dict[str, Any]] | None:
+        """The registered `kind` component a table names at `key` (or the registry's one default),
+        and its parameters among the table's `extra` keys, checked.
+
+        `nouns` name the kind (singular, plural) in messages; `settings` are the table's own
+        keys. Returns (name, spec, parameters given), or None after a problem (reported).
+        """
+        noun, nouns_ = nouns
+        known = getattr(self.registry, kind)
+        path = f"{section}.{key}"
+        loaded = ", ".join(sorted(known)) or f"no {nouns_} are loaded"
+        if name is None:
+            defaults = sorted(n for n, spec in known.items() if spec.default)
+            if len(defaults) != 1:
+                self.problems.append(
+                    Problem(
+                        path,
+                        "is not set, and "
+                        + (
+                            f"no loaded plugin declares a default {noun}"
+                            if not defaults
+                            else f"{len(defaults)} {nouns_} are declared the default: "
+                            + ", ".join(defaults)
+                        ),
+                        allowed=loaded,
+                        notes=self.registry.filter_notes(kind),
+                    )
+                )
+                return None
+            name = defaults[0]
+        if not isinstance(name, str):
+            return None  # its type is reported with the table's settings
+        spec = known.get(name)
+        if spec is None:
+            self.problems.append(
+                Problem(
+                    path,
+                    f"{name!r} is not a registered {noun}",
+                    allowed=loaded,
+                    suggestion=did_you_mean(name, known),
+                    notes=self.registry.filter_notes(kind),
+                )
+            )
+            return None
+        allowed = sorted({*settings, *spec.params})
+        for extra_key in extra:
+            if extra_key in spec.params:
+                continue
+            others = sorted(n for n, other in known.items() if extra_key in other.params)
+            self.problems.append(
+                Problem(
+                    f"{section}.{extra_key}",
+                    f"is not a [{section}] setting nor a parameter of {noun} {name!r}",
+                    allowed=", ".join(allowed),
+                    suggestion=did_you_mean(extra_key, allowed),
+                    notes=(f"{extra_key!r} is a parameter of {noun} {', '.join(others)}",)
+                    if others
+                    else (),
+                )
+            )
+        given = {k: v for k, v in extra.items() if k in spec.params}
+        problems = validate_params(spec.params, given, section, sweep=False)
+        self.problems.extend(problems)
+        return None if problems else (name, spec, given)
+
     def neighbors(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
         """Check `[neighbors]`: its settings and the chosen backend's parameters beside them.
 
@@ -772,62 +846,18 @@ class _Builder:
         extra = {k: v for k, v in table.items() if k not in NEIGHBORS_PARAMS}
         problems = validate_params(NEIGHBORS_PARAMS, own, "neighbors", sweep=False)
         self.problems.extend(problems)
-        known = self.registry.neighbor_backends
-        name = own.get("backend")
-        if name is None:
-            defaults = sorted(n for n, spec in known.items() if spec.default)
-            if len(defaults) != 1:
-                self.problems.append(
-                    Problem(
-                        "neighbors.backend",
-                        "is not set, and "
-                        + (
-                            "no loaded plugin declares a default neighbour backend"
-                            if not defaults
-                            else f"{len(defaults)} neighbour backends are declared the default: "
-                            + ", ".join(defaults)
-                        ),
-                        allowed=", ".join(sorted(known)) or "no neighbour backends are loaded",
-                        notes=self.registry.filter_notes("neighbor_backends"),
-                    )
-                )
-                return None
-            name = defaults[0]
-        if not isinstance(name, str):
-            return None  # its type is reported above
-        spec = known.get(name)
-        if spec is None:
-            self.problems.append(
-                Problem(
-                    "neighbors.backend",
-                    f"{name!r} is not a registered neighbour backend",
-                    allowed=", ".join(sorted(known)) or "no neighbour backends are loaded",
-                    suggestion=did_you_mean(name, known),
-                    notes=self.registry.filter_notes("neighbor_backends"),
-                )
-            )
+        chosen = self._chosen(
+            own.get("backend"),
+            "neighbor_backends",
+            ("neighbour backend", "neighbour backends"),
+            "neighbors",
+            "backend",
+            NEIGHBORS_PARAMS,
+            extra,
+        )
+        if chosen is None or problems:
             return None
-        allowed = sorted({*NEIGHBORS_PARAMS, *spec.params})
-        for key in extra:
-            if key in spec.params:
-                continue
-            others = sorted(n for n, other in known.items() if key in other.params)
-            self.problems.append(
-                Problem(
-                    f"neighbors.{key}",
-                    f"is not a [neighbors] setting nor a parameter of neighbour backend {name!r}",
-                    allowed=", ".join(allowed),
-                    suggestion=did_you_mean(key, allowed),
-                    notes=(f"{key!r} is a parameter of neighbour backend {', '.join(others)}",)
-                    if others
-                    else (),
-                )
-            )
-        given = {k: v for k, v in extra.items() if k in spec.params}
-        own_problems = validate_params(spec.params, given, "neighbors", sweep=False)
-        self.problems.extend(own_problems)
-        if problems or own_problems:
-            return None
+        name, spec, given = chosen
         params = expand(spec.params, given)[0]
         if spec.check is not None:
             context = CheckContext(component=singular("neighbor_backends"), name=name)
@@ -853,62 +883,18 @@ class _Builder:
         own = {k: v for k, v in fields.items() if k in DATA_PARAMS}
         extra = {k: v for k, v in fields.items() if k not in DATA_PARAMS}
         self.problems.extend(validate_params(DATA_PARAMS, own, "data", sweep=False))
-        known = self.registry.split_strategies
-        name = fields.get("split")
-        if name is None:
-            defaults = sorted(n for n, spec in known.items() if spec.default)
-            if len(defaults) != 1:
-                self.problems.append(
-                    Problem(
-                        "data.split",
-                        "is not set, and "
-                        + (
-                            "no loaded plugin declares a default split strategy"
-                            if not defaults
-                            else f"{len(defaults)} split strategies are declared the default: "
-                            + ", ".join(defaults)
-                        ),
-                        allowed=", ".join(sorted(known)) or "no split strategies are loaded",
-                        notes=self.registry.filter_notes("split_strategies"),
-                    )
-                )
-                return None
-            name = defaults[0]
-        if not isinstance(name, str):
-            return None  # its type is reported above
-        spec = known.get(name)
-        if spec is None:
-            self.problems.append(
-                Problem(
-                    "data.split",
-                    f"{name!r} is not a registered split strategy",
-                    allowed=", ".join(sorted(known)) or "no split strategies are loaded",
-                    suggestion=did_you_mean(name, known),
-                    notes=self.registry.filter_notes("split_strategies"),
-                )
-            )
+        chosen = self._chosen(
+            fields.get("split"),
+            "split_strategies",
+            ("split strategy", "split strategies"),
+            "data",
+            "split",
+            DATA_SETTINGS,
+            extra,
+        )
+        if chosen is None:
             return None
-        given = {k: v for k, v in extra.items() if k in spec.params}
-        allowed = sorted({*DATA_SETTINGS, *spec.params})
-        for key in extra:
-            if key in spec.params:
-                continue
-            others = sorted(n for n, other in known.items() if key in other.params)
-            self.problems.append(
-                Problem(
-                    f"data.{key}",
-                    f"is not a [data] setting nor a parameter of split strategy {name!r}",
-                    allowed=", ".join(allowed),
-                    suggestion=did_you_mean(key, allowed),
-                    notes=(f"{key!r} is a parameter of split strategy {', '.join(others)}",)
-                    if others
-                    else (),
-                )
-            )
-        problems = validate_params(spec.params, given, "data", sweep=False)
-        self.problems.extend(problems)
-        if problems:
-            return None
+        _, spec, given = chosen
         params = expand(spec.params, given)[0]
         try:
             self.n_folds = len(fold_ids(spec, params))
