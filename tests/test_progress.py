@@ -50,12 +50,18 @@ def test_bar_count_elapsed_and_eta_stay_visible_and_the_description_is_cut(width
         assert line.startswith("quickstart: text→image mlp3")
 
 
-def test_a_description_that_fits_is_not_cut():
-    console = Console(width=120, record=True, force_terminal=True, color_system=None)
+def render_new(description: str, *, width: int, total: int) -> str:
+    """The progress table of one task just added with this description."""
+    console = Console(width=width, record=True, force_terminal=True, color_system=None)
     progress = shown.make_progress(console, clock=Clock())
-    progress.add_task("tiny: text→image mlp2 mse trained seed 0", total=8)
+    progress.add_task(description, total=total)
     console.print(progress.make_tasks_table(progress.tasks))
-    assert "tiny: text→image mlp2 mse trained seed 0 " in console.export_text()
+    return console.export_text()
+
+
+def test_a_description_that_fits_is_not_cut():
+    shown_text = render_new("tiny: text→image mlp2 mse trained seed 0", width=120, total=8)
+    assert "tiny: text→image mlp2 mse trained seed 0 " in shown_text
 
 
 def test_runs_found_finished_do_not_make_the_eta_optimistic():
@@ -70,11 +76,7 @@ def test_eta_is_unknown_until_a_run_ends_and_done_at_the_end():
 
 
 def test_markup_in_a_description_is_text():
-    console = Console(width=80, record=True, force_terminal=True, color_system=None)
-    progress = shown.make_progress(console, clock=Clock())
-    progress.add_task("[bold]study[/]", total=2)
-    console.print(progress.make_tasks_table(progress.tasks))
-    assert "[bold]study[/]" in console.export_text()
+    assert "[bold]study[/]" in render_new("[bold]study[/]", width=80, total=2)
 
 
 def test_the_summary_fits_one_line_and_breaks_only_between_phrases():
