@@ -225,15 +225,20 @@ def test_debiased_cka_of_a_constant_space_is_undefined(spaces):
 # --- mutual k-NN -----------------------------------------------------------------------------
 
 
+def assert_matches_reference(metric: str, reference, spaces, ks: list[int], similarity: str):
+    """Each of the metric's rows (3 comparisons × `ks`) is the reference on that comparison."""
+    x, y, pred = spaces
+    rows = measure(metric, x, y, pred, {"k": ks, "similarity": [similarity]})
+    assert len(rows) == 3 * len(ks)
+    for row in rows:
+        assert row.metric == metric and row.similarity == similarity
+        a, b = pair(row.comparison, x, y, pred)
+        assert row.value == pytest.approx(reference(a, b, row.k, similarity), abs=1e-12)
+
+
 @pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
 def test_mutual_knn_matches_the_reference(spaces, similarity):
-    x, y, pred = spaces
-    rows = measure("mutual_knn", x, y, pred, {"k": [1, 5, 10], "similarity": [similarity]})
-    assert len(rows) == 9
-    for row in rows:
-        assert row.metric == "mutual_knn" and row.similarity == similarity
-        a, b = pair(row.comparison, x, y, pred)
-        assert row.value == pytest.approx(reference_mutual_knn(a, b, row.k, similarity), abs=1e-12)
+    assert_matches_reference("mutual_knn", reference_mutual_knn, spaces, [1, 5, 10], similarity)
 
 
 def test_mutual_knn_is_mnno_without_include_self(spaces):
@@ -265,12 +270,7 @@ def test_with_include_self_mutual_knn_keeps_its_definition_and_mnno_is_shifted(s
 
 @pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
 def test_cycle_knn_matches_the_reference(spaces, similarity):
-    x, y, pred = spaces
-    rows = measure("cycle_knn", x, y, pred, {"k": [1, 3, 10], "similarity": [similarity]})
-    assert len(rows) == 9
-    for row in rows:
-        a, b = pair(row.comparison, x, y, pred)
-        assert row.value == pytest.approx(reference_cycle_knn(a, b, row.k, similarity), abs=1e-12)
+    assert_matches_reference("cycle_knn", reference_cycle_knn, spaces, [1, 3, 10], similarity)
 
 
 def test_cycle_knn_is_directional_and_counts_reciprocal_neighbours_of_a_space_with_itself(spaces):
