@@ -64,3 +64,15 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """The closest known name to a misspelt one, if any is close enough."""
     matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def not_registered(noun: str, name: str, known: Iterable[str]) -> str:
+    """The message for a name no loaded plugin registers: `<noun> 'name' is not registered (did
+    you mean …?); registered: …`."""
+    known = sorted(known)
+    guess = did_you_mean(name, known)
+    return (
+        f"{noun} {name!r} is not registered"
+        + (f" (did you mean {guess!r}?)" if guess else "")
+        + f"; registered: {', '.join(known) or 'none'}"
+    )

@@ -71,14 +71,9 @@ def resolve_backend(
     name = config["backend"]
     spec = backends.get(name)
     if spec is None:
-        from xmodal.errors import XmodalError, did_you_mean
+        from xmodal.errors import XmodalError, not_registered
 
-        guess = did_you_mean(name, backends)
-        raise XmodalError(
-            f"neighbour backend {name!r} is not registered"
-            + (f" (did you mean {guess!r}?)" if guess else "")
-            + f"; registered: {', '.join(sorted(backends)) or 'none'}"
-        )
+        raise XmodalError(not_registered("neighbour backend", name, backends))
     return Backend(
         spec,
         dict(config.get("params", {})),

@@ -16,7 +16,7 @@ import attrs
 import numpy as np
 
 from xmodal.data import PairedData
-from xmodal.errors import XmodalError, did_you_mean
+from xmodal.errors import XmodalError, not_registered
 from xmodal.planning import Run, canonical_hash, data_key
 from xmodal.plugins import Registry
 from xmodal.probes import NeighborCache
@@ -106,12 +106,7 @@ class StudyData:
             spec = self.registry.split_strategies.get(kind)
             if spec is None:
                 known = self.registry.split_strategies
-                guess = did_you_mean(kind, known)
-                raise XmodalError(
-                    f"split strategy {kind!r} is not registered"
-                    + (f" (did you mean {guess!r}?)" if guess else "")
-                    + f"; registered: {', '.join(sorted(known)) or 'none'}"
-                )
+                raise XmodalError(not_registered("split strategy", kind, known))
             for fold, indices in make_folds(spec, self.data(run), run.split_strategy).items():
                 self._splits[(*key[:2], fold)] = indices
         return self._splits[key]
