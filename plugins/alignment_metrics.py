@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from xmodal import CheckContext, MetricSpec, Param, Probe, ResultRow, hookimpl, overlap
+from xmodal_plugins.metrics import SIMILARITY
 
 COMPARISONS = {
     "pred-input": ("predicted", "input"),
@@ -354,13 +355,7 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
     knn_params = {
         "comparisons": _comparisons(),
         "k": _k_param([10]),
-        "similarity": Param(
-            str,
-            default=["cosine"],
-            many=True,
-            choices_from="similarities",
-            doc="registered similarities that rank the neighbours; rows for each",
-        ),
+        "similarity": SIMILARITY,
     }
     register(
         MetricSpec(

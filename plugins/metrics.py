@@ -38,15 +38,19 @@ PAIRS = ("pred-input:pred-target", "pred-target:input-target", "pred-input:input
 # How `mnno` computes intervals and p-values (docs/statistics.md, "Intervals and tests").
 UNCERTAINTY = ("neighbourhood", "items", "none")
 
+# The neighbour metrics' similarity: any registered one (mnno here, mutual and cycle k-NN in
+# alignment_metrics).
+SIMILARITY = Param(
+    str,
+    default=["cosine"],
+    many=True,
+    choices_from="similarities",
+    doc="registered similarities that rank the neighbours; rows for each",
+)
+
 MNNO_PARAMS = {
     "k": Param(int, default=[1, 5, 10], many=True, min=1, doc="neighbourhood sizes"),
-    "similarity": Param(
-        str,
-        default=["cosine"],
-        many=True,
-        choices_from="similarities",
-        doc="registered similarities that rank the neighbours; rows for each",
-    ),
+    "similarity": SIMILARITY,
     "uncertainty": Param(
         str,
         default="neighbourhood",
