@@ -357,32 +357,33 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
         "k": _k_param([10]),
         "similarity": SIMILARITY,
     }
-    register(
-        MetricSpec(
-            name="mutual_knn",
-            compute=mutual_knn,
-            params=knn_params,
-            description="mutual k-NN alignment (Huh et al. 2024): mNNO without the item itself",
-            compares=tuple(COMPARISONS),
-            value_range=(0.0, 1.0),
-            check=check_k_others,
-            uses_neighbors=True,
-            label="mutual k-NN",
+    for name, compute, label, description in (
+        (
+            "mutual_knn",
+            mutual_knn,
+            "mutual k-NN",
+            "mutual k-NN alignment (Huh et al. 2024): mNNO without the item itself",
+        ),
+        (
+            "cycle_knn",
+            cycle_knn,
+            "cycle k-NN",
+            "cycle k-NN (Huh et al. 2024): i is a neighbour in A of its neighbours in B",
+        ),
+    ):
+        register(
+            MetricSpec(
+                name=name,
+                compute=compute,
+                params=knn_params,
+                description=description,
+                compares=tuple(COMPARISONS),
+                value_range=(0.0, 1.0),
+                check=check_k_others,
+                uses_neighbors=True,
+                label=label,
+            )
         )
-    )
-    register(
-        MetricSpec(
-            name="cycle_knn",
-            compute=cycle_knn,
-            params=knn_params,
-            description="cycle k-NN (Huh et al. 2024): i is a neighbour in A of its neighbours in B",
-            compares=tuple(COMPARISONS),
-            value_range=(0.0, 1.0),
-            check=check_k_others,
-            uses_neighbors=True,
-            label="cycle k-NN",
-        )
-    )
     register(
         MetricSpec(
             name="cknna",
