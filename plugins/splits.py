@@ -185,33 +185,28 @@ def register_split_strategies(register: Callable[[SplitStrategySpec], None]) -> 
             description="a seeded random share of the items is held out (test_fraction)",
         )
     )
-    register(
-        SplitStrategySpec(
-            name="kfold",
-            folds=kfold_split,
-            fold_ids=_fold_range,
-            params={"folds": FOLDS},
-            description="k folds of a seeded permutation; each item is tested once",
+    for name, folds, description in (
+        ("kfold", kfold_split, "k folds of a seeded permutation; each item is tested once"),
+        (
+            "grouped_kfold",
+            grouped_kfold_split,
+            "k folds; items sharing a label are never both train and test items",
+        ),
+        (
+            "stratified_kfold",
+            stratified_kfold_split,
+            "k folds; each label set is spread evenly over the folds",
+        ),
+    ):
+        register(
+            SplitStrategySpec(
+                name=name,
+                folds=folds,
+                fold_ids=_fold_range,
+                params={"folds": FOLDS},
+                description=description,
+            )
         )
-    )
-    register(
-        SplitStrategySpec(
-            name="grouped_kfold",
-            folds=grouped_kfold_split,
-            fold_ids=_fold_range,
-            params={"folds": FOLDS},
-            description="k folds; items sharing a label are never both train and test items",
-        )
-    )
-    register(
-        SplitStrategySpec(
-            name="stratified_kfold",
-            folds=stratified_kfold_split,
-            fold_ids=_fold_range,
-            params={"folds": FOLDS},
-            description="k folds; each label set is spread evenly over the folds",
-        )
-    )
     register(
         SplitStrategySpec(
             name="column",
