@@ -52,75 +52,83 @@ PAPER_DEPTH = """
     GROUP BY ALL
 """
 
-PAPER_TABLE1 = """
+# Table 1's three mNNO comparisons: (comparison, column prefix).
+TABLE1_COMPARISONS = (
+    ("pred-input", "pred_input"),
+    ("pred-target", "pred_target"),
+    ("input-target", "input_target"),
+)
+PAIRED = "pred-input:pred-target"  # the paper's paired claim
+
+
+def _of(metric: str, comparison: str) -> str:
+    return f"FILTER (WHERE x.metric = '{metric}' AND x.comparison = '{comparison}')"
+
+
+def _if_every_run(column: str, aggregate: str, where: str, expected: str, alias: str) -> str:
+    """`aggregate(x.column)` over the rows `where` selects, NULL unless there are `expected`."""
+    return (
+        f"           CASE WHEN count(x.{column}) {where}\n"
+        f"                   = {expected}\n"
+        f"                THEN {aggregate}(x.{column}) {where}\n"
+        f"           END AS {alias}"
+    )
+
+
+# Table 1 (wide) is built from its repeated parts; docs/report.md shows the SQL it makes
+# (tests/test_report.py checks that it does).
+PAPER_TABLE1 = (
+    """
     SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
            p.depth, p.loss, p.state, x.split, x.similarity, x.k,
            count(DISTINCT p.run_id) AS n,
-           avg(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
-               AS pred_input,
-           stddev_samp(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
-               AS pred_input_std,
-           avg(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
-               AS pred_target,
-           stddev_samp(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
-               AS pred_target_std,
-           avg(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
-               AS input_target,
-           stddev_samp(x.value) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
-               AS input_target_std,
+"""
+    + "".join(
+        f"           {aggregate}(x.value) {_of('mnno', comparison)}\n               AS {column}{suffix},\n"
+        for comparison, column in TABLE1_COMPARISONS
+        for aggregate, suffix in (("avg", ""), ("stddev_samp", "_std"))
+    )
+    + """\
            -- Intervals: the mean of the runs' bounds, NULL unless every run has one
            -- (docs/statistics.md, "Folds and seeds").
-           CASE WHEN count(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
-                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
-                THEN avg(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
-           END AS pred_input_low,
-           CASE WHEN count(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
-                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
-                THEN avg(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-input')
-           END AS pred_input_high,
-           CASE WHEN count(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
-                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
-                THEN avg(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
-           END AS pred_target_low,
-           CASE WHEN count(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
-                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
-                THEN avg(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'pred-target')
-           END AS pred_target_high,
-           CASE WHEN count(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
-                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
-                THEN avg(x.ci_low) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
-           END AS input_target_low,
-           CASE WHEN count(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
-                   = count(*) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
-                THEN avg(x.ci_high) FILTER (WHERE x.metric = 'mnno' AND x.comparison = 'input-target')
-           END AS input_target_high,
+"""
+    + "".join(
+        _if_every_run(
+            bound,
+            "avg",
+            _of("mnno", comparison),
+            f"count(*) {_of('mnno', comparison)}",
+            f"{column}_{bound[3:]}",
+        )
+        + ",\n"
+        for comparison, column in TABLE1_COMPARISONS
+        for bound in ("ci_low", "ci_high")
+    )
+    + """\
            -- The paper's paired claim, mNNO(f(X),X) − mNNO(f(X),Y): mean, smallest and largest
            -- over runs, interval (mean of bounds) and the intersection-union p-value (the
            -- largest of the runs' p-values; NULL unless every run has one).
-           avg(x.value) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
-               AS diff,
-           min(x.value) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
-               AS diff_min,
-           max(x.value) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
-               AS diff_max,
-           CASE WHEN count(x.ci_low) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
-                   = count(DISTINCT p.run_id)
-                THEN avg(x.ci_low) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
-           END AS diff_low,
-           CASE WHEN count(x.ci_high) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
-                   = count(DISTINCT p.run_id)
-                THEN avg(x.ci_high) FILTER (WHERE x.metric = 'mnno_diff' AND x.comparison = 'pred-input:pred-target')
-           END AS diff_high,
-           CASE WHEN count(x.value) FILTER (WHERE x.metric = 'mnno_diff_p' AND x.comparison = 'pred-input:pred-target')
-                   = count(DISTINCT p.run_id)
-                THEN max(x.value) FILTER (WHERE x.metric = 'mnno_diff_p' AND x.comparison = 'pred-input:pred-target')
-           END AS diff_p
+"""
+    + "".join(
+        f"           {aggregate}(x.value) {_of('mnno_diff', PAIRED)}\n               AS {alias},\n"
+        for aggregate, alias in (("avg", "diff"), ("min", "diff_min"), ("max", "diff_max"))
+    )
+    + ",\n".join(
+        _if_every_run(column, aggregate, _of(metric, PAIRED), "count(DISTINCT p.run_id)", alias)
+        for column, aggregate, metric, alias in (
+            ("ci_low", "avg", "mnno_diff", "diff_low"),
+            ("ci_high", "avg", "mnno_diff", "diff_high"),
+            ("value", "max", "mnno_diff_p", "diff_p"),
+        )
+    )
+    + """
     FROM paper_runs p
     JOIN current_results x ON x.run_id = p.run_id AND x.study = p.study
     WHERE x.metric IN ('mnno', 'mnno_diff', 'mnno_diff_p')
     GROUP BY ALL
     HAVING count(*) FILTER (WHERE x.metric = 'mnno') > 0
 """
+)
 
 PAPER_UNTRAINED = """
     SELECT study, dataset, input_features, target_features, direction, mapping, depth, split,
