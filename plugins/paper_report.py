@@ -9,7 +9,6 @@ each view's SQL; the views are created in the results database whenever a study 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +20,8 @@ from xmodal import (
     ReportText,
     holm,
     hookimpl,
+    mean_std,
+    number,
 )
 
 # The figures module (matplotlib, about a second to import) is imported by the sections that draw,
@@ -232,28 +233,12 @@ def _views(*names: str) -> dict[str, str]:
 # -- formatting -------------------------------------------------------------------------------------
 
 
-def _num(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    value = float(value)
-    if math.isnan(value):
-        return "nan"
-    return f"{value:.{digits}f}"
-
-
-def _pm(mean: Any, std: Any, digits: int = 3) -> str:
-    text = _num(mean, digits)
-    if std is None or mean is None or math.isnan(float(std)):
-        return text
-    return f"{text} ± {float(std):.{digits}f}"
-
-
 def _ci(mean: Any, std: Any, low: Any, high: Any, digits: int = 3) -> str:
     """mean ± std over runs, then the interval over items [low, high] when there is one."""
-    text = _pm(mean, std, digits)
+    text = mean_std(mean, std, digits)
     if low is None or high is None or mean is None:
         return text
-    return f"{text} [{_num(low, digits)}, {_num(high, digits)}]"
+    return f"{text} [{number(low, digits)}, {number(high, digits)}]"
 
 
 def _p(value: Any) -> str:
@@ -477,8 +462,8 @@ def curves(context: ReportContext) -> list[Any]:
             end = summary.get((split, "last"), [])
             lines.append(
                 f"| {'training' if split == 'train' else 'held-out'} | "
-                f"{_num(sum(first) / len(first) if first else None)} | "
-                f"{_num(sum(end) / len(end) if end else None)} |"
+                f"{number(sum(first) / len(first) if first else None)} | "
+                f"{number(sum(end) / len(end) if end else None)} |"
             )
         caption.append(
             f"mNNO@{k}(f(X), Y) averaged over every pair, loss and depth:\n\n" + "\n".join(lines)
@@ -513,7 +498,7 @@ def other_k(context: ReportContext) -> list[Any]:
         return sum(values) / len(values) if values else None
 
     body = tuple(
-        (state, pair, str(k), *(_num(mean([r[c] for r in g]))
+        (state, pair, str(k), *(number(mean([r[c] for r in g]))
                                 for c in ("pred_input", "pred_target", "input_target")))
         for (state, pair, k), g in sorted(groups.items())
     )  # fmt: skip
@@ -537,8 +522,8 @@ def fit(context: ReportContext) -> list[Any]:
         return []
     body = tuple(
         (_pair(r), _mapping(r), _depth_cell(r["depth"]), r["loss"] or "—", r["state"],
-         _pm(r["mse"], r["mse_std"], 4), _pm(r["r2"], r["r2_std"]), _num(r["recall_at_1"]),
-         _pm(r["recall_at_10"], r["recall_at_10_std"]), _num(r["mrr"]), _num(r["median_rank"], 1),
+         mean_std(r["mse"], r["mse_std"], 4), mean_std(r["r2"], r["r2_std"]), number(r["recall_at_1"]),
+         mean_std(r["recall_at_10"], r["recall_at_10_std"]), number(r["mrr"]), number(r["median_rank"], 1),
          str(r["n"]))
         for r in chosen
     )  # fmt: skip
@@ -579,9 +564,9 @@ def ratings(context: ReportContext) -> list[Any]:
         else ""
     )
     body = tuple(
-        (r["source"], _pair(r), _mapping(r), _depth_cell(r["depth"]), r["state"], _num(r["coverage"], 2),
-         _pm(r["rho_before"], r["rho_before_std"]), _pm(r["rho_after"], r["rho_after_std"]),
-         _pm(r["rho_change"], r["rho_change_std"]), str(r["n"]))
+        (r["source"], _pair(r), _mapping(r), _depth_cell(r["depth"]), r["state"], number(r["coverage"], 2),
+         mean_std(r["rho_before"], r["rho_before_std"]), mean_std(r["rho_after"], r["rho_after_std"]),
+         mean_std(r["rho_change"], r["rho_change_std"]), str(r["n"]))
         for r in rated
     )  # fmt: skip
     blocks: list[Any] = [
@@ -696,15 +681,15 @@ def _table1(
 
 def _control(row: Row | None) -> str:
     """The shuffled control's mNNO(f(X),Y) (mean ± std), or — when it did not run."""
-    return "—" if row is None else _pm(row["pred_target"], row["pred_target_std"])
+    return "—" if row is None else mean_std(row["pred_target"], row["pred_target_std"])
 
 
 def _compact(table: ReportTable, rows: list[Row], k: int, split: str, what: str) -> ReportTable:
     """The headline for an 80-column terminal: means only (report.md has the ± std)."""
     body = tuple(
         (_pair(r), "linear" if r["depth"] == 0 else f"{r['mapping']}{_depth_text(r['depth'])}",
-         r["loss"] or "—", _num(r["pred_input"]), _num(r["pred_target"]),
-         _num(r["input_target"]), str(r["n"]))
+         r["loss"] or "—", number(r["pred_input"]), number(r["pred_target"]),
+         number(r["input_target"]), str(r["n"]))
         for r in rows
     )  # fmt: skip
     return ReportTable(
@@ -728,8 +713,8 @@ def _depth_cell(depth: int | None) -> str:
 def _untrained_table(rows: list[Row], k: int, split: str, similarity: str) -> ReportTable:
     body = tuple(
         (r["dataset"], _pair(r), r["direction"], _mapping(r), _depth_cell(r["depth"]),
-         _pm(r["pred_input"], r["pred_input_std"]), _pm(r["pred_target"], r["pred_target_std"]),
-         _pm(r["input_target"], r["input_target_std"]), str(r["n"]))
+         mean_std(r["pred_input"], r["pred_input_std"]), mean_std(r["pred_target"], r["pred_target_std"]),
+         mean_std(r["input_target"], r["input_target_std"]), str(r["n"]))
         for r in rows
     )  # fmt: skip
     return ReportTable(

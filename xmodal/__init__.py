@@ -46,6 +46,8 @@ _EXPORTS: dict[str, str] = {
     "ReportFigure": "xmodal.report",
     "ReportTable": "xmodal.report",
     "ReportText": "xmodal.report",
+    "mean_std": "xmodal.report",
+    "number": "xmodal.report",
     # What an executor computes for each job (ExecutorSpec.make).
     "run_job": "xmodal.executors",
     # Declared parameters.
