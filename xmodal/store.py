@@ -26,6 +26,19 @@ from xmodal.views import RESULTS_SUMMARY, DeclaredView, install_views
 
 DEFAULT_DB = "xmodal.duckdb"
 
+# Each study's results that its current version owes (migrations 4 and 6 create the view:
+# `res.*` is expanded when a view is made, so 6 makes it again after adding columns to results).
+CURRENT_RESULTS = """
+        SELECT sr.study, res.*
+        FROM current_studies l
+        JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
+        JOIN results res ON res.run_id = sr.run_id
+        WHERE res.measurement_id IS NULL
+           OR EXISTS (SELECT 1 FROM study_measurements sm
+                      WHERE sm.study = l.name AND sm.study_hash = l.hash
+                        AND sm.measurement_id = res.measurement_id);
+"""
+
 MIGRATIONS: list[str] = [
     # 1: the first schema.
     """
@@ -151,14 +164,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (study, study_hash, measurement_id)
     );
     CREATE VIEW current_results AS
-        SELECT sr.study, res.*
-        FROM current_studies l
-        JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
-        JOIN results res ON res.run_id = sr.run_id
-        WHERE res.measurement_id IS NULL
-           OR EXISTS (SELECT 1 FROM study_measurements sm
-                      WHERE sm.study = l.name AND sm.study_hash = l.hash
-                        AND sm.measurement_id = res.measurement_id);
+    """
+    + CURRENT_RESULTS
+    + """
     CREATE OR REPLACE VIEW study_results AS
         SELECT x.study, r.* EXCLUDE (study), x.split AS result_split, x.metric, x.comparison,
                x.k, x.similarity, x.epoch, x.value, x.measurement_id
@@ -174,14 +182,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE results ADD COLUMN ci_low DOUBLE;
     ALTER TABLE results ADD COLUMN ci_high DOUBLE;
     CREATE OR REPLACE VIEW current_results AS
-        SELECT sr.study, res.*
-        FROM current_studies l
-        JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
-        JOIN results res ON res.run_id = sr.run_id
-        WHERE res.measurement_id IS NULL
-           OR EXISTS (SELECT 1 FROM study_measurements sm
-                      WHERE sm.study = l.name AND sm.study_hash = l.hash
-                        AND sm.measurement_id = res.measurement_id);
+    """
+    + CURRENT_RESULTS
+    + """
     CREATE OR REPLACE VIEW study_results AS
         SELECT x.study, r.* EXCLUDE (study), x.split AS result_split, x.metric, x.comparison,
                x.k, x.similarity, x.epoch, x.value, x.measurement_id, x.ci_low, x.ci_high
