@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_STUDY, rows
+from tests.conftest import TINY_STUDY, rows, study_toml
 from xmodal import Param, RunKindSpec, hookimpl, plugins
 from xmodal.errors import StudyError
 from xmodal.planning import make_plan
@@ -283,42 +283,15 @@ def test_shuffled_pairs_permute_the_targets_with_the_runs_seed():
 
 # Clustered synthetic items: X and Y share neighbourhoods (mNNO(X, Y) ≈ 0.8 at k = 10), which a
 # mapping learns to keep only from the pairing.
-CONTROL_STUDY = """\
-[study]
-name = "control"
-seeds = [0]
-
-[data]
-dataset = "synthetic"
-pairs = [["text", "image"]]
-directions = "forward"
-
-[data.params]
-n_items = 600
-dim_text = 16
-dim_image = 24
-
-[[mapping]]
-name = "ridge"
-
-[[mapping]]
-name = "mlp"
-depth = 1
-hidden = 64
-
-[train]
-epochs = 20
-batch_size = 32
-lr = 0.01
-
-[probes]
-untrained = false
-shuffled = true
-
-[[metric]]
-name = "mnno"
-k = [10]
-"""
+CONTROL_STUDY = study_toml(
+    study={"name": "control"},
+    data={"directions": "forward", "params": {"n_items": 600, "dim_text": 16, "dim_image": 24}},
+    mapping=[{"name": "ridge"}, {"name": "mlp", "depth": 1, "hidden": 64}],
+    loss=None,
+    train={"epochs": 20, "lr": 0.01},
+    probes={"untrained": False, "shuffled": True},
+    metric=[{"name": "mnno", "k": [10]}],
+)
 
 PRED_TARGET = """
 SELECT r.mapping, r.state, x.value, n_test FROM results x JOIN runs r USING (run_id)
