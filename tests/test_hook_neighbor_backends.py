@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import study_toml
 from xmodal import NeighborBackendSpec, Param, SimilaritySpec, hookimpl, knn
 from xmodal.default_neighbor_backends import exact_search
 from xmodal.neighbor_search import Recall, exact_rows
@@ -113,38 +114,22 @@ class Backends:
         register(NeighborBackendSpec(name="broken", search=lambda *a: np.zeros((3, 1), int)))
 
 
-STUDY = """\
-[study]
-name = "{name}"
-
-[data]
-dataset = "synthetic"
-pairs = [["text", "image"]]
-directions = "forward"
-
-[data.params]
-n_items = 300
-clusters = 6
-
-[[mapping]]
-name = "linear"
-
-[train]
-epochs = 2
-
-[probes]
-splits = ["train", "test"]
-identity = true
-
-[[metric]]
-name = "mnno"
-k = [1, 5, 10]
-similarity = ["cosine", "euclidean"]
-
-[[metric]]
-name = "regression"
-{neighbors}
-"""
+def neighbor_study(name: str, neighbors: str = "") -> str:
+    """The tiny study named `name` on clustered items, one linear mapping, mnno under two
+    similarities and regression; then `neighbors`, TOML text (a [neighbors] table, or none)."""
+    base = study_toml(
+        study={"name": name, "seeds": None},
+        data={"directions": "forward", "params": {"n_items": 300, "clusters": 6}},
+        mapping=[{"name": "linear"}],
+        loss=None,
+        train={"epochs": 2, "batch_size": None},
+        probes={"splits": ["train", "test"], "identity": True},
+        metric=[
+            {"name": "mnno", "k": [1, 5, 10], "similarity": ["cosine", "euclidean"]},
+            {"name": "regression"},
+        ],
+    )
+    return f"{base}\n{neighbors}\n"
 
 
 def owed(tester, study):
@@ -171,9 +156,9 @@ def values(result, metric="mnno"):
 def test_a_study_without_neighbors_and_one_naming_exact_share_their_measurements(
     xmodal_tester,
 ):
-    first = xmodal_tester.run(STUDY.format(name="a", neighbors=""))
+    first = xmodal_tester.run(neighbor_study(name="a", neighbors=""))
     first.assert_ok()
-    second = xmodal_tester.run(STUDY.format(name="a", neighbors='[neighbors]\nbackend = "exact"'))
+    second = xmodal_tester.run(neighbor_study(name="a", neighbors='[neighbors]\nbackend = "exact"'))
     second.assert_ok()
     assert len(owed(xmodal_tester, "a")) == 2 * len(first.runs())  # mnno and regression
     assert {m["status"] for m in second.measurements()} == {"finished"}
@@ -183,10 +168,10 @@ def test_a_study_without_neighbors_and_one_naming_exact_share_their_measurements
 
 def test_a_brute_force_backend_from_a_plugin_runs_a_study_and_stores_its_recall(xmodal_tester):
     xmodal_tester.register(Backends, name="backends")
-    exact = xmodal_tester.run(STUDY.format(name="exact", neighbors=""))
+    exact = xmodal_tester.run(neighbor_study(name="exact", neighbors=""))
     exact.assert_ok()
     brute = xmodal_tester.run(
-        STUDY.format(name="brute", neighbors='[neighbors]\nbackend = "brute"')
+        neighbor_study(name="brute", neighbors='[neighbors]\nbackend = "brute"')
     )
     brute.assert_ok()
     assert values(brute) == values(exact)  # the same lists, so the same mNNO
@@ -212,7 +197,7 @@ def test_a_brute_force_backend_from_a_plugin_runs_a_study_and_stores_its_recall(
     assert {r["value"] for r in recall} == {1.0}
     # An exact third-party backend shares the built-in's measurements.
     same = xmodal_tester.run(
-        STUDY.format(name="exact", neighbors='[neighbors]\nbackend = "brute_exact"')
+        neighbor_study(name="exact", neighbors='[neighbors]\nbackend = "brute_exact"')
     )
     same.assert_ok()
     assert owed(xmodal_tester, "exact") == ids
@@ -220,9 +205,11 @@ def test_a_brute_force_backend_from_a_plugin_runs_a_study_and_stores_its_recall(
 
 def test_recall_below_one_is_measured_and_bounds_the_change_in_mnno(xmodal_tester):
     xmodal_tester.register(Backends, name="backends")
-    exact = xmodal_tester.run(STUDY.format(name="exact", neighbors=""))
+    exact = xmodal_tester.run(neighbor_study(name="exact", neighbors=""))
     sloppy_ = xmodal_tester.run(
-        STUDY.format(name="sloppy", neighbors='[neighbors]\nbackend = "sloppy"\nrecall_sample = 40')
+        neighbor_study(
+            name="sloppy", neighbors='[neighbors]\nbackend = "sloppy"\nrecall_sample = 40'
+        )
     )
     sloppy_.assert_ok()
     recall = {
@@ -256,7 +243,9 @@ def test_a_backend_returning_a_wrong_shape_fails_only_the_measurements_that_need
     xmodal_tester,
 ):
     xmodal_tester.register(Backends, name="backends")
-    result = xmodal_tester.run(STUDY.format(name="b", neighbors='[neighbors]\nbackend = "broken"'))
+    result = xmodal_tester.run(
+        neighbor_study(name="b", neighbors='[neighbors]\nbackend = "broken"')
+    )
     measured = {m["metric"]: m for m in result.measurements()}
     assert measured["regression"]["status"] == "finished"
     assert measured["mnno"]["status"] == "failed"
@@ -265,9 +254,9 @@ def test_a_backend_returning_a_wrong_shape_fails_only_the_measurements_that_need
 
 def test_run_ids_do_not_depend_on_the_neighbour_backend(xmodal_tester):
     xmodal_tester.register(Backends, name="backends")
-    plain = xmodal_tester.plan(STUDY.format(name="p", neighbors="")).assert_ok().out
+    plain = xmodal_tester.plan(neighbor_study(name="p", neighbors="")).assert_ok().out
     brute = xmodal_tester.plan(
-        STUDY.format(name="p", neighbors='[neighbors]\nbackend = "brute"')
+        neighbor_study(name="p", neighbors='[neighbors]\nbackend = "brute"')
     ).assert_ok()
     assert plain == brute.out
 
@@ -305,7 +294,7 @@ def test_run_ids_do_not_depend_on_the_neighbour_backend(xmodal_tester):
     ],
 )
 def test_neighbors_is_validated_like_any_component(xmodal_tester, table, expected):
-    result = xmodal_tester.validate(STUDY.format(name="v", neighbors=f"[neighbors]\n{table}"))
+    result = xmodal_tester.validate(neighbor_study(name="v", neighbors=f"[neighbors]\n{table}"))
     assert result.code != 0
     for text in expected:
         assert text in result.output
@@ -313,7 +302,7 @@ def test_neighbors_is_validated_like_any_component(xmodal_tester, table, expecte
 
 
 def test_neighbors_written_as_a_list_of_tables_is_refused(xmodal_tester):
-    study = STUDY.format(name="v", neighbors='[[neighbors]]\nbackend = "exact"')
+    study = neighbor_study(name="v", neighbors='[[neighbors]]\nbackend = "exact"')
     result = xmodal_tester.validate(study)
     assert result.code != 0 and "one [neighbors] table" in result.output
 
@@ -358,7 +347,7 @@ def test_hnsw_finds_most_true_neighbours_of_a_clustered_space():
 
 def test_hnsw_in_a_study_stores_its_sampled_recall(xmodal_tester):
     pytest.importorskip("faiss")
-    study = STUDY.format(name="h", neighbors='[neighbors]\nbackend = "hnsw"\nrecall_sample = 50')
+    study = neighbor_study(name="h", neighbors='[neighbors]\nbackend = "hnsw"\nrecall_sample = 50')
     result = xmodal_tester.run(study)
     result.assert_ok()
     recall = result.results(metric="neighbor_recall")
@@ -373,7 +362,7 @@ def test_recall_reaches_the_results_from_worker_processes(tmp_path):
     pytest.importorskip("faiss")
     from xmodal.testing import XmodalTester
 
-    study = STUDY.format(name="w", neighbors='[neighbors]\nbackend = "hnsw"\nrecall_sample = 30')
+    study = neighbor_study(name="w", neighbors='[neighbors]\nbackend = "hnsw"\nrecall_sample = 30')
     rows = []
     for where, args in (("local", ()), ("pool", ("--executor", "process", "--workers", "2"))):
         with XmodalTester(tmp_path / where) as tester:
