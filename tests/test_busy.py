@@ -103,7 +103,7 @@ def test_a_reader_that_lets_go_before_the_study_ends_loses_nothing(
         kwargs["on_event"] = lambda e: (release_soon(e), inner(e))
         return real_run_study(*args, **kwargs)
 
-    monkeypatch.setattr("xmodal.cli.run_study", run_study)
+    monkeypatch.setattr("xmodal.runner.run_study", run_study)  # cli imports it per call
     result = cli("run", study, "--db", db)
     assert result.code == 0, result.output
     assert "wait in" not in result.output and len(Spool(db)) == 0

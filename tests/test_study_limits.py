@@ -380,7 +380,7 @@ def captured_address(monkeypatch):
         seen["address"] = kwargs.get("address")
         raise XmodalError("stopped before running")
 
-    monkeypatch.setattr("xmodal.cli.run_study", fake_run_study)
+    monkeypatch.setattr("xmodal.runner.run_study", fake_run_study)  # cli imports it per call
     return seen
 
 
