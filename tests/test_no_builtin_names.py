@@ -31,9 +31,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("executors.py", "ray"): "the ray:// URL scheme of a Ray Client address",
     ("fingerprint.py", "files"): "the domain tag of a digest of files, hashed into data "
     "fingerprints: changing it would change the run id of every run on file data",
-    # Left for the work that owns these lines (see the session's report):
-    ("probes.py", "exact"): "pending: the neighbour-backend work should ask the spec (`exact`)",
-    ("neighbor_search.py", "exact"): "pending: as above",
 }
 
 

@@ -65,15 +65,18 @@ def resolve_backend(
     config: Mapping[str, Any] | None, backends: Mapping[str, NeighborBackendSpec]
 ) -> Backend | None:
     """The backend a run's `neighbors` config names; None for the default exact search (no config,
-    or a config naming the built-in `exact`), which the caller does with `xmodal.knn` itself."""
-    if not config or config.get("backend") in (None, "exact"):
+    or a config naming the default backend when it is exact, as the built-in one is), which the
+    caller does with `xmodal.knn` itself."""
+    name = config.get("backend") if config else None
+    if name is None:
         return None
-    name = config["backend"]
     spec = backends.get(name)
     if spec is None:
         from xmodal.errors import XmodalError, not_registered
 
         raise XmodalError(not_registered("neighbour backend", name, backends))
+    if spec.exact and spec.default:
+        return None
     return Backend(
         spec,
         dict(config.get("params", {})),

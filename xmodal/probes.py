@@ -88,7 +88,7 @@ class NeighborCache:
 
     def backend(self, neighbors: Mapping[str, Any] | None) -> Backend | None:
         """The backend a run's `neighbors` config names (None: exact `knn`)."""
-        if not neighbors or neighbors.get("backend") in (None, "exact"):
+        if not neighbors or neighbors.get("backend") is None:
             return None
         backends = self.backends
         if backends is None:
