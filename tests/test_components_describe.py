@@ -18,12 +18,12 @@ import torch
 
 from tests.conftest import TINY_STUDY, rows, use
 from xmodal import CheckContext, hookimpl, plugins
-from xmodal.cli import _describe
 from xmodal.components import LossSpec, MappingSpec, MetricSpec
 from xmodal.errors import StudyError
 from xmodal.params import Param
 from xmodal.planning import make_plan
 from xmodal.prechecks import check_runs
+from xmodal.progress import describe_run as _describe
 from xmodal.study import parse_study
 from xmodal.studydata import StudyData
 

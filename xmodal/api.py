@@ -376,6 +376,7 @@ def run(
         quickstart: 24 ran, 0 failed in 41.3 s → x.duckdb
     """
     from xmodal.executors import require_executor
+    from xmodal.progress import describe_run
     from xmodal.runner import run_study
     from xmodal.signals import sigterm_as_interrupt
 
@@ -396,7 +397,7 @@ def run(
 
     def on_event(event: RunEvent) -> None:
         if event.kind == "fail":
-            failure = RunFailure(event.run.run_id, _describe(event.run), event.error or "")
+            failure = RunFailure(event.run.run_id, describe_run(event.run), event.error or "")
             failures.append(failure)
             if display is not None:
                 display.failed(failure)
@@ -464,15 +465,6 @@ def _pool_problem(
     return advice
 
 
-def _describe(run: Run) -> str:
-    mapping = f"{run.mapping}{run.depth}" if run.depth else run.mapping
-    fold = f" fold {run.fold}" if run.fold is not None else ""
-    return (
-        f"{run.input_features}→{run.target_features} {run.direction} {mapping} "
-        f"{run.loss or '-'} {run.kind} seed {run.seed}{fold}"
-    )
-
-
 class _Display:
     """Progress on stderr: a rich bar in a terminal, one rewritten line in a notebook, nothing
     (but failures) elsewhere."""
@@ -486,28 +478,19 @@ class _Display:
         self.line = "ipykernel" in sys.modules and not _isatty(self.stream)
         if _isatty(self.stream):
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
 
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
+            from xmodal.progress import make_progress
+
+            self.bar = make_progress(Console(stderr=True))  # the CLI's line: fits 80 columns
             self.bar.start()
             self.task = self.bar.add_task(name, total=total)
 
     def update(self, event: RunEvent) -> None:
         if event.kind == "start":
+            if self.bar is not None:
+                from xmodal.progress import start_session
+
+                start_session(self.bar, self.task, event.done)  # the ETA's pace starts here
             return
         if self.bar is not None:
             self.bar.update(self.task, completed=event.done)

@@ -102,14 +102,6 @@ def _load(
     return loaded.declaration, list(loaded.runs), loaded.data
 
 
-def _describe(run: Run) -> str:
-    # A depth the mapping declares tells its variants apart (mlp2); 0 or none adds nothing.
-    mapping = f"{run.mapping}{run.depth}" if run.depth else run.mapping
-    fold = f" fold {run.fold}" if run.fold is not None else ""
-    loss = run.loss or "-"
-    return f"{run.input_features}→{run.target_features} {mapping} {loss} {run.kind} seed {run.seed}{fold}"
-
-
 @app.command()
 def validate(study: StudyPath, max_runs: MaxRunsOption = None) -> None:
     """Check a study file and every run it expands to, before anything runs."""
@@ -238,7 +230,7 @@ def run(
         task = progress.add_task(loaded.name, total=len(runs))
 
         def on_event(event: RunEvent) -> None:
-            described = _describe(event.run)
+            described = shown.describe_run(event.run)
             if event.kind == "start":
                 shown.start_session(progress, task, event.done)
                 progress.update(task, description=f"{loaded.name}: {described}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -23,7 +24,19 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
+if TYPE_CHECKING:
+    from xmodal.planning import Run
+
 BAR_WIDTH = 20
+
+
+def describe_run(run: Run) -> str:
+    """One line naming a run: pairing, mapping, loss, run kind, seed and fold."""
+    # A depth the mapping declares tells its variants apart (mlp2); 0 or none adds nothing.
+    mapping = f"{run.mapping}{run.depth}" if run.depth else run.mapping
+    fold = f" fold {run.fold}" if run.fold is not None else ""
+    loss = run.loss or "-"
+    return f"{run.input_features}→{run.target_features} {mapping} {loss} {run.kind} seed {run.seed}{fold}"
 
 
 class EtaColumn(TimeRemainingColumn):
