@@ -46,7 +46,7 @@ from xmodal_plugins.support.featurefiles import (
     FeatureFileError,
     FeatureTable,
     check_path,
-    npy_header,
+    header_shape,
     read_features,
     read_id_list,
     split_path_column,
@@ -269,10 +269,19 @@ def _split_marks(params: Mapping[str, Any], ids: tuple[str, ...], tables: Mappin
     return None
 
 
+def _rows(matrix: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`matrix[index]`, as a view (a memory-mapped file stays mapped) when `index` is a run of
+    consecutive rows, as when rows pair up by position or the files list ids in the same order;
+    otherwise a copy of the rows in the new order."""
+    if len(index) and index[-1] - index[0] == len(index) - 1 and (np.diff(index) == 1).all():
+        return matrix[int(index[0]) : int(index[-1]) + 1]
+    return matrix[index]
+
+
 def load(params: Mapping[str, Any]) -> PairedData:
     tables = _tables(params)
     ids, index = align(_ids(tables), params["drop_unpaired"])
-    features = {name: t.matrix[index[_where(t, tables)]] for name, t in tables.items()}
+    features = {name: _rows(t.matrix, index[_where(t, tables)]) for name, t in tables.items()}
     labels = next(
         (
             tuple(t.labels[r] for r in index[_where(t, tables)])
@@ -294,10 +303,9 @@ def describe(params: Mapping[str, Any]) -> list[FeatureSetInfo]:
     infos = []
     for name, source in _sources(params).items():
         full = _resolve(params, source.path)
-        if full.suffix.lower() == ".npy":
-            check_path(full, "a feature file")
-            shape = npy_header(full)[0]  # the header is enough: nothing is loaded
-        else:
+        # .npy and .safetensors: the header is enough, nothing is loaded
+        shape = header_shape(full, name, _columns(params, source))
+        if shape is None:
             shape = read_features(full, name, _columns(params, source)).matrix.shape
         infos.append(
             FeatureSetInfo(

@@ -205,19 +205,31 @@ def clear_memo() -> None:
         _memo.clear()
 
 
+BLOCK_BYTES = 16 << 20  # bytes of rows hashed at a time by `array_digest`
+
+
 def array_digest(*arrays: Any) -> str:
-    """A digest of arrays: each one's dtype, shape and bytes (of a C-contiguous copy)."""
+    """A digest of arrays: each one's dtype, shape and bytes in C order.
+
+    The bytes are hashed in blocks of rows (`BLOCK_BYTES`), so a memory-mapped or
+    non-contiguous matrix is never copied whole: only one block at a time is.
+    """
     h = hashlib.sha256(b"xmodal-arrays\0")
     for array in arrays:
-        a = np.asarray(array)
+        a = np.asanyarray(array)
         if a.dtype == object:
             text = json.dumps(a.tolist(), default=str, sort_keys=True).encode()
             h.update(b"O" + str(a.shape).encode() + len(text).to_bytes(8, "little") + text)
             continue
-        a = np.ascontiguousarray(a)
+        if a.ndim == 0:
+            a = a.reshape(1)  # a scalar is digested as one value of shape (1,)
         head = f"{a.dtype.str}{a.shape}".encode()
         h.update(b"A" + len(head).to_bytes(8, "little") + head)
-        h.update(a.reshape(-1).view(np.uint8) if a.size else b"")
+        if a.size:
+            step = max(1, BLOCK_BYTES // (a.itemsize * (a.size // a.shape[0])))
+            for start in range(0, a.shape[0], step):
+                block = np.ascontiguousarray(a[start : start + step])
+                h.update(block.reshape(-1).view(np.uint8))
     return _short(h)
 
 

@@ -5,7 +5,14 @@ Before anything is read the path is checked (a directory, a symlink loop or a br
 named as such), and .npy headers (also inside .npz) are checked against the file's size, so a
 corrupt header is reported instead of numpy trying to allocate petabytes. A .parquet, .npz or
 .safetensors file can supply several feature sets, each naming its column ("path:column").
-pyarrow (parquet) and safetensors are optional: `pip install 'xmodal[files]'`.
+pyarrow (parquet) is optional: `pip install 'xmodal[files]'`.
+
+Bigger than RAM: .npy files and .safetensors tensors are memory-mapped, not read (`MEMORY_MAP`).
+A float32 matrix stays an `np.memmap` of the file: the operating system pages rows in as they
+are used, and they do not count against the process's own (anonymous) memory. Other dtypes are
+converted to float32 in memory. Checks that must see every value (no NaN, no infinity) read the
+file in row blocks of `ROW_BLOCK_BYTES`. A .safetensors header is parsed here (the format is a
+length, a JSON header and raw little-endian data), so reading one needs no extra package.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import json
 import math
 import os
 import stat
@@ -27,6 +35,12 @@ import numpy as np
 from xmodal import XmodalError, require
 
 FORMATS = (".npy", ".npz", ".parquet", ".csv", ".safetensors")
+
+# Memory-map .npy and .safetensors feature files instead of reading them (False: read them into
+# memory, as before; benchmarks/bench_memory.py compares the two).
+MEMORY_MAP = True
+# Bytes of rows checked (or converted) at a time when a whole matrix is scanned.
+ROW_BLOCK_BYTES = 32 << 20
 
 
 class FeatureFileError(XmodalError):
@@ -131,9 +145,40 @@ def read_features(path: str | Path, name: str = "", columns: Columns | None = No
     return attrs.evolve(table, matrix=check_matrix(path, table.matrix))
 
 
+def row_blocks(matrix: np.ndarray, block_bytes: int = ROW_BLOCK_BYTES) -> Iterator[slice]:
+    """Slices of consecutive rows of `matrix`, each about `block_bytes` (at least one row)."""
+    row_bytes = max(1, matrix.itemsize * math.prod(matrix.shape[1:]))
+    step = max(1, block_bytes // row_bytes)
+    for start in range(0, matrix.shape[0], step):
+        yield slice(start, min(start + step, matrix.shape[0]))
+
+
+def _to_float32(matrix: np.ndarray) -> np.ndarray:
+    """`matrix` itself when it is already native float32 (a memmap stays a memmap), else a
+    float32 copy in memory, converted in row blocks (no temporary of the whole matrix)."""
+    if matrix.dtype == np.float32:
+        return matrix
+    out = np.empty(matrix.shape, dtype=np.float32)
+    for rows in row_blocks(matrix):
+        out[rows] = matrix[rows]
+    return out
+
+
+def _non_finite_rows(matrix: np.ndarray) -> np.ndarray:
+    """Indices of the rows holding NaN or infinity, scanned in row blocks."""
+    found = [
+        rows.start + np.flatnonzero(~np.isfinite(matrix[rows]).all(axis=1))
+        for rows in row_blocks(matrix)
+    ]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
 def check_matrix(path: Path, matrix: Any) -> np.ndarray:
-    """A finite, non-empty (n, d) float32 matrix, or an error saying what is wrong with it."""
-    matrix = np.asarray(matrix)
+    """A finite, non-empty (n, d) float32 matrix, or an error saying what is wrong with it.
+
+    A float32 `np.memmap` is returned as it is (never copied); the checks read it in row blocks.
+    """
+    matrix = np.asanyarray(matrix)
     if matrix.dtype == object:
         raise FeatureFileError(f"{path}: rows are not numeric vectors of one length (ragged?)")
     if not (np.issubdtype(matrix.dtype, np.floating) or np.issubdtype(matrix.dtype, np.integer)):
@@ -148,10 +193,9 @@ def check_matrix(path: Path, matrix: Any) -> np.ndarray:
         )
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise FeatureFileError(f"{path}: holds no vectors (shape {matrix.shape})")
-    matrix = matrix.astype(np.float32, copy=False)
-    bad = ~np.isfinite(matrix).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
+    matrix = _to_float32(matrix)
+    rows = _non_finite_rows(matrix)
+    if rows.size:
         raise FeatureFileError(
             f"{path}: {len(rows)} row(s) contain NaN or infinite values (first at row {rows[0]})"
         )
@@ -256,7 +300,9 @@ def _check_npz(path: Path) -> None:
 def _npy(path: Path, name: str, columns: Columns) -> FeatureTable:
     npy_header(path)
     with _numpy_errors(path, ".npy"):
-        return FeatureTable(path, np.load(path, allow_pickle=False))
+        return FeatureTable(
+            path, np.load(path, mmap_mode="r" if MEMORY_MAP else None, allow_pickle=False)
+        )
 
 
 def _pick(path: Path, keys: Sequence[str], name: str, reserved: set[str], select: str = "") -> str:
@@ -296,18 +342,133 @@ def _npz(path: Path, name: str, columns: Columns) -> FeatureTable:
     )
 
 
-def _safetensors(path: Path, name: str, columns: Columns) -> FeatureTable:
-    st = require("safetensors.numpy", "files", f"reading {path}", package="safetensors")
+# safetensors dtype names -> numpy dtypes (little-endian). BF16 has no numpy dtype: it is read as
+# uint16 and widened to float32 (`_bf16_to_float32`).
+SAFETENSORS_DTYPES = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
+    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+}  # fmt: skip
+SAFETENSORS_MAX_HEADER = 100 << 20  # the format's own limit on the JSON header
+
+
+@attrs.frozen
+class TensorInfo:
+    """One tensor of a .safetensors file: its dtype name, shape and byte range in the file."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    start: int  # absolute offset of its first byte in the file
+    nbytes: int
+
+
+def safetensors_header(path: Path) -> dict[str, TensorInfo]:
+    """The tensors a .safetensors file declares, checked against its size; nothing else is read.
+
+    The file is an 8-byte little-endian header length, a JSON header {name: {"dtype", "shape",
+    "data_offsets": [begin, end]}} (plus an optional "__metadata__"), then the raw data.
+    """
+
+    def bad(why: str) -> FeatureFileError:
+        return FeatureFileError(f"{path}: not a readable .safetensors file ({why})")
+
     try:
-        tensors = st.load_file(str(path))
-    except Exception as exc:  # safetensors raises its own SafetensorError for corrupt headers
-        raise FeatureFileError(f"{path}: not a readable .safetensors file ({exc})") from None
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if len(head) < 8:
+                raise bad("too short for a header")
+            length = int.from_bytes(head, "little")
+            if length > min(size - 8, SAFETENSORS_MAX_HEADER):
+                raise bad(f"its header claims {_size(length)} but the file holds {_size(size)}")
+            raw = f.read(length)
+    except OSError as exc:
+        raise FeatureFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad(f"the header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise bad("the header is not a JSON object")
+    data_start, data_size = 8 + length, size - 8 - length
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape = entry["dtype"], tuple(entry["shape"])
+            begin, end = entry["data_offsets"]
+            if not (isinstance(begin, int) and isinstance(end, int)) or any(
+                not isinstance(n, int) or n < 0 for n in shape
+            ):
+                raise TypeError("offsets and shape must be non-negative integers")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"tensor {name!r} has a malformed entry ({exc})") from None
+        if dtype not in SAFETENSORS_DTYPES:
+            raise FeatureFileError(
+                f"{path}: tensor {name!r} has dtype {dtype}, which is not read (use one of "
+                f"{', '.join(SAFETENSORS_DTYPES)}; float32 is memory-mapped without a copy)"
+            )
+        nbytes = math.prod(shape) * np.dtype(SAFETENSORS_DTYPES[dtype]).itemsize
+        if not 0 <= begin <= end <= data_size or end - begin != nbytes:
+            raise bad(
+                f"tensor {name!r} of shape {shape} needs {_size(nbytes)} but its offsets "
+                f"[{begin}, {end}] do not fit the {_size(data_size)} of data (truncated?)"
+            )
+        out[name] = TensorInfo(dtype, shape, data_start + begin, nbytes)
+    return out
+
+
+def _bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 values (as uint16 bit patterns) widened to float32, in row blocks."""
+    if bits.ndim == 0:
+        return (np.asarray(bits, dtype=np.uint32) << 16).view(np.float32)
+    out = np.empty(bits.shape, dtype=np.float32)
+    wide = out.view(np.uint32)
+    for rows in row_blocks(bits):
+        wide[rows] = bits[rows].astype(np.uint32) << 16
+    return out
+
+
+def read_tensor(path: Path, info: TensorInfo, memory_map: bool | None = None) -> np.ndarray:
+    """One tensor of a .safetensors file: an `np.memmap` of its bytes (read-only), or an array
+    read into memory when `memory_map` is False (default: `MEMORY_MAP`). BF16 becomes float32."""
+    dtype = np.dtype(SAFETENSORS_DTYPES[info.dtype])
+    if info.nbytes == 0:
+        array: np.ndarray = np.zeros(info.shape, dtype=dtype)
+    elif MEMORY_MAP if memory_map is None else memory_map:
+        array = np.memmap(path, dtype=dtype, mode="r", offset=info.start, shape=info.shape)
+    else:
+        with path.open("rb") as f:
+            f.seek(info.start)
+            array = np.fromfile(f, dtype=dtype, count=math.prod(info.shape)).reshape(info.shape)
+    return _bf16_to_float32(array) if info.dtype == "BF16" else array
+
+
+def header_shape(
+    path: str | Path, name: str = "", columns: Columns | None = None
+) -> tuple[int, ...] | None:
+    """The shape of the matrix `read_features` would read, from the file's header alone (.npy,
+    .safetensors); None for formats whose shape needs the data read."""
+    path, columns = Path(path), columns or Columns()
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".safetensors"):
+        return None
+    check_path(path, "a feature file")
+    if suffix == ".npy":
+        return npy_header(path)[0]
+    tensors = safetensors_header(path)
+    return tensors[_pick(path, list(tensors), name, {columns.labels}, columns.select)].shape
+
+
+def _safetensors(path: Path, name: str, columns: Columns) -> FeatureTable:
+    tensors = safetensors_header(path)
     key = _pick(path, list(tensors), name, {columns.labels}, columns.select)
     labels = tensors.get(columns.labels)
     return FeatureTable(
         path,
-        tensors[key],
-        labels=_labels(path, labels) if labels is not None else None,
+        read_tensor(path, tensors[key]),
+        labels=_labels(path, read_tensor(path, labels, memory_map=False)) if labels else None,
         column=key,
     )
 
