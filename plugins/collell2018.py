@@ -9,7 +9,7 @@ duplicates included.
 The directory is the `data_dir` parameter, else `$XMODAL_DATA_DIR`; with `benchmark` set, the
 files are read from its sub-directory (e.g. `XMODAL_DATA_DIR=/data` and `benchmark =
 "iaprtc12"`). When both splits are present the dataset carries them (use `split = "dataset"`);
-when only one is (as for the IAPR TC-12 test files shipped here), `PairedData.split` is None
+when only one is (as for the IAPR TC-12 test files shipped here), `PairedData.split_marks` is None
 and the study must say `split = "kfold"` or `"random"` — marking every item "test" would only
 make `split = "dataset"` fail later with an empty training set.
 
@@ -172,7 +172,7 @@ def load(params: Mapping[str, Any]) -> PairedData:
     return PairedData(
         ids=tuple(ids),
         features={name: np.concatenate(chunks) for name, chunks in parts.items()},
-        split=np.array(marks) if len(prefixes) == 2 else None,
+        split_marks=np.array(marks) if len(prefixes) == 2 else None,
         labels=tuple(labels),
         source=f"collell2018: {directory}",
     )

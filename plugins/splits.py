@@ -1,6 +1,6 @@
 """Built-in split strategies: how a study divides its items into train and test folds.
 
-- `dataset`: the dataset's own train/test marks (`PairedData.split`).
+- `dataset`: the dataset's own train/test marks (`PairedData.split_marks`).
 - `random`: a seeded random share of the items (`test_fraction`) is held out.
 - `kfold`: a seeded permutation cut into `folds` parts; each part is the test items of one fold.
 - `grouped_kfold`: k folds in which items that share a label are never on both sides: the
@@ -39,12 +39,12 @@ def _by_fold_number(fold_of: np.ndarray, folds: int) -> Folds:
 
 def dataset_split(data: PairedData, params: Mapping[str, Any], seed: int) -> Folds:
     """The dataset's own train/test marks."""
-    if data.split is None:
+    if data.split_marks is None:
         raise XmodalError(
             "the dataset has no train/test split of its own; "
             'set split = "kfold" or split = "random" in [data]'
         )
-    marks = np.asarray(data.split)
+    marks = np.asarray(data.split_marks)
     return {None: (np.flatnonzero(marks == "train"), np.flatnonzero(marks == "test"))}
 
 

@@ -67,7 +67,7 @@ def load(params: Mapping[str, Any]) -> PairedData:
     return PairedData(
         ids=tuple(f"item{i}" for i in range(n)),
         features={"text": text, "image": image},
-        split=split,
+        split_marks=split,
         labels=tuple(frozenset([int(c)]) for c in cluster),
         source="synthetic",
     )

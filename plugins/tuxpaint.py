@@ -167,7 +167,7 @@ def load(params: Mapping[str, Any]) -> PairedData:
     return PairedData(
         ids=tuple(s.id for s in kept),
         features=features,
-        split=None,
+        split_marks=None,
         labels=tuple(frozenset([categories.index(s.category)]) for s in kept),
         source=f"tuxpaint: {params['root']}",
     )

@@ -277,13 +277,13 @@ IDS = ("w", "x", "y", "z")
 
 
 def test_a_split_of_the_wrong_length_is_an_error():
-    with pytest.raises(DataError, match=r"split has shape \(3,\), expected \(4,\)"):
-        PairedData(ids=IDS, features=FEATURES, split=np.array(["train", "test", "train"]))
+    with pytest.raises(DataError, match=r"split_marks has shape \(3,\), expected \(4,\)"):
+        PairedData(ids=IDS, features=FEATURES, split_marks=np.array(["train", "test", "train"]))
 
 
 def test_a_split_mark_other_than_train_or_test_is_an_error_naming_the_items():
     with pytest.raises(DataError) as error:
-        PairedData(ids=IDS, features=FEATURES, split=np.array(["train", "tset", "test", ""]))
+        PairedData(ids=IDS, features=FEATURES, split_marks=np.array(["train", "tset", "test", ""]))
     message = str(error.value)
     assert "2 of 4 items are not (1 marked 'tset', 1 marked ''; items 'x', 'z')" in message
     assert "did you mean 'test' for 'tset'?" in message
@@ -301,7 +301,7 @@ def test_the_docs_toy_dataset_with_an_odd_n_is_a_clear_study_error(cli, write_st
         return PairedData(
             ids=tuple(str(i) for i in range(params["n"])),
             features={"words": words, "pixels": np.tanh(words).astype(np.float32)},
-            split=np.array(["train", "test"] * (params["n"] // 2)),  # n odd: one mark short
+            split_marks=np.array(["train", "test"] * (params["n"] // 2)),  # n odd: one mark short
         )
 
     spec = DatasetSpec("toy", load, lambda p: ["words", "pixels"], {"n": Param(int, default=101)})
@@ -312,7 +312,7 @@ def test_the_docs_toy_dataset_with_an_odd_n_is_a_clear_study_error(cli, write_st
     result = cli("validate", write_study(study))
     assert result.code == 2 and "Traceback" not in result.output
     assert "dataset 'toy'" in result.output
-    assert "split has shape (100,), expected (101,)" in result.output
+    assert "split_marks has shape (100,), expected (101,)" in result.output
 
 
 # --- a mapping's output dimension is checked once, right after it is built ----------------------

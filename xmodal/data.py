@@ -50,8 +50,9 @@ def _one_per_item(
 
 
 def _check_split(instance: PairedData, attribute: attrs.Attribute, value: Any) -> None:
-    """`split` is None, or one "train"/"test" mark per item: anything else would drop items."""
-    marks = _one_per_item(instance, "split", value, "'train' or 'test'", "a split of its own")
+    """`split_marks` is None, or one "train"/"test" mark per item: anything else would drop
+    items."""
+    marks = _one_per_item(instance, "split_marks", value, "'train' or 'test'", "a split of its own")
     if marks is None:
         return
     n = len(marks)
@@ -104,13 +105,19 @@ def _check_fold(instance: PairedData, attribute: attrs.Attribute, value: Any) ->
         )
 
 
-@attrs.frozen(eq=False)
+# `PairedData(split=...)`: the keyword split marks had before they were named `split_marks`
+# (accepted for a release; docs/plugins.md).
+_UNSET: Any = object()
+
+
+@attrs.frozen(eq=False, init=False)
 class PairedData:
     """Row-aligned feature sets of the same N items in several modalities.
 
     `features` maps a feature-set name to an (N, d) float32 matrix; row i of every matrix is item i.
-    `split` optionally marks each item "train" or "test" (the dataset's own split): a 1-D array of
-    N marks, nothing else (an unknown mark would silently leave its item out of every run).
+    `split_marks` optionally marks each item "train" or "test" (the dataset's own split): a 1-D
+    array of N marks, nothing else (an unknown mark would silently leave its item out of every
+    run). The keyword `split=` (its old name) is still accepted, and `.split` still reads it.
     `labels` optionally gives each item a set of label ids (for label-based retrieval metrics).
     `fold` optionally gives each item a fold number (an integer >= 0): the fold in which it is a
     test item, for the `column` split strategy (a dataset's own cross-validation folds).
@@ -119,10 +126,35 @@ class PairedData:
 
     ids: tuple[str, ...]
     features: Mapping[str, np.ndarray] = attrs.field(validator=_check_features)
-    split: np.ndarray | None = attrs.field(default=None, validator=_check_split)
+    split_marks: np.ndarray | None = attrs.field(default=None, validator=_check_split)
     labels: tuple[frozenset[int], ...] | None = attrs.field(default=None, validator=_check_labels)
     source: str = ""
     fold: np.ndarray | None = attrs.field(default=None, validator=_check_fold)
+
+    def __init__(
+        self,
+        ids: tuple[str, ...],
+        features: Mapping[str, np.ndarray],
+        split_marks: np.ndarray | None = None,
+        labels: tuple[frozenset[int], ...] | None = None,
+        source: str = "",
+        fold: np.ndarray | None = None,
+        *,
+        split: Any = _UNSET,
+    ) -> None:
+        if split is not _UNSET:
+            if split_marks is not None:
+                raise DataError(
+                    f"PairedData ({source or 'a dataset'}): split marks given twice, as "
+                    "split_marks= and as split= (its old name); give split_marks= only"
+                )
+            split_marks = split
+        self.__attrs_init__(ids, features, split_marks, labels, source, fold)
+
+    @property
+    def split(self) -> np.ndarray | None:
+        """The split marks under their old name (read-only; `split_marks`)."""
+        return self.split_marks
 
     @property
     def n_items(self) -> int:

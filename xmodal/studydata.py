@@ -150,7 +150,7 @@ class StudyData:
         for key, paired in self._data.items():
             data[key] = {
                 "ids": paired.ids,
-                "split": paired.split,
+                "split_marks": paired.split_marks,
                 "labels": paired.labels,
                 "source": paired.source,
                 "fold": paired.fold,
@@ -170,7 +170,7 @@ class StudyData:
             shared._data[key] = PairedData(
                 ids=d["ids"],
                 features=features,
-                split=d["split"],
+                split_marks=d["split_marks"],
                 labels=d["labels"],
                 source=d["source"],
                 fold=d.get("fold"),
