@@ -46,7 +46,11 @@ PAPER_RUNS = """
 PAPER_DEPTH = """
     SELECT p.study, p.dataset, p.input_features, p.target_features, p.direction, p.mapping,
            p.depth, p.loss, p.state, x.split, x.similarity, x.k, x.comparison,
-           count(*) AS n, avg(x.value) AS mean, stddev_samp(x.value) AS std
+           count(*) AS n, avg(x.value) AS mean, stddev_samp(x.value) AS std,
+           -- The interval over items: the mean of the runs' bounds, NULL unless every run has
+           -- one (docs/statistics.md, "Folds and seeds").
+           CASE WHEN count(x.ci_low) = count(*) THEN avg(x.ci_low) END AS ci_low,
+           CASE WHEN count(x.ci_high) = count(*) THEN avg(x.ci_high) END AS ci_high
     FROM paper_runs p
     JOIN current_results x ON x.run_id = p.run_id AND x.study = p.study
     WHERE x.metric = 'mnno'
@@ -397,7 +401,9 @@ def depth(context: ReportContext) -> list[Any]:
             path,
             "Figure: mNNO by depth (trained)",
             "Blue: mNNO(f(X), X); red: mNNO(f(X), Y); grey dashed: the baseline mNNO(X, Y). "
-            "Error bars: ± one standard deviation over folds and seeds.",
+            f"Points: the mean over folds and seeds. Error bars: {figures.bars_text(placed)} "
+            '(docs/report.md, "How the bars combine folds and seeds"); the std over folds '
+            "and seeds is in Table 1.",
             alt=f"mNNO@{k} by depth",
         )
     ]
@@ -426,6 +432,7 @@ def untrained(context: ReportContext) -> list[Any]:
             ReportFigure(
                 path,
                 "Figure: untrained networks by depth",
+                f"Points: the mean over folds and seeds. Error bars: {figures.bars_text(placed)}.",
                 alt=f"untrained mNNO@{k}(f(X), X) by depth",
             )
         )

@@ -490,3 +490,60 @@ def test_table1_has_no_control_column_when_the_control_did_not_run():
     table = _table1([row], 10, "test", "cosine", {})
     assert "shuffled f(X),Y" not in table.columns and "shuffled" not in table.note
     assert len(table.rows[0]) == len(table.columns)
+
+
+# --- the by-depth figures' error bars: the interval over items (docs/report.md) -----------------
+
+
+def test_depth_view_carries_the_mean_of_the_runs_interval_bounds(ran):
+    """paper_depth's ci_low/ci_high are the means over folds × seeds of the runs' own bounds,
+    and they bracket the mean of the runs' values (mnno's default intervals contain the value)."""
+    db, _ = ran
+    expected = rows(
+        db,
+        "SELECT p.direction, p.depth, p.loss, p.state, x.split, x.k, x.comparison, "
+        "avg(x.ci_low), avg(x.ci_high) FROM paper_runs p JOIN current_results x "
+        "ON x.run_id = p.run_id AND x.study = p.study WHERE x.metric = 'mnno' "
+        "AND p.study = 'paper-mini' GROUP BY ALL ORDER BY ALL",
+    )
+    got = rows(
+        db,
+        "SELECT direction, depth, loss, state, split, k, comparison, ci_low, ci_high "
+        "FROM paper_depth WHERE study = 'paper-mini' ORDER BY ALL",
+    )
+    # 2 directions × 3 depths × (mse, cosine, untrained) × k 5, 10 × 3 comparisons, test items
+    assert got == expected and len(got) == 2 * 3 * 3 * 2 * 3
+    bracketed = rows(
+        db,
+        "SELECT count(*) FILTER (WHERE ci_low <= mean AND mean <= ci_high), count(*) "
+        "FROM paper_depth WHERE study = 'paper-mini'",
+    )
+    assert bracketed[0][0] == bracketed[0][1]
+
+
+def test_error_bars_are_the_interval_and_fall_back_to_the_std_without_one():
+    from xmodal.report import error_bar as core_bar
+    from xmodal_plugins.support.paper_figures import bars_text, error_bar
+
+    with_interval = {"mean": 0.5, "std": 0.1, "ci_low": 0.45, "ci_high": 0.58}
+    without = {"mean": 0.5, "std": 0.1, "ci_low": None, "ci_high": None}
+    outside = {"mean": 0.5, "std": 0.1, "ci_low": 0.52, "ci_high": 0.6}  # a bootstrap's may
+    for bar in (error_bar, core_bar):
+        below, above, interval = bar(with_interval)
+        assert interval and below == pytest.approx(0.05) and above == pytest.approx(0.08)
+        assert bar(without) == (0.1, 0.1, False)
+        assert bar(outside)[0] == 0.0 and bar(outside)[1] == pytest.approx(0.1)
+    assert bars_text([with_interval]).startswith("the confidence interval over items")
+    assert bars_text([without]).startswith("± one std")
+    assert "where the runs have no interval" in bars_text([with_interval, without])
+
+
+def test_depth_figures_say_their_bars_are_the_interval_over_items(ran, cli, tmp_path):
+    db, _ = ran
+    result = cli("report", "paper-mini", "--db", db, "--out", tmp_path / "r")
+    assert result.code == 0, result.output
+    text = (tmp_path / "r" / "report.md").read_text()
+    depth = text.split("Figure: mNNO by depth (trained)")[1].split("\n#")[0]
+    assert "Error bars: the confidence interval over items (mean of the runs' bounds)" in depth
+    untrained = text.split("Figure: untrained networks by depth")[1].split("\n#")[0]
+    assert "Error bars: the confidence interval over items" in untrained

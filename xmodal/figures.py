@@ -18,8 +18,9 @@ import matplotlib.pyplot as plt
 
 DPI = 110
 
-# panel title -> line label -> points (depth, mean, std)
-Panels = Mapping[str, Mapping[str, Sequence[tuple[int, float, float]]]]
+# panel title -> line label -> points (depth, mean, below, above): the error bar runs from
+# mean − below to mean + above (an interval's bounds, or ± std; NaN: no bar).
+Panels = Mapping[str, Mapping[str, Sequence[tuple[int, float, float, float]]]]
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -37,8 +38,8 @@ def depth_figure(
     legend_title: str = "",
     limits: tuple[float, float] | None = None,
 ) -> Path:
-    """One panel per key of `panels`, side by side; in each, one line per label: mean ± std
-    (error bars) by depth. Only integer depths are given: runs without a depth stay off the
+    """One panel per key of `panels`, side by side; in each, one line per label: the mean by
+    depth with its error bar (the caller chooses what the bar is: see `Panels`). Only integer depths are given: runs without a depth stay off the
     axis (the caller leaves them out). `limits` fixes the y axis (a metric's value range)."""
     names = list(panels)
     labels = sorted({line for lines in panels.values() for line in lines})
@@ -57,10 +58,13 @@ def depth_figure(
             points = sorted(panels[name].get(line, ()))
             if not points:
                 continue
-            xs, ys, es = zip(*points, strict=True)
+            xs, ys, below, above = zip(*points, strict=True)
             depths.update(xs)
-            ax.errorbar(xs, ys, yerr=[0.0 if math.isnan(e) else e for e in es], color=colour[line],
-                        marker="o", linewidth=2, capsize=3)  # fmt: skip
+            bars = [
+                [0.0 if math.isnan(e) else max(e, 0.0) for e in side] for side in (below, above)
+            ]
+            ax.errorbar(xs, ys, yerr=bars, color=colour[line], marker="o", linewidth=2,
+                        capsize=3)  # fmt: skip
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("depth (hidden layers)")
         ax.grid(alpha=0.3)

@@ -479,11 +479,11 @@ def _depth_figure(
     from xmodal import figures
 
     varying = [c for c in _varying(placed)[0] if c != "depth"]
-    panels: dict[str, dict[str, list[tuple[int, float, float]]]] = {}
+    panels: dict[str, dict[str, list[tuple[int, float, float, float]]]] = {}
     for r in placed:
         line = " · ".join(f"{_shown(_config_value(r, c))}" for c in varying) or label
         panels.setdefault(comparison_label(r["comparison"]), {}).setdefault(line, []).append(
-            (int(r["depth"]), float(r["mean"]), 0.0 if r["std"] is None else float(r["std"]))
+            (int(r["depth"]), float(r["mean"]), *error_bar(r)[:2])
         )
     shown_lines = sorted({line for lines in panels.values() for line in lines})[:LINES_PER_FIGURE]
     panels = {
@@ -491,7 +491,10 @@ def _depth_figure(
         for p, lines in panels.items()
     }
     spec = context.metrics.get(measured_by or "") or context.metrics.get(metric)
-    limits = spec.value_range if spec is not None else None
+    # The row metric's own range (e.g. a difference in [-1, 1]) in place of its spec's.
+    limits = context.display(metric, measured_by).value_range
+    if limits is None and spec is not None:
+        limits = spec.value_range
     if limits is not None and not all(math.isfinite(v) for v in limits):
         limits = None
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in metric)
@@ -508,11 +511,36 @@ def _depth_figure(
     return ReportFigure(
         path,
         title=f"Figure: {label} by depth",
-        caption="Mean ± std over folds × seeds, one panel per comparison. Mappings without a "
-        "depth are in the tables only."
+        caption="The mean over folds × seeds, one panel per comparison; error bars: "
+        + _bars_caption(placed)
+        + ". Mappings without a depth are in the tables only."
         + (f" {more} more line(s) are in the tables." if more > 0 else ""),
         level=4,
     )
+
+
+def error_bar(row: Row) -> tuple[float, float, bool]:
+    """The error bar of a `results_summary` row: (below, above, is_interval) — from the mean down
+    to `ci_low` and up to `ci_high` (the confidence interval over items: the mean of the runs'
+    bounds, docs/statistics.md "Folds and seeds"), or ± the std over runs where the row has no
+    interval (NaN when neither: no bar)."""
+    mean = float(row["mean"])
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if low is not None and high is not None and not math.isnan(low) and not math.isnan(high):
+        # A percentile bootstrap's bounds need not contain the mean: the bar stops at the point.
+        return max(0.0, mean - float(low)), max(0.0, float(high) - mean), True
+    spread = math.nan if row.get("std") is None else float(row["std"])
+    return spread, spread, False
+
+
+def _bars_caption(rows: Sequence[Row]) -> str:
+    kinds = {error_bar(r)[2] for r in rows}
+    interval = "the confidence interval over items (the mean of the runs' bounds)"
+    if kinds == {True}:
+        return interval
+    if kinds == {False}:
+        return "± one std over folds × seeds (no intervals)"
+    return f"{interval}, ± one std over folds × seeds where there is none"
 
 
 def _all_lines(rows: Iterable[Row], varying: list[str], label: str) -> set[str]:

@@ -43,6 +43,50 @@ def _err(value: Any) -> float:
     return 0.0 if math.isnan(v) else v
 
 
+def error_bar(row: Row) -> tuple[float, float, bool]:
+    """The error bar of a `paper_depth` row: (below, above, is_interval) — the distances from the
+    mean down to `ci_low` and up to `ci_high` (the interval over items, the mean of the runs'
+    bounds: docs/statistics.md, "Folds and seeds"), or ± one std over the runs where the row has
+    no interval (a metric run with uncertainty = 'none', or rows recorded before intervals)."""
+    mean, low, high = _num(row["mean"]), _num(row.get("ci_low")), _num(row.get("ci_high"))
+    if math.isnan(mean) or math.isnan(low) or math.isnan(high):
+        spread = _err(row["std"])
+        return spread, spread, False
+    # The mean of the runs' bounds contains the mean of their values when each run's interval
+    # contains its value; a percentile bootstrap's need not: the bar then stops at the point.
+    return max(0.0, mean - low), max(0.0, high - mean), True
+
+
+def bars_text(rows: Sequence[Row]) -> str:
+    """What the error bars of figures drawn from `rows` (via `error_bar`) show, for a caption."""
+    kinds = {error_bar(r)[2] for r in rows}
+    interval = "the confidence interval over items (mean of the runs' bounds)"
+    if kinds == {True}:
+        return interval
+    if kinds == {False}:
+        return "± one std over folds × seeds (the runs have no intervals)"
+    return f"{interval}; ± one std over folds × seeds where the runs have no interval"
+
+
+def _bars_short(rows: Sequence[Row]) -> str:
+    """`bars_text` in a few words, for a figure's title."""
+    kinds = {error_bar(r)[2] for r in rows}
+    if kinds == {True}:
+        return "interval over items"
+    return "± std" if kinds == {False} else "interval over items, else ± std"
+
+
+def _points(rows: Sequence[Row]) -> tuple[list[int], list[float], list[list[float]]]:
+    """Depths, means and matplotlib's 2 × n `yerr` (below, above) of rows sorted by depth."""
+    ordered = sorted(rows, key=lambda r: r["depth"])
+    bars = [error_bar(r)[:2] for r in ordered]
+    return (
+        [r["depth"] for r in ordered],
+        [_num(r["mean"]) for r in ordered],
+        [[b[0] for b in bars], [b[1] for b in bars]],
+    )
+
+
 def _grid(n_rows: int, n_cols: int, width: float = 4.2, height: float = 3.2) -> tuple[Any, Any]:
     fig, axes = plt.subplots(
         n_rows,
@@ -73,19 +117,19 @@ def depth_figure(rows: Sequence[Row], path: Path, *, study: str, k: int) -> Path
     pairs = sorted({_pair(r) for r in rows})
     losses = sorted({r["loss"] for r in rows})
     fig, axes = _grid(len(pairs), len(losses))
-    top = max((_num(r["mean"]) + _err(r["std"]) for r in rows), default=1.0)
+    top = max((_num(r["mean"]) + error_bar(r)[1] for r in rows), default=1.0)
     for i, pair in enumerate(pairs):
         for j, loss in enumerate(losses):
             ax = axes[i][j]
             for comparison in ("pred-input", "pred-target", "input-target"):
-                points = sorted(
-                    (r["depth"], _num(r["mean"]), _err(r["std"]))
+                mine = [
+                    r
                     for r in rows
                     if _pair(r) == pair and r["loss"] == loss and r["comparison"] == comparison
-                )
-                if not points:
+                ]
+                if not mine:
                     continue
-                xs, ys, es = zip(*points, strict=True)
+                xs, ys, es = _points(mine)
                 ax.errorbar(
                     xs,
                     ys,
@@ -114,7 +158,7 @@ def depth_figure(rows: Sequence[Row], path: Path, *, study: str, k: int) -> Path
     n = max((r["n"] for r in rows), default=0)
     fig.suptitle(
         f"{study}: mNNO@{k} of trained mappings on held-out items, by depth\n"
-        f"(mean ± std over n = {n} runs: folds × seeds)",
+        f"(mean over n = {n} runs: folds × seeds; bars: {_bars_short(rows)})",
         fontsize=12,
     )
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
@@ -191,9 +235,7 @@ def untrained_figure(rows: Sequence[Row], path: Path, *, study: str, k: int) -> 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     cmap = plt.get_cmap("tab10")
     for i, pair in enumerate(pairs):
-        points = sorted((r["depth"], _num(r["mean"]), _err(r["std"]))
-                        for r in rows if _pair(r) == pair)  # fmt: skip
-        xs, ys, es = zip(*points, strict=True)
+        xs, ys, es = _points([r for r in rows if _pair(r) == pair])
         ax.errorbar(xs, ys, yerr=es, color=cmap(i), marker="o", linewidth=2, capsize=3,
                     label=f"X = {pair.split(' → ')[0]}  (output size of {pair.split(' → ')[1]})")  # fmt: skip
     ax.set_ylim(0, 1)
@@ -205,7 +247,7 @@ def untrained_figure(rows: Sequence[Row], path: Path, *, study: str, k: int) -> 
     n = max((r["n"] for r in rows), default=0)
     ax.set_title(
         f"{study}: untrained networks, mNNO@{k}(f(X), X) by depth\n"
-        f"(mean ± std over n = {n} runs: seeds × folds)",
+        f"(mean over n = {n} runs: seeds × folds; bars: {_bars_short(rows)})",
         fontsize=11,
     )
     fig.tight_layout()
