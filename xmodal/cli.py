@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -216,6 +217,8 @@ def run(
 
     if executor is not None:  # an unknown name or a missing Ray stops here, before any loading
         require_executor(executor, address, workers=workers or 1)
+    if address:  # the `ray` neighbour backend (here or in worker processes) uses the same cluster
+        os.environ["XMODAL_RAY_ADDRESS"] = address
     loaded, runs, shared = _load(study, deep=True, max_runs=max_runs)
     store = _store(db)
     settings = loaded.execution
@@ -249,11 +252,16 @@ def run(
                 progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
             progress.update(task, completed=event.done)
 
-        summary = run_study(
-            loaded, runs, store, shared, force=force, fail_fast=fail_fast, executor=executor,
-            workers=workers, address=address or None, wait=wait,
-            threads=settings.get("threads", 1) if threads is None else threads, on_event=on_event,
-        )  # fmt: skip
+        # A long kNN computed in this process (a space's lists) gets a line of its own.
+        from xmodal.neighbors import report_progress
+
+        with report_progress(shown.tile_progress(progress) if err.is_terminal else None):
+            summary = run_study(
+                loaded, runs, store, shared, force=force, fail_fast=fail_fast, executor=executor,
+                workers=workers, address=address or None, wait=wait,
+                threads=settings.get("threads", 1) if threads is None else threads,
+                on_event=on_event,
+            )  # fmt: skip
         progress.update(task, description=loaded.name)
     phrases = shown.summary_phrases(
         loaded.name, trained=summary.finished, measured=summary.measured, cached=summary.skipped,

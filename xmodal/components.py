@@ -365,7 +365,9 @@ class SimilaritySpec:
     float32 N×d matrix (finite values, do not modify it), `sq_norms` its squared row norms
     (float64, N); `Y` is an N×d' matrix (cast to float32) and `offset` an N vector, or None for
     no offset. Cosine is (X / ‖X‖, None) with weight 1; the negative squared Euclidean distance
-    is (X, ‖X‖²) with weight 2; a plain dot product is (X, None).
+    is (X, ‖X‖²) with weight 2; a plain dot product is (X, None). `prepare` must work row by row
+    (row i of Y and offset depends on row i of X only): a memory-mapped space is prepared in
+    row blocks.
     `self_similarity` is the similarity of a vector to an exact copy of itself (1.0 for cosine,
     0.0 for Euclidean): equal vectors are one point and get exactly this value, which is also
     the item's own value with `include_self`. None when it differs per vector (a dot product):

@@ -43,6 +43,13 @@ How the neighbours are found (docs/performance.md has the measurements):
   uses that tile's own (k+1)-th value, found with torch.topk, as the bar (ties at it included).
 - All tiles have the same shape, a multiple of 32 (zero rows pad the last block): one GEMM shape
   per call. Ties do not rest on that (equal rows are merged before), only the speed does.
+- The tiles are the unit of work (`TileGrid`, `TileSpace`, `compute_tiles`, `TileLists`): the
+  lists of any disjoint runs of tiles, merged by (−similarity, index) with `TileLists.merge` in
+  any order, are the lists of the whole grid. `knn(..., runner=...)` hands the tiles to someone
+  else (the `ray` backend's tasks) and does everything else itself, so the lists are the same.
+- A memory-mapped float32 input (np.load(path, mmap_mode="r")) is checked and prepared one row
+  block at a time, and each tile prepares the blocks it multiplies (a similarity's `prepare`
+  works row by row): no prepared copy of the whole matrix, a few percent more time.
 - Expansion: each distinct vector's k+1 nearest distinct vectors (ties by first index), plus its
   own group at the exact self-similarity, become a list of items sorted by (−similarity, index),
   from which each item drops itself by index. k+1 distinct neighbours always suffice, whatever
@@ -52,9 +59,12 @@ How the neighbours are found (docs/performance.md has the measurements):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import itertools
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -66,7 +76,19 @@ if TYPE_CHECKING:
 # torch is imported where neighbours are computed, not here: `from xmodal import knn` (every
 # metric plugin) and `xmodal validate` must not pay the seconds torch takes to import.
 
-__all__ = ["NeighborError", "Neighbors", "knn", "mnno", "overlap", "overlap_per_item"]
+__all__ = [
+    "NeighborError",
+    "Neighbors",
+    "TileGrid",
+    "TileLists",
+    "TileSpace",
+    "compute_tiles",
+    "knn",
+    "mnno",
+    "overlap",
+    "overlap_per_item",
+    "report_progress",
+]
 
 DEFAULT_BLOCK = 1536
 # The similarity the public `knn`, `mnno` and `Probe.neighbors` use when none is named: the
@@ -77,6 +99,9 @@ _ALIGN = 32
 _SHOW = 5  # how many offending row indices an error message lists
 _KEY_COLUMNS = 16  # sampled columns whose hash flags candidate duplicate rows
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+# Elements of one row block read from a memory-mapped input while it is checked and prepared
+# (float32: 64 MB).
+_STREAM_ELEMENTS = 1 << 24
 
 
 class NeighborError(ValueError):
@@ -116,6 +141,8 @@ def knn(
     include_self: bool = False,
     *,
     block_size: int = DEFAULT_BLOCK,
+    progress: Progress | None = None,
+    runner: TileRunner | None = None,
 ) -> Neighbors:
     """Exact k nearest neighbours of every row of X among the other rows of X.
 
@@ -130,9 +157,19 @@ def knn(
         the matrix product in the last bit, which can only reorder different vectors whose
         similarities are float32 near-ties; equal vectors always tie, see the module docstring);
         the default was the fastest on a 2-core CPU.
+    progress: called as progress(tiles done, tiles in all) while the tiles are computed
+        (`xmodal.progress.tile_progress` shows a bar on a terminal).
+    runner: computes the tiles elsewhere: runner(space, slots, progress) must return what
+        `compute_tiles` over all of `space.grid.tiles()` and `TileLists.finish` return, e.g. the
+        `ray` backend's tasks merged with `TileLists.merge`. Everything else (checks, equal rows,
+        include_self) is this function's, so the lists are the same as without a runner.
+
+    A memory-mapped float32 X (`np.load(path, mmap_mode="r")`) is read and prepared in row
+    blocks: the extra memory is the lists, a few blocks and a few numbers per item, never a
+    copy of X.
     """
     spec = resolve_similarity(similarity)
-    return _knn(_as_matrix(X, "X"), k, spec, include_self, block_size, "X", "knn")
+    return _knn(_as_matrix(X, "X"), k, spec, include_self, block_size, "X", "knn", progress, runner)
 
 
 def _knn(
@@ -143,6 +180,8 @@ def _knn(
     block_size: int,
     name: str,
     where: str,
+    progress: Progress | None = None,
+    runner: TileRunner | None = None,
 ) -> Neighbors:
     n = X32.shape[0]
     _check_k(k, n, include_self, where)
@@ -156,9 +195,9 @@ def _knn(
     else:
         groups = _equal_rows(X32)
         if groups is None:
-            vals, idx = _top_others(form, slots, block_size)
+            vals, idx = _top_others(form, slots, block_size, runner, progress)
         else:
-            vals, idx = _top_others_grouped(form, slots, block_size, groups)
+            vals, idx = _top_others_grouped(form, slots, block_size, groups, runner, progress)
 
     ties = int(np.count_nonzero(vals[:, m - 1] == vals[:, m])) if 0 < m < slots else 0
     vals, idx = vals[:, :m], idx[:, :m]
@@ -276,6 +315,13 @@ def _as_matrix(X: Any, name: str) -> np.ndarray:
     if torch is not None and isinstance(X, torch.Tensor):
         X = X.detach().cpu()
         X = (X.float() if X.dtype in (torch.float16, torch.bfloat16) else X).numpy()
+    if _streamable(X):  # read in row blocks, never copied whole (docs/performance.md)
+        bad = _nonfinite_rows(X)
+        if bad.size:
+            raise NeighborError(
+                f"{name} contains NaN or inf in {bad.size} row(s), first at rows {_first(bad)}"
+            )
+        return X
     try:
         arr = np.asarray(X)
     except (TypeError, ValueError) as exc:
@@ -304,10 +350,28 @@ def _as_matrix(X: Any, name: str) -> np.ndarray:
     return arr32
 
 
+def _streamable(X: Any) -> bool:
+    """A memory-mapped float32 matrix (np.load(..., mmap_mode="r")): kNN reads and prepares it
+    in row blocks, so the whole matrix is never copied into memory."""
+    return (
+        isinstance(X, np.memmap)
+        and X.ndim == 2
+        and X.shape[1] > 0
+        and X.dtype == np.float32
+        and X.flags.c_contiguous
+    )
+
+
 def _nonfinite_rows(arr: np.ndarray) -> np.ndarray:
+    """Rows holding NaN or inf, checked in row blocks (no N×d temporary)."""
     if arr.dtype.kind != "f":
         return np.zeros(0, np.int64)
-    return np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    step = max(1, _STREAM_ELEMENTS // max(arr.shape[1], 1))
+    bad = [
+        s + np.flatnonzero(~np.isfinite(arr[s : s + step]).all(axis=1))
+        for s in range(0, arr.shape[0], step)
+    ]
+    return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
 
 def _first(rows: np.ndarray) -> str:
@@ -373,7 +437,7 @@ def _check_lists(nn_a: Any, nn_b: Any, k: Any) -> tuple[np.ndarray, np.ndarray]:
 def _row_sq_norms(X: np.ndarray) -> np.ndarray:
     """Squared row norms, accumulated in float64 in chunks (no N×d float64 copy)."""
     out = np.empty(X.shape[0], np.float64)
-    step = max(1, (1 << 22) // X.shape[1])
+    step = max(1, (_STREAM_ELEMENTS >> 2) // X.shape[1])  # 32 MB of float64 by default
     for s in range(0, X.shape[0], step):
         c = X[s : s + step].astype(np.float64)
         out[s : s + step] = np.einsum("ij,ij->i", c, c)
@@ -384,21 +448,87 @@ def _row_sq_norms(X: np.ndarray) -> np.ndarray:
 class _Form:
     """A space as the tiles use it: s(i, j) = weight · (Y[i] · Y[j]) − offset[i] − offset[j].
 
+    Y is in memory, or, for a memory-mapped input, `stream` prepares its row blocks when a tile
+    reads them (the prepared matrix never exists whole).
     `owned`: Y is an array only this computation holds (not the caller's X), so the tiles may
     grow it in place into their zero-padded buffer instead of copying it (`_padded`).
     """
 
-    Y: np.ndarray | None  # N×d' float32 (None once handed over to the tiles)
+    Y: np.ndarray | None  # N×d' float32 (None once handed over to the tiles, or streamed)
     offset: np.ndarray | None  # N float32, or None
     weight: float
     self_sim: Any  # np.float32, or an N×1 float32 array (a per-vector self-similarity)
     owned: bool = False
+    stream: _Stream | None = None
 
     def rows(self, rows: np.ndarray) -> _Form:
-        assert self.Y is not None
         self_sim = self.self_sim if np.ndim(self.self_sim) == 0 else self.self_sim[rows]
         offset = None if self.offset is None else self.offset[rows]
+        if self.stream is not None:
+            return _Form(None, offset, self.weight, self_sim, stream=self.stream.rows(rows))
+        assert self.Y is not None
         return _Form(self.Y[rows], offset, self.weight, self_sim, owned=True)
+
+
+class _Stream:
+    """Row blocks of a memory-mapped float32 matrix (all its rows, or `selected` ones in that
+    order), each prepared by the similarity when read. A similarity's `prepare` works row by row,
+    so a block is the same float32 numbers as the same rows of the whole prepared matrix.
+
+    Pickled (to a Ray worker on the same machine or a shared file system) as the file's name and
+    the matrix's place in it; the worker maps the file again."""
+
+    def __init__(
+        self, X: np.ndarray, spec: SimilaritySpec, selected: np.ndarray | None = None
+    ) -> None:
+        self.X = X
+        self.spec = spec
+        self.selected = selected
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0] if self.selected is None else self.selected.size)
+
+    def rows(self, rows: np.ndarray) -> _Stream:
+        chosen = rows if self.selected is None else self.selected[rows]
+        return _Stream(self.X, self.spec, np.asarray(chosen, np.int64))
+
+    def raw(self, start: int, stop: int) -> np.ndarray:
+        if self.selected is None:
+            return np.asarray(self.X[start:stop])
+        return np.asarray(self.X[self.selected[start:stop]])
+
+    def block(self, i: int, b: int) -> np.ndarray:
+        """Row block i (rows i·b ...), prepared, zero rows padding it to b rows."""
+        x = self.raw(i * b, (i + 1) * b)
+        Y, _ = _call_prepare(self.spec, x, _row_sq_norms(x), "X")
+        Y = np.asarray(Y, dtype=np.float32)
+        out = np.zeros((b, Y.shape[1]), np.float32)
+        out[: len(Y)] = Y
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        import mmap
+
+        X = self.X
+        mapped = getattr(X, "_mmap", None)
+        if mapped is None or not getattr(X, "filename", None):
+            raise NeighborError("a streamed matrix must be a memory map of a file")
+        start = int(X.offset) - int(X.offset) % mmap.ALLOCATIONGRANULARITY
+        base = np.frombuffer(mapped, np.uint8).ctypes.data
+        return {
+            "file": str(X.filename),
+            "offset": start + (X.ctypes.data - base),
+            "shape": tuple(X.shape),
+            "spec": self.spec,
+            "selected": self.selected,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.X = np.memmap(
+            state["file"], np.float32, "r", offset=state["offset"], shape=state["shape"]
+        )
+        self.spec = state["spec"]
+        self.selected = state["selected"]
 
 
 def _padded(form: _Form, rows: int) -> np.ndarray:
@@ -431,8 +561,23 @@ def zero_alternatives() -> str:
     return ", ".join(map(repr, names))
 
 
+def _call_prepare(spec: SimilaritySpec, X: np.ndarray, sq: np.ndarray, name: str) -> Any:
+    try:
+        return spec.prepare(X, sq)
+    except NeighborError:
+        raise
+    except Exception as exc:
+        raise NeighborError(
+            f"{name}: similarity {spec.name!r} cannot prepare the vectors: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+
+
 def _prepare(X: np.ndarray, spec: SimilaritySpec, name: str) -> _Form:
-    """Turn X into the similarity's tile form, with the checks every similarity gets."""
+    """Turn X into the similarity's tile form, with the checks every similarity gets.
+
+    A memory-mapped X (`_streamable`) is checked one row block at a time and kept as a
+    `_Stream`: only its offsets and self-similarities (N numbers each) are held in memory."""
     sq = _row_sq_norms(X)
     if spec.rejects_zero_rows:
         zero = np.flatnonzero(sq == 0)
@@ -443,51 +588,63 @@ def _prepare(X: np.ndarray, spec: SimilaritySpec, name: str) -> _Form:
                 f"{spec.name} similarity is undefined for a zero vector: drop those items or use "
                 + (others or "a similarity defined for zero vectors")
             )
-    try:
-        Y, offset = spec.prepare(X, sq)
-    except NeighborError:
-        raise
-    except Exception as exc:
-        raise NeighborError(
-            f"{name}: similarity {spec.name!r} cannot prepare the vectors: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
     n = X.shape[0]
-    same = Y is X
-    Y = np.ascontiguousarray(Y, dtype=np.float32)
-    if Y.ndim != 2 or Y.shape[0] != n or Y.shape[1] == 0:
-        raise NeighborError(
-            f"similarity {spec.name!r}: prepare returned vectors of shape {Y.shape}, expected "
-            f"({n}, d) with d >= 1"
-        )
-    if offset is not None:
-        offset = np.ascontiguousarray(offset, dtype=np.float32)
-        if offset.shape != (n,):
+    streamed = _streamable(X)
+    step = max(1, _STREAM_ELEMENTS // X.shape[1]) if streamed else max(n, 1)
+    offsets: list[np.ndarray] = []
+    self_sims: list[np.ndarray] = []
+    Y_all: np.ndarray | None = None
+    owned = False
+    for s in range(0, max(n, 1), step):
+        x = X[s : s + step] if streamed else X
+        m = x.shape[0]
+        Y, offset = _call_prepare(spec, x, sq[s : s + m], name)
+        same = Y is x
+        Y = np.ascontiguousarray(Y, dtype=np.float32)
+        if Y.ndim != 2 or Y.shape[0] != m or Y.shape[1] == 0:
             raise NeighborError(
-                f"similarity {spec.name!r}: prepare returned offsets of shape {offset.shape}, "
-                f"expected ({n},)"
+                f"similarity {spec.name!r}: prepare returned vectors of shape {Y.shape}, "
+                f"expected ({m}, d) with d >= 1"
             )
-    # The products must not overflow: |Y[i] · Y[j]| <= max ‖Y‖², so bound 2 · weight · ‖Y‖².
-    sq_y = sq.astype(np.float32) if same else np.einsum("ij,ij->i", Y, Y)
-    with np.errstate(over="ignore", invalid="ignore"):
-        bad = ~np.isfinite(np.float32(2 * spec.weight) * sq_y)
         if offset is not None:
-            bad |= ~np.isfinite(offset)
-    big = np.flatnonzero(bad)
-    if big.size:
-        raise NeighborError(
-            f"{name} has rows whose squared norms overflow float32 (first at rows {_first(big)}); "
-            f"rescale the vectors"
-        )
+            offset = np.ascontiguousarray(offset, dtype=np.float32)
+            if offset.shape != (m,):
+                raise NeighborError(
+                    f"similarity {spec.name!r}: prepare returned offsets of shape "
+                    f"{offset.shape}, expected ({m},)"
+                )
+            offsets.append(offset)
+        # The products must not overflow: |Y[i] · Y[j]| <= max ‖Y‖², so bound 2·weight·‖Y‖².
+        sq_y = sq[s : s + m].astype(np.float32) if same else np.einsum("ij,ij->i", Y, Y)
+        with np.errstate(over="ignore", invalid="ignore"):
+            bad = ~np.isfinite(np.float32(2 * spec.weight) * sq_y)
+            if offset is not None:
+                bad |= ~np.isfinite(offset)
+        big = np.flatnonzero(bad) + s
+        if big.size:
+            raise NeighborError(
+                f"{name} has rows whose squared norms overflow float32 (first at rows "
+                f"{_first(big)}); rescale the vectors"
+            )
+        if spec.self_similarity is None:
+            # per vector: weight · ‖y‖² − 2·offset, in float64 (equal vectors get equal values)
+            per_row = spec.weight * (sq[s : s + m] if same else _row_sq_norms(Y))
+            if offset is not None:
+                per_row = per_row - 2 * offset.astype(np.float64)
+            self_sims.append(per_row.astype(np.float32)[:, None])
+        if not streamed:
+            Y_all = Y
+            owned = not same and Y is not X and Y.base is None and Y.flags.owndata
+    offset_all = (
+        None if not offsets else offsets[0] if len(offsets) == 1 else np.concatenate(offsets)
+    )
     if spec.self_similarity is not None:
         self_sim: Any = np.float32(spec.self_similarity)
-    else:  # per vector: weight · ‖y‖² − 2·offset, in float64 (equal vectors get equal values)
-        per_row = spec.weight * (sq if same else _row_sq_norms(Y))
-        if offset is not None:
-            per_row = per_row - 2 * offset.astype(np.float64)
-        self_sim = per_row.astype(np.float32)[:, None]
-    owned = not same and Y is not X and Y.base is None and Y.flags.owndata
-    return _Form(Y, offset, float(spec.weight), self_sim, owned)
+    else:
+        self_sim = self_sims[0] if len(self_sims) == 1 else np.concatenate(self_sims)
+    if streamed:
+        return _Form(None, offset_all, float(spec.weight), self_sim, stream=_Stream(X, spec))
+    return _Form(Y_all, offset_all, float(spec.weight), self_sim, owned)
 
 
 @attrs.frozen(eq=False)
@@ -566,12 +723,17 @@ def _rows_equal(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _top_others_grouped(
-    form: _Form, slots: int, block_size: int, groups: _Groups
+    form: _Form,
+    slots: int,
+    block_size: int,
+    groups: _Groups,
+    runner: TileRunner | None = None,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """_top_others for data with equal rows: kNN of the distinct rows, then expanded to items."""
     distinct = form.rows(groups.first)
     form.Y = None  # only the distinct rows are multiplied
-    n_u = distinct.Y.shape[0]
+    n_u = groups.first.size
     # `slots` distinct neighbours always suffice, whatever the group sizes and ties: the first
     # (lowest-index) item of every fetched group beats every item of every group left out.
     # Groups are ranked by (−similarity, group id) and group ids follow first indices, so a
@@ -580,7 +742,7 @@ def _top_others_grouped(
     # others that beat everything left out, and its best `slots` are all fetched.
     width = min(slots, n_u - 1)
     if width > 0:
-        uv, ui = _top_others(distinct, width, block_size)
+        uv, ui = _top_others(distinct, width, block_size, runner, progress)
     else:  # a single distinct vector: every other item is an equal copy
         uv, ui = np.empty((n_u, 0), np.float32), np.empty((n_u, 0), np.int64)
     return _expand(groups, uv, ui, slots, distinct.self_sim)
@@ -682,61 +844,204 @@ def _group_lists(
     return e_val[pick], e_item[pick]
 
 
-def _top_others(form: _Form, slots: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _top_others(
+    form: _Form,
+    slots: int,
+    block_size: int,
+    runner: TileRunner | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Each row's `slots` best other rows, sorted by (−similarity, index)."""
+    n = form.Y.shape[0] if form.Y is not None else len(form.stream)  # type: ignore[arg-type]
+    space = _tile_space(form, TileGrid.of(n, block_size))
+    start = _REPORTER.get()
+    if progress is None and start is not None:
+        progress = start(len(space.grid.tiles()))
+    if runner is None:
+        return compute_tiles(space, space.grid.tiles(), slots, progress).finish()
+    vals, idx = runner(space, slots, progress)
+    return vals, idx
+
+
+# --- tiles: the unit of work, in this process or on a cluster -----------------------------------
+
+# progress(tiles done, tiles in all), called as tiles finish.
+Progress = Callable[[int, int], None]
+# runner(space, slots, progress) -> (values, indices), N×slots: what `compute_tiles` over all
+# of space.grid's tiles and `TileLists.finish` give, computed elsewhere (the `ray` backend).
+TileRunner = Callable[["TileSpace", int, "Progress | None"], tuple[np.ndarray, np.ndarray]]
+# Where kNN computations without a `progress` of their own report (`report_progress`).
+_REPORTER: contextvars.ContextVar[Callable[[int], Progress | None] | None] = contextvars.ContextVar(
+    "xmodal_knn_progress", default=None
+)
+
+
+@contextlib.contextmanager
+def report_progress(start: Callable[[int], Progress | None] | None) -> Iterator[None]:
+    """Within this block, each kNN computed in this thread without its own `progress` calls
+    start(tiles in all) and reports to the callback it returns (None: that one is not shown).
+    `xmodal run` passes `xmodal.progress.tile_progress` on a terminal; None does nothing."""
+    token = _REPORTER.set(start)
+    try:
+        yield
+    finally:
+        _REPORTER.reset(token)
+
+
+@attrs.frozen
+class TileGrid:
+    """The symmetric tile grid over n rows: row blocks of b rows (b a multiple of 32; zero rows
+    pad the last block) and the upper-triangle tiles (bi, bj), bj >= bi, in row-major order."""
+
+    n: int
+    b: int
+
+    @classmethod
+    def of(cls, n: int, block_size: int = DEFAULT_BLOCK) -> TileGrid:
+        """The grid `knn` uses for n rows and a `block_size` (rounded to equal blocks)."""
+        nb = max(1, math.ceil(n / max(int(block_size), _ALIGN)))
+        return cls(n, _ALIGN * math.ceil(max(1, math.ceil(n / nb)) / _ALIGN))
+
+    @property
+    def blocks(self) -> int:
+        return math.ceil(self.n / self.b)
+
+    def rows(self, block: int) -> tuple[int, int]:
+        """(first row, rows) of a row block."""
+        return block * self.b, min(self.b, self.n - block * self.b)
+
+    def tiles(self) -> list[tuple[int, int]]:
+        nb = self.blocks
+        return [(i, j) for i in range(nb) for j in range(i, nb)]
+
+    def chunks(self, count: int) -> list[list[tuple[int, int]]]:
+        """The tiles cut into `count` runs of consecutive tiles of near-equal length (fewer if
+        there are fewer tiles)."""
+        tiles = self.tiles()
+        count = max(1, min(int(count), len(tiles)))
+        edges = np.linspace(0, len(tiles), count + 1).round().astype(int)
+        return [tiles[a:b] for a, b in itertools.pairwise(edges.tolist())]
+
+
+@attrs.define(eq=False)
+class TileSpace:
+    """A space as its tiles read it: s(i, j) = weight · (Y[i] · Y[j]) − offset[i] − offset[j].
+
+    Row blocks are slices of `Y` (zero-padded to whole blocks) or, for a memory-mapped input,
+    read and prepared one block at a time (`stream`): the same float32 numbers either way.
+    Pickles (for a worker) with `Y`; a runner may ship `Y` apart (`without_rows`,
+    `with_rows`)."""
+
+    grid: TileGrid
+    weight: float
+    offset: np.ndarray | None  # grid.blocks · b float32 (zero-padded), or None
+    Y: np.ndarray | None = None  # grid.blocks · b × d' float32
+    stream: _Stream | None = None
+
+    def block(self, i: int) -> np.ndarray:
+        """Row block i, b × d' float32."""
+        b = self.grid.b
+        if self.Y is not None:
+            return self.Y[i * b : (i + 1) * b]
+        assert self.stream is not None
+        return self.stream.block(i, b)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the prepared rows (in memory, or as they will be read from the map)."""
+        if self.Y is not None:
+            return int(self.Y.nbytes)
+        assert self.stream is not None
+        return len(self.stream) * int(self.stream.X.shape[1]) * 4
+
+    def without_rows(self) -> TileSpace:
+        return TileSpace(self.grid, self.weight, self.offset, None, self.stream)
+
+    def with_rows(self, Y: np.ndarray | None) -> TileSpace:
+        return TileSpace(self.grid, self.weight, self.offset, Y, self.stream)
+
+
+def _tile_space(form: _Form, grid: TileGrid) -> TileSpace:
+    rows = grid.blocks * grid.b
+    offset = None
+    if form.offset is not None:
+        offset = np.zeros(rows, np.float32)
+        offset[: grid.n] = form.offset
+    if form.stream is not None:
+        return TileSpace(grid, form.weight, offset, stream=form.stream)
+    return TileSpace(grid, form.weight, offset, Y=_padded(form, rows))
+
+
+def compute_tiles(
+    space: TileSpace,
+    tiles: Sequence[tuple[int, int]],
+    slots: int,
+    progress: Progress | None = None,
+    *,
+    done: int = 0,
+    total: int | None = None,
+) -> TileLists:
+    """Multiply the given tiles (bi, bj), bj >= bi, of `space` and keep, for every item they
+    touch, its best `slots` candidates among them: tile (bi, bj) offers each row item of block bi
+    its columns and, off the diagonal, each column item of block bj its rows.
+
+    Tiles must come in row-major order (as `TileGrid.tiles` and `chunks` give them): then each
+    item meets its candidates in increasing index, which the lists' tie-break rests on. Lists of
+    disjoint sets of tiles combine with `TileLists.merge` into the lists of all of them: over the
+    whole grid, the lists of `knn`.
+
+    progress(done + tiles finished here, total) is called after each tile.
+    """
     import torch
 
-    assert form.Y is not None
-    n = form.Y.shape[0]
-    block = max(int(block_size), _ALIGN)
-    nb = math.ceil(n / block)
-    b = _ALIGN * math.ceil(math.ceil(n / nb) / _ALIGN)
-    padded = _padded(form, nb * b)
-    T = torch.from_numpy(padded)
+    grid = space.grid
+    n, b = grid.n, grid.b
+    lo = min((bi for bi, _ in tiles), default=grid.blocks) * b
+    lists = TileLists(min(lo, n), n, slots)
+    total = len(tiles) if total is None else total
     tile_t = torch.empty((b, b), dtype=torch.float32)
     tile = tile_t.numpy()
-    weighted = form.weight != 1.0
-    offsets = form.offset is not None
-    if offsets:
-        sq = np.zeros(nb * b, np.float32)
-        sq[:n] = form.offset
+    weighted = space.weight != 1.0
+    if space.offset is not None:
+        sq = space.offset
         sum_buf = np.empty((b, b), np.float32)
+    row_id, R = -1, None
+    for bi, bj in tiles:
+        r0, nr = grid.rows(bi)
+        c0, nc = grid.rows(bj)
+        if bi != row_id:
+            row_id, R = bi, torch.from_numpy(space.block(bi))
+        assert R is not None
+        C = R if bj == bi else torch.from_numpy(space.block(bj))
+        torch.mm(R, C.T, out=tile_t)
+        if weighted:
+            np.multiply(tile, np.float32(space.weight), out=tile)
+        if space.offset is not None:
+            # Euclidean: −((‖a‖² + ‖b‖²) − 2ab): the offset sum commutes, so the tile stays
+            # symmetric.
+            np.add.outer(sq[r0 : r0 + b], sq[c0 : c0 + b], out=sum_buf)
+            np.subtract(tile, sum_buf, out=tile)
+        S = tile[:nr, :nc]
+        if bi == bj:
+            np.fill_diagonal(S, -np.inf)
+        lists.offer_rows(S, r0, c0)
+        if bj > bi:
+            lists.offer_cols(S, c0, r0)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    return lists
 
-    lists = _Lists(n, slots)
-    for bi in range(nb):
-        r0 = bi * b
-        nr = min(b, n - r0)
-        if nr <= 0:
-            break
-        for bj in range(bi, nb):
-            c0 = bj * b
-            nc = min(b, n - c0)
-            if nc <= 0:
-                break
-            torch.mm(T[r0 : r0 + b], T[c0 : c0 + b].T, out=tile_t)
-            if weighted:
-                np.multiply(tile, np.float32(form.weight), out=tile)
-            if offsets:
-                # Euclidean: −((‖a‖² + ‖b‖²) − 2ab): the offset sum commutes, so the tile stays
-                # symmetric.
-                np.add.outer(sq[r0 : r0 + b], sq[c0 : c0 + b], out=sum_buf)
-                np.subtract(tile, sum_buf, out=tile)
-            S = tile[:nr, :nc]
-            if bi == bj:
-                np.fill_diagonal(S, -np.inf)
-            lists.offer_rows(S, r0, c0)
-            if bj > bi:
-                lists.offer_cols(S, c0, r0)
-    return lists.finish()
 
+class TileLists:
+    """The best `slots` candidates so far of items lo..hi−1: values (descending) and indices
+    (−inf and −1 where a list is not full yet), in (−similarity, index) order."""
 
-class _Lists:
-    """Every item's best candidates so far: values (desc) and indices, `slots` per item."""
-
-    def __init__(self, n: int, slots: int) -> None:
+    def __init__(self, lo: int, hi: int, slots: int) -> None:
+        self.lo = lo
         self.slots = slots
-        self.vals = np.full((n, slots), -np.inf, np.float32)
-        self.idx = np.full((n, slots), -1, np.int64)
+        self.vals = np.full((hi - lo, slots), -np.inf, np.float32)
+        self.idx = np.full((hi - lo, slots), -1, np.int64)
 
     def _thresholds(self, S: np.ndarray, items: slice, axis: int) -> np.ndarray:
         """Per item, a value that a tile element must exceed to enter the item's list.
@@ -761,33 +1066,37 @@ class _Lists:
 
     def offer_rows(self, S: np.ndarray, item0: int, nbr0: int) -> None:
         """Offer S[r, c] to item item0 + r as neighbour nbr0 + c."""
-        tau = self._thresholds(S, slice(item0, item0 + S.shape[0]), axis=0)
+        at = item0 - self.lo
+        tau = self._thresholds(S, slice(at, at + S.shape[0]), axis=0)
         flat = np.flatnonzero(np.greater(S, tau[:, None]))
         if flat.size == 0:
             return
         r, c = np.divmod(flat, S.shape[1])
         v = S[r, c]
         # Row-major order already groups by item with neighbours ascending.
-        self._merge(r + item0, c + nbr0, v)
+        self._merge(r + at, c + nbr0, v)
 
     def offer_cols(self, S: np.ndarray, item0: int, nbr0: int) -> None:
         """Offer S[r, c] to item item0 + c as neighbour nbr0 + r."""
-        tau = self._thresholds(S, slice(item0, item0 + S.shape[1]), axis=1)
+        at = item0 - self.lo
+        tau = self._thresholds(S, slice(at, at + S.shape[1]), axis=1)
         flat = np.flatnonzero(np.greater(S, tau[None, :]))
         if flat.size == 0:
             return
         r, c = np.divmod(flat, S.shape[1])
         order = np.argsort(c, kind="stable")  # group by item, neighbours stay ascending
         r, c = r[order], c[order]
-        self._merge(c + item0, r + nbr0, S[r, c])
+        self._merge(c + at, r + nbr0, S[r, c])
 
-    def _merge(self, items: np.ndarray, nbrs: np.ndarray, v: np.ndarray) -> None:
-        # No threshold is below -inf, so the masked diagonal never gets here.
-        starts = np.flatnonzero(np.r_[True, items[1:] != items[:-1]])
-        counts = np.diff(np.r_[starts, items.size])
-        uniq = items[starts]
+    def _merge(self, rows: np.ndarray, nbrs: np.ndarray, v: np.ndarray) -> None:
+        # rows: list rows (item − lo), grouped, each group's neighbours ascending and all higher
+        # than those already in its list. No threshold is below -inf, so the masked diagonal
+        # never gets here.
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        counts = np.diff(np.r_[starts, rows.size])
+        uniq = rows[starts]
         group = np.repeat(np.arange(uniq.size), counts)
-        rank = np.arange(items.size) - np.repeat(starts, counts)
+        rank = np.arange(rows.size) - np.repeat(starts, counts)
         s = self.slots
         width = s + int(counts.max())
         dv = np.full((uniq.size, width), -np.inf, np.float32)
@@ -801,6 +1110,26 @@ class _Lists:
         order = np.argsort(-dv, axis=1, kind="stable")[:, :s]
         self.vals[uniq] = np.take_along_axis(dv, order, axis=1)
         self.idx[uniq] = np.take_along_axis(di, order, axis=1)
+
+    def merge(self, lo: int, vals: np.ndarray, idx: np.ndarray) -> None:
+        """Take in the lists of items lo.. found over other tiles (`compute_tiles` on a disjoint
+        set of tiles): each item keeps its best `slots` of both, by (−similarity, index)."""
+        at = lo - self.lo
+        rows = slice(at, at + len(vals))
+        cur_v, cur_i = self.vals[rows], self.idx[rows]
+        last_v, last_i = cur_v[:, -1:], cur_i[:, -1:]
+        # A candidate enters if it beats the list's last entry (an empty slot: any candidate).
+        beats = (vals > last_v) | ((vals == last_v) & (idx >= 0) & ((idx < last_i) | (last_i < 0)))
+        hit = np.flatnonzero(beats.any(axis=1))
+        if hit.size == 0:
+            return
+        cv = np.concatenate([cur_v[hit], vals[hit]], axis=1)
+        ci = np.concatenate([cur_i[hit], idx[hit]], axis=1)
+        # Empty slots (−inf, −1) go last: they sort by +inf, then by an index pushed past all.
+        order = np.lexsort((np.where(ci < 0, np.iinfo(np.int64).max, ci), -cv), axis=1)
+        order = order[:, : self.slots]
+        cur_v[hit] = np.take_along_axis(cv, order, axis=1)
+        cur_i[hit] = np.take_along_axis(ci, order, axis=1)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         if (self.idx < 0).any():  # cannot happen while slots <= N - 1

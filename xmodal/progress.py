@@ -96,6 +96,34 @@ def start_session(progress: Progress, task_id: int, done: int) -> None:
         progress.update(task_id, session_start=progress.get_time(), session_base=done)
 
 
+# A neighbour computation of at least this many tiles gets a progress line (tile_progress): about
+# 16,000 items at the default block size, a few seconds on a 2-core CPU.
+MIN_TILES = 64
+
+
+def tile_progress(
+    progress: Progress, *, min_tiles: int = MIN_TILES
+) -> Callable[[int], Callable[[int, int], None] | None]:
+    """For `xmodal.neighbors.report_progress`: each kNN of at least `min_tiles` tiles gets its
+    own line in `progress` while it runs (`nearest neighbours`, bar, tiles done/all, elapsed,
+    ETA at its pace so far), removed when it finishes."""
+
+    def start(total: int) -> Callable[[int, int], None] | None:
+        if total < min_tiles:
+            return None
+        task = progress.add_task("nearest neighbours (tiles)", total=total)
+        start_session(progress, task, 0)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done)
+            if done >= total:
+                progress.remove_task(task)
+
+        return report
+
+    return start
+
+
 def duration(seconds: float) -> str:
     """`4.2 s`, `3 min 12 s`, `1 h 04 min`: short and unambiguous."""
     if seconds < 60:
