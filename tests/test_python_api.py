@@ -172,13 +172,13 @@ def test_results_filter_by_value_list_and_null_and_give_data_frames(ran):
     everything = con.results(study="tiny")
     frame = everything.df()
     assert list(frame.columns) == everything.columns
-    assert {"study", "run_id", "mapping", "depth", "state", "result_split", "metric",
+    assert {"study", "run_id", "mapping", "depth", "kind", "split", "metric",
             "comparison", "k", "value"} <= set(frame.columns)  # fmt: skip
     assert len(frame) == rows(db, "SELECT count(*) FROM study_results WHERE study = 'tiny'")[0][0]
 
-    at10 = con.results(study="tiny", metric="mnno", k=10, state="trained").df()
+    at10 = con.results(study="tiny", metric="mnno", k=10, kind="trained").df()
     assert len(at10) == 4 * 3  # 4 trained runs × 3 comparisons
-    assert set(at10["k"]) == {10} and set(at10["state"]) == {"trained"}
+    assert set(at10["k"]) == {10} and set(at10["kind"]) == {"trained"}
     some = con.results(study="tiny", metric="mnno", k=[1, 5]).df()
     assert set(some["k"]) == {1, 5}
     assert len(con.results(study="tiny", loss=None).df()) == len(frame[frame["loss"].isna()]) > 0
@@ -191,9 +191,9 @@ def test_runs_measurements_curves_and_studies(ran):
     assert len(runs) == RUNS and list(runs["position"]) == list(range(RUNS))
     assert set(runs["status"]) == {"finished"}
     assert con.measurements(study="tiny", metric="mnno").fetchall()
-    curves = con.curves(study="tiny", state="trained").df()
+    curves = con.curves(study="tiny", kind="trained").df()
     assert {"run_id", "mapping", "epoch", "split", "metric", "value"} <= set(curves.columns)
-    assert set(curves["state"]) == {"trained"} and curves["epoch"].max() >= 1
+    assert set(curves["kind"]) == {"trained"} and curves["epoch"].max() >= 1
     assert con.studies().fetchall()[0][0] == "tiny"
 
 
@@ -266,7 +266,7 @@ def test_an_unknown_filter_names_the_columns_and_a_close_one(ran):
         xmodal.connect(db).results(study="tiny", metrc="mnno")
     message = str(caught.value)
     assert "no column 'metrc'" in message and "did you mean 'metric'?" in message
-    assert "result_split" in message and "comparison" in message  # the allowed columns
+    assert "split_strategy" in message and "comparison" in message  # the allowed columns
 
 
 def test_an_unknown_study_is_named_with_the_studies_the_database_holds(ran):
@@ -277,12 +277,14 @@ def test_an_unknown_study_is_named_with_the_studies_the_database_holds(ran):
         xmodal.connect(db).runs(study="study.toml")
 
 
-def test_split_test_points_to_result_split_and_odd_values_are_refused(ran):
+def test_split_is_the_measured_split_a_strategy_points_to_split_strategy(ran):
     _, db, _ = ran
     con = xmodal.connect(db)
-    with pytest.raises(FilterError, match="result_split='test'"):
-        con.results(study="tiny", split="test")
-    assert con.results(study="tiny", split="dataset").fetchone() is not None  # the strategy
+    tested = con.results(study="tiny", split="test").df()
+    assert len(tested) > 0 and set(tested["split"]) == set(tested["result_split"]) == {"test"}
+    with pytest.raises(FilterError, match="split_strategy='kfold'"):
+        con.results(study="tiny", split="dataset")  # the old meaning of results' `split`
+    assert con.results(study="tiny", split_strategy="dataset").fetchone() is not None
     with pytest.raises(FilterError, match="string, number or boolean"):
         con.results(study="tiny", k={"min": 5})
     with pytest.raises(FilterError, match="empty list"):

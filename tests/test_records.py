@@ -12,15 +12,16 @@ from xmodal.records import MeasurementRow, RunRow, column_types
 from xmodal.store import CURVE_COLUMNS, RESULT_COLUMNS, RunRecord, Store, migrate
 
 
-def table_columns(table: str) -> dict[str, str]:
-    """Column name -> type of `table` in a database brought up to date by every migration."""
+def table_columns(table: str, generated: bool = False) -> dict[str, str]:
+    """Column name -> type of `table` in a database brought up to date by every migration: its
+    stored columns, or (`generated`) the generated ones that keep a renamed column's old name."""
     con = duckdb.connect()
     migrate(con)
     return dict(
         con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = ? ORDER BY ordinal_position",
-            [table],
+            "WHERE table_name = ? AND (is_generated = 'ALWAYS') = ? ORDER BY ordinal_position",
+            [table, generated],
         ).fetchall()
     )
 
@@ -31,6 +32,25 @@ def test_a_records_fields_are_its_tables_columns(table, record):
     assert set(fields) - set(columns) == set(), "fields without a column: add a migration"
     assert set(columns) - set(fields) == set(), f"columns without a field in {record.__name__}"
     assert fields == columns, "a field's type does not match its column's SQL type"
+
+
+@pytest.mark.parametrize(("table", "record"), [("runs", RunRow), ("measurements", MeasurementRow)])
+def test_a_renamed_columns_old_name_is_a_generated_column_of_the_same_type(table, record):
+    old = table_columns(table, generated=True)
+    fields = column_types(record)
+    assert set(old) == set(record.OLD_NAMES)
+    assert {name: fields[new] for name, new in record.OLD_NAMES.items()} == old
+
+
+def test_a_row_spooled_under_the_old_column_names_records_under_the_new(tmp_path):
+    store = Store(tmp_path / "r.duckdb")
+    run = {"run_id": "r1", "status": "finished", "state": "trained", "split": "kfold",
+           "probe_seconds": 1.5}  # fmt: skip
+    store.record(RunRecord("r1", run, [], [], []))
+    with duckdb.connect(str(store.path), read_only=True) as con:
+        assert con.execute(
+            "SELECT kind, split_strategy, measure_seconds, state, split, probe_seconds FROM runs"
+        ).fetchall() == [("trained", "kfold", 1.5, "trained", "kfold", 1.5)]
 
 
 @pytest.mark.parametrize(

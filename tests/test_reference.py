@@ -175,13 +175,13 @@ def test_every_builtin_parameter_has_a_doc():
     )
 
 
-def test_the_probes_section_names_the_registered_run_kinds():
+def test_the_runs_section_names_the_registered_run_kinds():
     registry = reference.builtin_registry()
     text = reference.markdown(registry, reference.study_sections())
-    probes = text.split("### `[probes]`", 1)[1].split("\n### ", 1)[0]
-    assert "every key of `[probes]` names a run kind" in probes
+    runs = text.split("### `[runs]`", 1)[1].split("\n### ", 1)[0]
+    assert "Every key of `[runs]` names a run kind" in runs
     for kind, spec in registry.of("run_kinds").items():
         on = " (on by default)" if spec.default else ""
-        assert f"`{kind}`{on}" in probes, kind
+        assert f"`{kind}`{on}" in runs, kind
     empty = reference.markdown(plugins.Registry(), reference.study_sections())
     assert "No run kind is registered." in empty

@@ -78,6 +78,12 @@ class Study:
     def description(self) -> str:
         return self.declaration.description
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """One line per old spelling the file uses (e.g. `[probes]`), read the same as the new
+        one; `xmodal validate` and `xmodal run` print them, and so does `xmodal.run`."""
+        return tuple(self.declaration.notes)
+
     def __len__(self) -> int:
         return len(self.runs)
 
@@ -183,7 +189,7 @@ class PlannedRun:
             "mapping": run.mapping,
             "depth": run.depth,
             "loss": run.loss,
-            "state": run.kind,
+            "kind": run.kind,
             "seed": run.seed,
             "action": self.action,
             "status": self.status,
@@ -191,10 +197,10 @@ class PlannedRun:
         }
 
 
-# The columns of `Plan.df()`, as `xmodal plan` shows them (`state` is the run kind, as in `runs`).
+# The columns of `Plan.df()`, as `xmodal plan` shows them (`kind`: the run kind, as in `runs`).
 PLAN_COLUMNS = (
     "run_id", "dataset", "input_features", "target_features", "direction", "fold", "mapping",
-    "depth", "loss", "state", "seed", "action", "status", "measurements",
+    "depth", "loss", "kind", "seed", "action", "status", "measurements",
 )  # fmt: skip
 
 
@@ -392,6 +398,9 @@ def run(
     threads = settings.get("threads", 1) if threads is None else threads
     pool = _pool_problem(loaded.data.registry, workers, executor, threads, address)
     failures: list[RunFailure] = []
+    if progress is True:
+        for note in loaded.notes:
+            print(note, file=sys.stderr)
     display = _Display(loaded.name, len(loaded.runs)) if progress is True else None
     callback = progress if callable(progress) else None
 
@@ -684,7 +693,7 @@ _SOURCES: dict[str, str] = {
     "ON sm.study = l.name AND sm.study_hash = l.hash "
     "JOIN measurements m ON m.measurement_id = sm.measurement_id",
     "curves": "SELECT sr.study, c.run_id, r.dataset, r.input_features, r.target_features, "
-    "r.direction, r.fold, r.mapping, r.depth, r.loss, r.state, r.seed, c.epoch, c.split, "
+    "r.direction, r.fold, r.mapping, r.depth, r.loss, r.kind, r.state, r.seed, c.epoch, c.split, "
     f"c.metric, c.comparison, c.k, c.similarity, c.value {_CURRENT_RUNS} "
     "JOIN runs r ON r.run_id = sr.run_id JOIN curves c ON c.run_id = sr.run_id",
     "studies": "SELECT s.name AS study, s.hash, s.path, s.created, "
@@ -744,16 +753,18 @@ class Connection:
         the view `study_results`.
 
         Columns include study, run_id, dataset, input_features, target_features, direction,
-        mapping, depth, loss, state, seed, fold, result_split (the split measured: "test" or
-        "train"), metric, comparison, k, similarity, epoch, value, measurement_id.
+        split_strategy, fold, mapping, depth, loss, kind (the run kind), seed, split (the split
+        measured: "test" or "train"), metric, comparison, k, similarity, epoch, value,
+        measurement_id, ci_low, ci_high; and the old names state (= kind), result_split
+        (= split) and probe_seconds (= measure_seconds).
 
-            >>> db.results(study="quickstart", metric="mnno", k=10, state="trained").df()
+            >>> db.results(study="quickstart", metric="mnno", k=10, kind="trained").df()
         """
-        if "split" in filters and set(_values(filters["split"])) & {"test", "train"}:
+        if "split" in filters and set(_values(filters["split"])) - {"test", "train"}:
             raise FilterError(
-                "results(split=...): `split` is the run's split strategy (dataset, random, "
-                "kfold); the split a result was measured on is `result_split`, e.g. "
-                "results(result_split='test')"
+                "results(split=...): `split` is the split a result was measured on ('test' or "
+                "'train'); the run's split strategy (dataset, random, kfold, ...) is "
+                "`split_strategy`, e.g. results(split_strategy='kfold')"
             )
         return self._table("results", study, filters)
 
@@ -773,8 +784,8 @@ class Connection:
     def curves(self, study: str | Sequence[str] | None = None, **filters: Any) -> Relation:
         """Per-epoch values recorded while training (the training loss, and metrics where
         recorded), with the columns of their run that tell curves apart: study, run_id, dataset,
-        input_features, target_features, direction, fold, mapping, depth, loss, state, seed,
-        epoch, split, metric, comparison, k, similarity, value."""
+        input_features, target_features, direction, fold, mapping, depth, loss, kind (and its
+        old name state), seed, epoch, split, metric, comparison, k, similarity, value."""
         return self._table("curves", study, filters)
 
     def studies(self, **filters: Any) -> Relation:

@@ -100,6 +100,8 @@ def _load(
     from xmodal.api import load_study  # one loader for the CLI and the Python API
 
     loaded = load_study(path, check=deep, max_runs=max_runs)
+    for note in loaded.notes:  # old spellings, read the same: say how to update the file
+        err.print(note, markup=False, highlight=False, soft_wrap=True)
     return loaded.declaration, list(loaded.runs), loaded.data
 
 
@@ -145,7 +147,7 @@ def plan(
         "mapping",
         "depth",
         "loss",
-        "state",
+        "kind",
         "seed",
         "action",
     ):

@@ -306,7 +306,9 @@ class ReportSectionSpec:
 
 
 # Keys of a study's [data] table that are not split parameters: no split strategy may take them.
-DATA_SETTINGS = ("dataset", "params", "pairs", "directions", "split", "split_seed")
+DATA_SETTINGS = (
+    *("dataset", "params", "pairs", "directions", "split_strategy", "split", "split_seed"),
+)
 
 
 def _single_fold(params: Mapping[str, Any]) -> tuple[int | None, ...]:

@@ -106,7 +106,7 @@ def execute(job: Job, shared: StudyData) -> Outcome:
     t2 = time.perf_counter()
     if job.train:
         row = run_row(run, "finished", started=started, train_seconds=t1 - t0,
-                      probe_seconds=t2 - t1, n_train=n_train, n_test=n_test)  # fmt: skip
+                      measure_seconds=t2 - t1, n_train=n_train, n_test=n_test)  # fmt: skip
     return Outcome(run=row, predictions=predictions, measured=measured, curves=curves)
 
 
@@ -313,7 +313,7 @@ def run_row(
     error: str | None = None,
     study: str | None = None,
     train_seconds: float | None = None,
-    probe_seconds: float | None = None,
+    measure_seconds: float | None = None,
     n_train: int | None = None,
     n_test: int | None = None,
 ) -> RunRow:
@@ -329,12 +329,12 @@ def run_row(
         input_features=run.input_features,
         target_features=run.target_features,
         direction=run.direction,
-        split=run.split_strategy["kind"],
+        split_strategy=run.split_strategy["kind"],
         fold=run.fold,
         mapping=run.mapping,
         depth=run.depth,
         loss=run.loss,
-        state=run.kind,
+        kind=run.kind,
         seed=run.seed,
         epochs=train.get("epochs"),
         batch_size=str(train["batch_size"]) if train else None,
@@ -349,7 +349,7 @@ def run_row(
         started_at=started,
         finished_at=now(),
         train_seconds=train_seconds,
-        probe_seconds=probe_seconds,
+        measure_seconds=measure_seconds,
         torch_threads=torch.get_num_threads(),
         **provenance(),
     )

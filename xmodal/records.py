@@ -2,7 +2,9 @@
 whose fields ARE the table's columns.
 
 A column therefore lives in two places only: the migration that creates it (`xmodal.store`) and
-its field here, with its type and, under it, what it holds. The store inserts a record by column
+its field here, with its type and, under it, what it holds. A column renamed by a migration keeps
+its old name as a generated column that reads the new one (`_Row.OLD_NAMES`: queryable, never
+written). The store inserts a record by column
 name (`INSERT INTO runs BY NAME SELECT ? AS run_id, ...`), so the order of the fields does not
 matter to the database; tests/test_records.py fails when the fields and the columns (after every
 migration) differ in name or SQL type (`SQL_TYPES` maps a field's Python type to it). A new
@@ -55,6 +57,10 @@ class _Row:
 
     TABLE: ClassVar[str]
     JSON_COLUMNS: ClassVar[tuple[str, ...]] = ()
+    # Old column name -> the field (column) it was renamed to. The old name stays in the table as
+    # a generated column that reads the new one; a dict spooled by an older version under the old
+    # name is converted (`from_mapping`).
+    OLD_NAMES: ClassVar[dict[str, str]] = {}
 
     def values(self) -> list[Any]:
         """The field values in field order, JSON columns serialised."""
@@ -67,9 +73,11 @@ class _Row:
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> Any:
-        """A record from a dict of column values (keys that are no column are ignored)."""
+        """A record from a dict of column values (keys that are no column are ignored; a column's
+        old name, `OLD_NAMES`, is read as its new one)."""
         names = set(columns(cls))
-        return cls(**{k: v for k, v in row.items() if k in names})
+        renamed = {cls.OLD_NAMES.get(k, k): v for k, v in row.items() if k not in names}
+        return cls(**{k: v for k, v in {**renamed, **row}.items() if k in names})
 
     @classmethod
     def insert_sql(cls) -> str:
@@ -87,6 +95,12 @@ class RunRow(_Row):
 
     TABLE: ClassVar[str] = "runs"
     JSON_COLUMNS: ClassVar[tuple[str, ...]] = ("config",)
+    # Schema migration 7 renamed these columns (docs/glossary.md, "Names kept for compatibility").
+    OLD_NAMES: ClassVar[dict[str, str]] = {
+        "split": "split_strategy",
+        "state": "kind",
+        "probe_seconds": "measure_seconds",
+    }
 
     run_id: str
     """The run's identity (xmodal.planning.RUN_FORMAT), primary key."""
@@ -100,8 +114,8 @@ class RunRow(_Row):
     """The feature set the mapping predicts."""
     direction: str | None = None
     """The direction: forward or backward along the study's pair."""
-    split: str | None = None
-    """The split strategy (its `kind`)."""
+    split_strategy: str | None = None
+    """The split strategy's name (`Run.split_strategy["kind"]`); old name `split`."""
     fold: int | None = None
     """The fold (cross-validation), else NULL."""
     mapping: str | None = None
@@ -110,8 +124,8 @@ class RunRow(_Row):
     """The mapping's depth, NULL for a family without one."""
     loss: str | None = None
     """The training loss, NULL when the run does not train."""
-    state: str | None = None
-    """The run kind (trained, untrained, identity, or a plugin's)."""
+    kind: str | None = None
+    """The run kind (trained, untrained, identity, shuffled, or a plugin's); old name `state`."""
     seed: int | None = None
     """The run's seed."""
     epochs: int | None = None
@@ -138,8 +152,8 @@ class RunRow(_Row):
     """When the run ended (UTC)."""
     train_seconds: float | None = None
     """Seconds spent training and predicting."""
-    probe_seconds: float | None = None
-    """Seconds spent measuring after training."""
+    measure_seconds: float | None = None
+    """Seconds spent on the run's measurements after training; old name `probe_seconds`."""
     torch_threads: int | None = None
     """The torch threads the run used."""
     xmodal_version: str | None = None

@@ -176,6 +176,8 @@ def study_sections() -> list[ComponentInfo]:
             section = f"{section}s"
         params = tuple(ParamInfo.of(key, param) for key, param in schema.items())
         found.append(ComponentInfo("sections", section, None, "", params))
+    if "runs" in known:  # [runs] has no schema of its own: its keys are the run kinds
+        found.append(ComponentInfo("sections", "runs", None, "", ()))
     order = {name: i for i, name in enumerate(known)}
     return sorted(found, key=lambda c: (order.get(c.name, len(order)), c.name))
 
@@ -237,9 +239,9 @@ def markdown(registry: plugins.Registry, sections: Sequence[ComponentInfo] = ())
 
 
 def _with_run_kinds(section: ComponentInfo, registry: plugins.Registry) -> ComponentInfo:
-    """The `[probes]` section, saying that its other keys are run kinds (the registered ones);
-    every other section unchanged."""
-    if section.name != "probes" or section.description:
+    """The `[runs]` section, saying that its keys are run kinds (the registered ones); every other
+    section unchanged."""
+    if section.name != "runs" or section.description:
         return section
     kinds = registry.of("run_kinds")
     listed = ", ".join(
@@ -247,10 +249,9 @@ def _with_run_kinds(section: ComponentInfo, registry: plugins.Registry) -> Compo
         for name in sorted(kinds)
     )
     note = (
-        "Besides the settings below, every key of `[probes]` names a run kind: `kind = true` "
-        "turns it on, `kind = false` off, and a `[probes.kind]` table turns it on with the kind's "
-        "parameters; a kind `[probes]` does not mention runs if it is on by default "
-        "(docs/study-format.md). "
+        "Every key of `[runs]` names a run kind: `kind = true` turns it on, `kind = false` off, "
+        "and a `[runs.kind]` table turns it on with the kind's parameters; a kind `[runs]` does "
+        "not mention runs if it is on by default (docs/study-format.md). "
         + (
             f"Registered run kinds: {listed} ([Run kinds](#run-kinds))."
             if kinds
@@ -268,6 +269,8 @@ def _component_markdown(component: ComponentInfo) -> list[str]:
     lines = [heading, ""]
     if component.description:
         lines += [component.description, ""]
+    if not component.params and component.kind == "sections":
+        return lines  # [runs]: its description says what its keys are
     if not component.params:
         what = "parameters" if component.has_schema else "parameters (its kind declares none)"
         lines += [f"No {what}.", ""]

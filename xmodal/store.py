@@ -22,7 +22,7 @@ import duckdb
 from xmodal.errors import XmodalError
 from xmodal.records import MeasurementRow, RunRow, columns
 from xmodal.views import MIGRATION as REPORT_VIEWS
-from xmodal.views import RESULTS_SUMMARY, DeclaredView, install_views
+from xmodal.views import RESULTS_SUMMARY, RESULTS_SUMMARY_6, DeclaredView, install_views
 
 DEFAULT_DB = "xmodal.duckdb"
 
@@ -188,6 +188,64 @@ MIGRATIONS: list[str] = [
     CREATE OR REPLACE VIEW study_results AS
         SELECT x.study, r.* EXCLUDE (study), x.split AS result_split, x.metric, x.comparison,
                x.k, x.similarity, x.epoch, x.value, x.measurement_id, x.ci_low, x.ci_high
+        FROM current_results x
+        JOIN runs r USING (run_id);
+    """
+    + RESULTS_SUMMARY_6,
+    # 7: the glossary's names (docs/glossary.md). runs.state -> runs.kind (the run kind),
+    # runs.split -> runs.split_strategy, runs.probe_seconds -> runs.measure_seconds: the table is
+    # rebuilt with the new names, and each old name stays as a generated column reading the new
+    # one (queryable, never written; RunRow.OLD_NAMES). study_results.split is now the split a
+    # result was measured on (results.split), as everywhere else; result_split stays beside it.
+    """
+    CREATE TABLE runs_7 (
+        run_id VARCHAR PRIMARY KEY,
+        study VARCHAR,
+        dataset VARCHAR,
+        input_features VARCHAR,
+        target_features VARCHAR,
+        direction VARCHAR,
+        split_strategy VARCHAR,
+        fold INTEGER,
+        mapping VARCHAR,
+        depth INTEGER,
+        loss VARCHAR,
+        kind VARCHAR,
+        seed INTEGER,
+        epochs INTEGER,
+        batch_size VARCHAR,
+        optimizer VARCHAR,
+        lr DOUBLE,
+        n_train INTEGER,
+        n_test INTEGER,
+        config JSON,
+        status VARCHAR NOT NULL,
+        error VARCHAR,
+        started_at TIMESTAMP,
+        finished_at TIMESTAMP,
+        train_seconds DOUBLE,
+        measure_seconds DOUBLE,
+        torch_threads INTEGER,
+        xmodal_version VARCHAR,
+        git_commit VARCHAR,
+        torch_version VARCHAR,
+        numpy_version VARCHAR,
+        data_fingerprint VARCHAR,
+        artifact VARCHAR,
+        split VARCHAR GENERATED ALWAYS AS (split_strategy) VIRTUAL,
+        state VARCHAR GENERATED ALWAYS AS (kind) VIRTUAL,
+        probe_seconds DOUBLE GENERATED ALWAYS AS (measure_seconds) VIRTUAL
+    );
+    INSERT INTO runs_7 BY NAME
+        SELECT * EXCLUDE (split, state, probe_seconds), split AS split_strategy, state AS kind,
+               probe_seconds AS measure_seconds
+        FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_7 RENAME TO runs;
+    CREATE OR REPLACE VIEW study_results AS
+        SELECT x.study, r.* EXCLUDE (study, split), x.split, x.split AS result_split, x.metric,
+               x.comparison, x.k, x.similarity, x.epoch, x.value, x.measurement_id, x.ci_low,
+               x.ci_high
         FROM current_results x
         JOIN runs r USING (run_id);
     """
@@ -654,18 +712,24 @@ class QueryTimeout(StoreError):
 def schema_objects() -> tuple[list[str], list[str]]:
     """The tables and the views the migrations create (and do not drop), in order of creation."""
     names: dict[str, str] = {}
+    position: dict[str, int] = {}  # a name's first creation (kept when a table is rebuilt)
     pattern = re.compile(
         r"\b(CREATE(?:\s+OR\s+REPLACE)?|DROP)\s+(TABLE|VIEW)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(\w+)",
         re.IGNORECASE,
     )
+    renamed = re.compile(r"\bALTER\s+TABLE\s+(\w+)\s+RENAME\s+TO\s+(\w+)", re.IGNORECASE)
     for sql in MIGRATIONS:
         for verb, kind, name in pattern.findall(sql):
             if verb.upper() == "DROP":
                 names.pop(name, None)
             else:
                 names.setdefault(name, kind.upper())
-    tables = [n for n, kind in names.items() if kind == "TABLE"]
-    return tables, [n for n, kind in names.items() if kind == "VIEW"]
+                position.setdefault(name, len(position))
+        for old, new in renamed.findall(sql):
+            names[new] = names.pop(old)
+            position.setdefault(new, len(position))
+    ordered = sorted(names, key=position.__getitem__)
+    return [n for n in ordered if names[n] == "TABLE"], [n for n in ordered if names[n] == "VIEW"]
 
 
 def check_query(sql: str) -> None:

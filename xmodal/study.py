@@ -36,9 +36,11 @@ from xmodal.tomlpos import locate, scan
 from xmodal.validation import CheckContext, check_component, depth_problems
 
 SECTIONS = (
-    *("study", "data", "mapping", "loss", "train", "probes", "metric", "execution"),
-    "neighbors",
+    *("study", "data", "mapping", "loss", "train", "runs", "measure", "metric", "execution"),
+    *("neighbors", "probes"),
 )
+# The old name of [measure] and [runs] together (read the same, with a note; docs/glossary.md).
+OLD_PROBES = "probes"
 DIRECTIONS = ("forward", "backward")
 
 # Limits that keep the cost of reading a study proportional to its size (docs/study-format.md).
@@ -63,8 +65,12 @@ DATA_PARAMS = {
         doc="forward maps input to target, backward target to input; one run each",
     ),
     # A registered split strategy (None: the one a plugin declares the default); the strategy's
-    # own parameters are further [data] keys (`_Builder.split_strategy`).
-    "split": Param(str, default=None, doc="a registered split strategy (see `xmodal plugins`)"),
+    # own parameters are further [data] keys (`_Builder.split_strategy`). `split` is its old name
+    # (read the same, with a note).
+    "split_strategy": Param(
+        str, default=None, doc="a registered split strategy (see `xmodal plugins`)"
+    ),
+    "split": Param(str, default=None, doc="the old name of split_strategy (read the same)"),
     "split_seed": Param(int, default=0, min=0, doc="the seed of a seeded split strategy"),
 }
 TRAIN_PARAMS = {
@@ -135,9 +141,9 @@ NEIGHBORS_PARAMS = {
     ),
 }
 assert tuple(NEIGHBORS_PARAMS) == NEIGHBOR_SETTINGS
-# The measurement settings, declared in the [probes] table (the study file's name for it, kept
-# for compatibility); its other keys are run kinds (`register_run_kinds`): `kind = true` or a
-# `[probes.kind]` table of the kind's parameters turns a kind on (`_Builder.run_kinds`).
+# The measurement settings, declared in the [measure] table. Run kinds (`register_run_kinds`) are
+# turned on in the [runs] table: `kind = true` or a `[runs.kind]` table of the kind's parameters
+# (`_Builder.run_kinds`). [probes], the old name of both, holds the settings and the kinds.
 MEASURE_PARAMS = {
     "splits": Param(
         str,
@@ -152,7 +158,7 @@ MEASURE_PARAMS = {
 }
 # The study-file table of each `<NAME>_PARAMS` schema not named after its table (the generated
 # parameter reference, xmodal.reference, documents each table from its schema).
-TABLE_OF_PARAMS = {"MEASURE_PARAMS": "probes"}
+TABLE_OF_PARAMS: dict[str, str] = {}
 
 
 @attrs.frozen
@@ -181,16 +187,19 @@ class Study:
     mappings: tuple[Component, ...]
     losses: tuple[Component, ...]
     train: Mapping[str, Any]
-    # The measurement settings (`MEASURE_PARAMS`, defaults filled), from [probes].
+    # The measurement settings (`MEASURE_PARAMS`, defaults filled), from [measure].
     measure: Mapping[str, Any]
     metrics: tuple[Component, ...]
     lines: Mapping[str, int] = attrs.field(repr=False)
     execution: Mapping[str, Any] = attrs.field(factory=dict)
-    # The run kinds the study runs, in the registry's order; params from [probes.<kind>].
+    # The run kinds the study runs, in the registry's order; params from [runs.<kind>].
     kinds: tuple[Component, ...] = ()
     # The neighbour backend from [neighbors]: {"backend": name, "params": {...} (defaults
     # filled), "recall_sample": n, "recall_seed": s}; empty: the registry's default backend.
     neighbors: Mapping[str, Any] = attrs.field(factory=dict)
+    # One line per old spelling the file uses ("file:line: note: ..."): read the same, and shown
+    # by `xmodal validate` and `xmodal run` so the file can be updated. Not part of any id.
+    notes: tuple[str, ...] = ()
 
     @property
     def source_hash(self) -> str:
@@ -320,6 +329,7 @@ class _Builder:
         self.lines = dict(lines)
         self.max_runs = max_runs
         self.problems: list[Problem] = []
+        self.notes: list[tuple[str, str]] = []  # (key path, text): old spellings read the same
         self.broken: set[str] = set()  # sections missing or of the wrong shape (reported once)
 
     def table(self, doc: Mapping[str, Any], key: str, *, required: bool) -> dict[str, Any]:
@@ -487,7 +497,8 @@ class _Builder:
             for i, t in enumerate(self.array_of_tables(doc, "mapping", []))
         ]
         # Without [[loss]] / [[metric]], the registered defaults; a loss only when runs train.
-        kinds = self.run_kinds(doc)
+        measure, _, raw_kinds, kinds_table, kinds_section = self.measure_and_kinds(doc)
+        kinds = self.run_kinds(raw_kinds, kinds_table, kinds_section)
         trains = any(self.registry.run_kinds[k.name].trains for k in kinds)
         losses = [
             self.component(t, "losses", f"loss[{i}]", sweep=True)
@@ -499,9 +510,6 @@ class _Builder:
         ]
         train = self.table(doc, "train", required=False)
         self.section(TRAIN_PARAMS, train, "train", sweep=True)
-        probes = self.table(doc, "probes", required=False)
-        measure = {k: v for k, v in probes.items() if k in MEASURE_PARAMS}  # the rest: kinds
-        self.section(MEASURE_PARAMS, measure, "probes", sweep=False)
         execution = self.table(doc, "execution", required=False)
         if "address" in execution:
             execution = {k: v for k, v in execution.items() if k != "address"}
@@ -550,6 +558,12 @@ class _Builder:
             lines=dict(lines),
             execution={k: execution.get(k, p.default) for k, p in EXECUTION_PARAMS.items()},
             neighbors=neighbors or {},
+            notes=tuple(
+                f"{file}:{line}: note: {text}"
+                if (line := self.line(path))
+                else f"{file}: note: {text}"
+                for path, text in self.notes
+            ),
         )
 
     def _variants(
@@ -693,28 +707,94 @@ class _Builder:
     def line(self, path: str) -> int | None:
         return locate(self.lines, path)
 
-    def run_kinds(self, doc: Mapping[str, Any]) -> list[Component]:
+    def note(self, path: str, text: str) -> None:
+        """An old spelling, read the same: one line for `Study.notes` (not a problem)."""
+        self.notes.append((path, text))
+
+    def measure_and_kinds(
+        self, doc: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], str, Any, dict[str, Any], str]:
+        """Where the study declares its measurement settings and its run kinds.
+
+        Returns (the settings given, their section, the run kinds' table as written (None when
+        absent), its keys that name run kinds, its section). [measure] and [runs] are the names;
+        [probes], their old name, holds both and is read the same with a note; [probes] beside
+        either of them is a problem (which one wins would be a guess).
+        """
+        if OLD_PROBES not in doc:
+            measure = self.table(doc, "measure", required=False)
+            for key in [k for k in measure if k not in MEASURE_PARAMS]:
+                if key in self.registry.run_kinds:
+                    self.problems.append(
+                        Problem(
+                            f"measure.{key}",
+                            f"{key!r} is a run kind, not a measurement setting",
+                            allowed=f"turn it on in [runs]: {key} = true",
+                        )
+                    )
+                    measure = {k: v for k, v in measure.items() if k != key}
+            self.section(MEASURE_PARAMS, measure, "measure", sweep=False)
+            raw = doc.get("runs")
+            kinds = self.table(doc, "runs", required=False)
+            return measure, "measure", raw, kinds, "runs"
+        raw = doc[OLD_PROBES]
+        probes = self.table(doc, OLD_PROBES, required=False)
+        new = [f"[{k}]" for k in ("measure", "runs") if k in doc]
+        if new:
+            self.problems.append(
+                Problem(
+                    OLD_PROBES,
+                    f"[probes] is the old name of [measure] and [runs], and this study also has "
+                    f"{' and '.join(new)}: write each setting once",
+                    allowed="splits and include_self in [measure], run kinds in [runs]; "
+                    "then delete [probes]",
+                )
+            )
+            return {}, "measure", None, {}, "runs"
+        self.note(
+            OLD_PROBES,
+            "[probes] is the old name of [measure] (splits, include_self) and [runs] (run "
+            "kinds); read the same, but rename it (docs/study-format.md)",
+        )
+        measure = {k: v for k, v in probes.items() if k in MEASURE_PARAMS}
+        self.section(MEASURE_PARAMS, measure, OLD_PROBES, sweep=False)
+        kinds = {k: v for k, v in probes.items() if k not in MEASURE_PARAMS}
+        return measure, OLD_PROBES, raw, kinds, OLD_PROBES
+
+    def run_kinds(self, raw: Any, table: Mapping[str, Any], section: str) -> list[Component]:
         """The run kinds the study runs, in the registry's order.
 
-        A kind runs when `[probes]` sets it `true` or gives it a `[probes.<kind>]` table of
-        parameters, or, when `[probes]` does not mention it, if the kind is declared `default`.
-        Keys that are neither a setting (`MEASURE_PARAMS`) nor a registered kind, values of another
-        type and bad parameters are problems; so is a study that turns every kind off.
+        `table` holds the keys of `[runs]` (or of `[probes]`, its old name: `section`) that are
+        not measurement settings; `raw` is the table as written (None: absent). A kind runs when
+        the table sets it `true` or gives it a `[runs.<kind>]` table of parameters, or, when the
+        table does not mention it, if the kind is declared `default`. Keys that are no registered
+        kind, values of another type and bad parameters are problems; so is a study that turns
+        every kind off.
         """
-        raw = doc.get("probes")
-        table = raw if isinstance(raw, dict) else {}  # a wrong shape is reported by `table`
         known = self.registry.run_kinds
         chosen: dict[str, Component] = {}
         for key, value in table.items():
-            if key in MEASURE_PARAMS:
-                continue
-            path = f"probes.{key}"
-            if key not in known:
+            path = f"{section}.{key}"
+            if key in MEASURE_PARAMS:  # only in [runs]: [probes] held both
                 self.problems.append(
                     Problem(
                         path,
-                        f"{key!r} is neither a [probes] setting nor a registered run kind",
-                        allowed=f"settings {', '.join(MEASURE_PARAMS)}; run kinds "
+                        f"{key!r} is a measurement setting, not a run kind",
+                        allowed=f"write it in [measure]: {key} = ...",
+                    )
+                )
+                continue
+            if key not in known:
+                old = section == OLD_PROBES  # it held the measurement settings too
+                settings = f"settings {', '.join(MEASURE_PARAMS)}; " if old else ""
+                self.problems.append(
+                    Problem(
+                        path,
+                        f"{key!r} is "
+                        + ("neither a [probes] setting nor " if old else "not ")
+                        + "a registered run kind",
+                        allowed=settings
+                        + "run kinds "
                         + (", ".join(sorted(known)) or "(none are loaded)"),
                         suggestion=did_you_mean(key, [*MEASURE_PARAMS, *known]),
                         notes=self.registry.filter_notes("run_kinds"),
@@ -731,7 +811,7 @@ class _Builder:
                 self.problems.append(
                     Problem(
                         path,
-                        f"must be true, false or a [probes.{key}] table of the kind's "
+                        f"must be true, false or a [{section}.{key}] table of the kind's "
                         f"parameters, not {a_type(value)}",
                         allowed=f"{key} = true",
                     )
@@ -741,12 +821,12 @@ class _Builder:
             chosen[key] = Component(name=key, params=params, path=path)
         for name, spec in known.items():
             if spec.default and name not in table:
-                chosen[name] = Component(name=name, params={}, path=f"probes.{name}")
+                chosen[name] = Component(name=name, params={}, path=f"{section}.{name}")
         if not chosen and (raw is None or isinstance(raw, dict)):
             defaults = [n for n, spec in known.items() if spec.default]
             self.problems.append(
                 Problem(
-                    "probes",
+                    section,
                     "turns off every run kind, so nothing would run",
                     allowed=(
                         f"turn one on, e.g. {(defaults or sorted(known))[0]} = true; run "
@@ -883,12 +963,28 @@ class _Builder:
         own = {k: v for k, v in fields.items() if k in DATA_PARAMS}
         extra = {k: v for k, v in fields.items() if k not in DATA_PARAMS}
         self.problems.extend(validate_params(DATA_PARAMS, own, "data", sweep=False))
+        key = "split_strategy"
+        if "split" in fields:  # the old name
+            if "split_strategy" in fields:
+                self.problems.append(
+                    Problem(
+                        "data.split",
+                        "is the old name of split_strategy, and [data] sets split_strategy too",
+                        allowed="split_strategy = ... alone; delete split",
+                    )
+                )
+                return None
+            key = "split"
+            self.note(
+                "data.split",
+                "[data] split is the old name of split_strategy; read the same, but rename it",
+            )
         chosen = self._chosen(
-            fields.get("split"),
+            fields.get(key),
             "split_strategies",
             ("split strategy", "split strategies"),
             "data",
-            "split",
+            key,
             DATA_SETTINGS,
             extra,
         )
@@ -899,7 +995,7 @@ class _Builder:
         try:
             self.n_folds = len(fold_ids(spec, params))
         except XmodalError as exc:
-            self.problems.append(Problem("data.split", str(exc)))
+            self.problems.append(Problem(f"data.{key}", str(exc)))
             return None
         seed = own.get("split_seed", DATA_PARAMS["split_seed"].default)
         return run_split(spec, params, seed if isinstance(seed, int) else 0)

@@ -1,6 +1,6 @@
 """The views `xmodal report` reads: one core view, and the views report sections declare.
 
-The core view `results_summary` (schema migrations 5 and 6, `xmodal.store.MIGRATIONS`) aggregates
+The core view `results_summary` (schema migrations 5, 6 and 7, `xmodal.store.MIGRATIONS`) aggregates
 every row metric of every study's current version over the runs that differ only in fold and
 seed; it knows no component by name, so it serves any metric and mapping.
 
@@ -30,6 +30,24 @@ if TYPE_CHECKING:
     from xmodal.plugins import Registry
 
 RESULTS_SUMMARY = """
+CREATE OR REPLACE VIEW results_summary AS
+    SELECT x.study, r.dataset, r.input_features, r.target_features, r.direction, r.mapping,
+           r.depth, r.loss, r.kind, x.split, m.metric AS measured_by, m.params, x.metric,
+           x.comparison, x.k, x.similarity, r.state,
+           count(*) AS n, avg(x.value) AS mean, stddev_samp(x.value) AS std,
+           min(x.value) AS min_value, max(x.value) AS max_value,
+           CASE WHEN count(x.ci_low) = count(*) THEN avg(x.ci_low) END AS ci_low,
+           CASE WHEN count(x.ci_high) = count(*) THEN avg(x.ci_high) END AS ci_high
+    FROM current_results x
+    JOIN runs r ON r.run_id = x.run_id
+    LEFT JOIN measurements m ON m.measurement_id = x.measurement_id
+    WHERE r.status = 'finished'
+    GROUP BY ALL;
+"""
+
+# results_summary as schema migration 6 created it (migration 7 replaces it by RESULTS_SUMMARY:
+# the run kind is `kind`, with `state`, its old name, kept). Frozen: migrations never change.
+RESULTS_SUMMARY_6 = """
 CREATE OR REPLACE VIEW results_summary AS
     SELECT x.study, r.dataset, r.input_features, r.target_features, r.direction, r.mapping,
            r.depth, r.loss, r.state, x.split, m.metric AS measured_by, m.params, x.metric,
