@@ -269,18 +269,22 @@ def register_metrics(register: Callable[[MetricSpec], None]) -> None:
             # better (the paper compares mNNO(f(X), X) with mNNO(f(X), Y)).
             label="mNNO",
             higher_is_better=None,
+            # Reference levels and p-values are read in tables, not drawn (plot=False); the
+            # paired difference is drawn: by depth with its interval it is the paper's claim.
             outputs={
-                "mnno_chance": MetricDisplay("Chance level (mNNO)", value_range=(0.0, 1.0)),
+                "mnno_chance": MetricDisplay(
+                    "Chance level (mNNO)", value_range=(0.0, 1.0), plot=False
+                ),
                 "mnno_diff": MetricDisplay("Paired difference (mNNO)", value_range=(-1.0, 1.0)),
                 "mnno_diff_p": MetricDisplay(
-                    "p (mNNO difference)", digits=4, value_range=(0.0, 1.0)
+                    "p (mNNO difference)", digits=4, value_range=(0.0, 1.0), plot=False
                 ),
                 "mnno_null_mean": MetricDisplay(
-                    "Shuffled-pairing null mean (mNNO)", value_range=(0.0, 1.0)
+                    "Shuffled-pairing null mean (mNNO)", value_range=(0.0, 1.0), plot=False
                 ),
                 "mnno_calibrated": MetricDisplay("Calibrated score (mNNO)", value_range=(0.0, 1.0)),
                 "mnno_null_p": MetricDisplay(
-                    "p, shuffled pairing (mNNO)", digits=4, value_range=(0.0, 1.0)
+                    "p, shuffled pairing (mNNO)", digits=4, value_range=(0.0, 1.0), plot=False
                 ),
             },
         )

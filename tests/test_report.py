@@ -547,3 +547,17 @@ def test_depth_figures_say_their_bars_are_the_interval_over_items(ran, cli, tmp_
     assert "Error bars: the confidence interval over items (mean of the runs' bounds)" in depth
     untrained = text.split("Figure: untrained networks by depth")[1].split("\n#")[0]
     assert "Error bars: the confidence interval over items" in untrained
+
+
+def test_row_metrics_declared_plot_false_are_in_tables_but_never_drawn(ran, cli, tmp_path):
+    """mnno declares its chance level and p-values plot=False (MetricDisplay): All measurements
+    lists them but draws no figure of them; the paired difference is drawn."""
+    db, _ = ran
+    out = tmp_path / "r"
+    assert cli("report", "paper-mini", "--db", db, "--out", out).code == 0
+    text = (out / "report.md").read_text()
+    for label in ("Chance level (mNNO)", "p (mNNO difference)"):
+        assert f"### {label}" in text
+    assert not (out / "depth-mnno_chance.png").exists()
+    assert not (out / "depth-mnno_diff_p.png").exists()
+    assert (out / "depth-mnno_diff.png").is_file()

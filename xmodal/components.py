@@ -171,12 +171,14 @@ class MetricDisplay:
     the `digits` after the decimal point, and whether a higher value is better (None: neither,
     e.g. a count; the report then marks no best value). `value_range`, when given, is the range
     rows of this row metric must lie in, in place of the spec's `value_range` (e.g. a p-value
-    or a difference written by a metric whose main value is in [0, 1])."""
+    or a difference written by a metric whose main value is in [0, 1]). `plot` False: the
+    report shows the rows in tables only, never in a figure (a chance level, a p-value)."""
 
     label: str = ""
     digits: int = 3
     higher_is_better: bool | None = None
     value_range: tuple[float, float] | None = None
+    plot: bool = True
 
 
 @attrs.frozen

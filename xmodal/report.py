@@ -419,7 +419,8 @@ def all_measurements(context: ReportContext) -> list[Block]:
             blocks.append(table)
             if not any(isinstance(b, ReportTable) and b.headline for b in blocks):
                 blocks.append(_compact(table))  # the section's first table, for the terminal
-        figure = _depth_figure(context, mine, metric, label, measured_by)
+        # A row metric declared plot=False (a chance level, a p-value) is in the tables only.
+        figure = _depth_figure(context, mine, metric, label, measured_by) if shown.plot else None
         if figure is not None:
             blocks.append(figure)
     return blocks
