@@ -153,8 +153,9 @@ def _predict(
 
     x = shared.data(run).features[run.input_features]
     indices = _indices(run, shared)
+    # In batches of rows read straight from x (which may be memory-mapped): no copy of the split.
     return {
-        split: np.asarray(predict(model, x[indices[split]]), dtype=np.float32)
+        split: np.asarray(predict(model, x, rows=indices[split]), dtype=np.float32)
         for split in run.measure["splits"]
     }
 
@@ -183,7 +184,7 @@ def _train(
     def probe_curve(epoch: int, current: torch.nn.Module) -> None:
         if every and (epoch % every == 0 or epoch == settings["epochs"]):
             indices = _indices(run, shared)
-            predicted = {s: predict(current, x[i]) for s, i in indices.items()}
+            predicted = {s: predict(current, x, rows=i) for s, i in indices.items()}
             probe = _probe(run, shared, predicted, predicted)
             for name, params in run.metrics:
                 for r in shared.registry.metrics[name].compute(probe, params):

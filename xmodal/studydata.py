@@ -59,6 +59,20 @@ def _load_array(ref: Any) -> np.ndarray:
     return np.load(ref, mmap_mode="r") if isinstance(ref, str | Path) else ref
 
 
+def _mapped_npy(array: np.ndarray) -> str | None:
+    """The .npy file `array` memory-maps as a whole (as the `files` dataset hands over a float32
+    .npy file), so that workers map that file too instead of a copy; None for any other array."""
+    filename = getattr(array, "filename", None)
+    if not isinstance(array, np.memmap) or not str(filename or "").endswith(".npy"):
+        return None
+    try:
+        whole = np.load(str(filename), mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    same = (whole.shape, whole.dtype) == (array.shape, array.dtype)
+    return str(filename) if same and whole.flags.c_contiguous and array.flags.c_contiguous else None
+
+
 class StudyData:
     """The datasets, splits and neighbour lists of one study, loaded once and shared by its runs."""
 
@@ -142,6 +156,8 @@ class StudyData:
         def put(array: np.ndarray, name: str) -> Any:
             if directory is None:
                 return array
+            if (mapped := _mapped_npy(array)) is not None:
+                return mapped  # a feature file already mapped: workers map it too
             path = directory / f"{name}.npy"
             np.save(path, np.ascontiguousarray(array))
             return str(path)

@@ -240,8 +240,43 @@ def train(
     )
 
 
+# Input bytes per prediction batch: with `predict`'s output, one batch is what it holds at once.
+PREDICT_BATCH_BYTES = 32 << 20
+
+
+def predict_batch_rows(in_dim: int) -> int:
+    """Rows per prediction batch for inputs of `in_dim` float32 columns."""
+    return max(1, PREDICT_BATCH_BYTES // (4 * max(1, in_dim)))
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    """The mapping applied to every row of x, as float32 numpy."""
+def predict(
+    model: torch.nn.Module,
+    x: np.ndarray,
+    rows: np.ndarray | None = None,
+    batch_rows: int | None = None,
+) -> np.ndarray:
+    """The mapping applied to every row of x (or to the rows `rows` indexes), as float32 numpy.
+
+    Rows are read and mapped in batches of `batch_rows` (default: `predict_batch_rows`), in eval
+    mode without gradients, so a large (or memory-mapped) x is never copied whole: memory held is
+    the (n, out_dim) output plus one batch. Mappings map rows independently in eval mode, so the
+    result equals one pass over all rows (to float rounding: BLAS may sum in another order for
+    another batch size; up to one batch of rows it is that very pass).
+    """
     model.eval()
-    return model(torch.from_numpy(x)).numpy().astype(np.float32, copy=False)
+    n = len(x) if rows is None else len(rows)
+    step = batch_rows or predict_batch_rows(x.shape[1] if x.ndim == 2 else 1)
+    out: np.ndarray | None = None
+    for start in range(0, max(n, 1), step):  # an empty x still goes through the model once
+        part = x[start : start + step] if rows is None else x[rows[start : start + step]]
+        if not (part.flags.c_contiguous and part.flags.writeable):  # e.g. a read-only memmap
+            part = np.array(part)
+        y = model(torch.from_numpy(part)).numpy()
+        if out is None:
+            if n <= step:
+                return y.astype(np.float32, copy=False)
+            out = np.empty((n, *y.shape[1:]), dtype=np.float32)
+        out[start : start + len(part)] = y
+    assert out is not None
+    return out
