@@ -36,7 +36,7 @@ COMPARISON_HEADERS = ("mNNO(f(X),X)", "mNNO(f(X),Y)", "mNNO(X,Y)")
 
 PAPER_RUNS = """
     SELECT sr.study, r.run_id, r.dataset, r.input_features, r.target_features, r.direction,
-           r.fold, r.mapping, r.depth, r.loss, r.state, r.seed, r.epochs
+           r.fold, r.mapping, r.depth, r.loss, r.kind AS state, r.seed, r.epochs
     FROM current_studies l
     JOIN study_runs sr ON sr.study = l.name AND sr.study_hash = l.hash
     JOIN runs r ON r.run_id = sr.run_id
