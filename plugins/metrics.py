@@ -19,6 +19,7 @@ from xmodal import (
     check_k_fits,
     hookimpl,
     neighbour_pair_ranks,
+    nested_standard_errors,
     normal_interval_and_p,
     overlap_counts,
     rng_for,
@@ -115,24 +116,25 @@ def mnno(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
                 c: overlap_counts(lists[a], lists[b], ks) for c, (a, b) in COMPARISONS.items()
             }
             where = (probe.seed, split, similarity)
-            pairs_of = _NeighbourGraphs(lists, ks[-1]) if method == "neighbourhood" else None
-            for comparison, (a, b) in COMPARISONS.items():
+            errors = {}
+            if method == "neighbourhood":
+                errors = _neighbourhood_errors(lists, counts, ks, params["paired"])
+            for comparison in COMPARISONS:
                 for j, k in enumerate(ks):
                     chance = chance_overlap(n, k, probe.include_self)
                     yield _mean_row(
                         split, "mnno", comparison, counts[comparison][:, j], k, similarity,
-                        params, where, pairs_of and pairs_of(k, {a, b}), (0, k),
+                        params, where, errors.get((comparison, k)), (0, k),
                     )[0]  # fmt: skip
                     yield ResultRow(split, "mnno_chance", comparison, chance, k, similarity)
             for pair in params["paired"]:
                 left, right = pair.split(":")
-                roles = {*COMPARISONS[left], *COMPARISONS[right]}
                 for j, k in enumerate(ks):
                     diff = counts[left][:, j] - counts[right][:, j]
-                    pairs = pairs_of and pairs_of(k, roles)
                     row, p = _mean_row(
-                        split, "mnno_diff", pair, diff, k, similarity, params, where, pairs, (-k, k)
-                    )
+                        split, "mnno_diff", pair, diff, k, similarity, params, where,
+                        errors.get((pair, k)), (-k, k),
+                    )  # fmt: skip
                     yield row
                     if method == "items" and params["permutations"] > 0:
                         rng = rng_for(*where, k, pair, "sign-flip")
@@ -146,19 +148,64 @@ def mnno(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
 class _NeighbourGraphs:
     """The pairs of items that are k-neighbours in one of some roles' spaces: the pairs whose
     covariance the neighbourhood intervals count (`neighbour_pairs`, docs/statistics.md). One
-    sort of all three roles' lists (`neighbour_pair_ranks`) serves every k and set of roles."""
+    sort of all three roles' lists (`neighbour_pair_ranks`) serves every k and set of roles: per
+    set of roles the pairs are ordered by the smallest k at which they are neighbours, so the
+    pairs of each k are a prefix (a view, not a copy). Only their order differs from
+    `neighbour_pairs`; the standard errors of integer values are exact sums, order-free."""
 
     def __init__(self, lists: Mapping[str, np.ndarray], depth: int) -> None:
         self.roles = list(lists)
-        self.pairs, self.ranks = neighbour_pair_ranks([lists[r][:, :depth] for r in self.roles])
-        self.cache: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
+        pairs, ranks = neighbour_pair_ranks([lists[r][:, :depth] for r in self.roles])
+        n = len(next(iter(lists.values())))
+        self.pairs = pairs.astype(np.int32) if n < 2**31 else pairs
+        self.ranks = ranks.astype(np.uint8) if depth < 255 else ranks
+        self.ordered: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
 
-    def __call__(self, k: int, roles: set[str]) -> np.ndarray:
-        key = (k, tuple(sorted(roles)))
-        if key not in self.cache:
-            columns = [self.roles.index(r) for r in key[1]]
-            self.cache[key] = self.pairs[self.ranks[:, columns].min(axis=1) <= k]
-        return self.cache[key]
+    def __call__(self, roles: set[str], ks: list[int]) -> tuple[np.ndarray, list[int]]:
+        """The pairs of `roles`' spaces ordered by the smallest k at which they are neighbours,
+        and for each of `ks` how many of them (the first) are k-neighbours."""
+        key = tuple(sorted(roles))
+        if key not in self.ordered:
+            columns = [self.ranks[:, self.roles.index(r)] for r in key]
+            smallest = columns[0] if len(columns) == 1 else np.minimum.reduce(columns)
+            order = np.argsort(smallest, kind="stable")
+            self.ordered[key] = (self.pairs[order], smallest[order])
+        pairs, smallest = self.ordered[key]
+        return pairs, [int(np.searchsorted(smallest, k, side="right")) for k in ks]
+
+
+def _neighbourhood_errors(
+    lists: Mapping[str, np.ndarray],
+    counts: Mapping[str, np.ndarray],
+    ks: list[int],
+    paired: list[str],
+) -> dict[tuple[str, int], float]:
+    """The neighbourhood standard error of every mnno and mnno_diff row of a split and
+    similarity, keyed (comparison or pair, k): the per-item overlaps (or differences) that use
+    the same spaces' graph are computed together (`nested_standard_errors`)."""
+    graphs = _NeighbourGraphs(lists, ks[-1])
+    columns: dict[frozenset[str], list[tuple[str, int, np.ndarray]]] = {}
+    for comparison, roles in COMPARISONS.items():
+        for j, k in enumerate(ks):
+            columns.setdefault(frozenset(roles), []).append(
+                (comparison, k, counts[comparison][:, j])
+            )
+    for pair in paired:
+        left, right = pair.split(":")
+        roles = frozenset({*COMPARISONS[left], *COMPARISONS[right]})
+        for j, k in enumerate(ks):
+            columns.setdefault(roles, []).append(
+                (pair, k, counts[left][:, j] - counts[right][:, j])
+            )
+    errors: dict[tuple[str, int], float] = {}
+    for roles, wanted in columns.items():
+        pairs, ends = graphs(set(roles), [k for _, k, _ in wanted])
+        values = np.stack([v for _, _, v in wanted], axis=1)
+        for (name, k, _), se in zip(
+            wanted, nested_standard_errors(values, pairs, ends), strict=True
+        ):
+            errors[name, k] = float(se)
+    return errors
 
 
 def _mean_row(
@@ -170,17 +217,19 @@ def _mean_row(
     similarity: str,
     params: Mapping[str, Any],
     where: tuple[Any, ...],
-    pairs: np.ndarray | None,
+    standard_error: float | None,
     bounds: tuple[int, int],
 ) -> tuple[ResultRow, float | None]:
     """The mean over items of integer `per_item` overlaps (or their differences) divided by k,
-    with its interval: normal with the neighbour-graph standard error (`pairs`), or the
+    with its interval: normal with the neighbour-graph `standard_error`, or the
     percentile bootstrap over items when uncertainty = 'items' and `bootstrap` > 0; and the
     neighbourhood test's two-sided p-value of "expected mean 0" (None with other methods)."""
     value = float(per_item.sum() / (per_item.size * k))  # as xmodal.overlap computes it
     low = high = p = None
     if params["uncertainty"] == "neighbourhood":
-        low, high, p = normal_interval_and_p(per_item, pairs, params["confidence"], bounds)
+        low, high, p = normal_interval_and_p(
+            per_item, None, params["confidence"], bounds, standard_error=standard_error
+        )
         low, high = low / k, high / k
     elif params["uncertainty"] == "items" and params["bootstrap"] > 0:
         rng = rng_for(*where, k, comparison, "bootstrap")

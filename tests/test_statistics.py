@@ -23,6 +23,7 @@ from xmodal.statistics import (
     holm,
     mean_standard_error,
     neighbour_pairs,
+    nested_standard_errors,
     normal_interval,
     normal_p,
     overlap_counts,
@@ -451,3 +452,42 @@ def test_intervals_are_stored_and_old_spooled_tuples_record_without_one(tmp_path
         assert con.execute(
             "SELECT run_id, value, ci_low, ci_high FROM results ORDER BY run_id"
         ).fetchall() == [("r1", 0.5, 0.4, 0.6), ("r2", 0.7, None, None)]
+
+
+# --- the fast paths give the same numbers as their definitions -------------------------------
+
+
+def test_nested_standard_errors_equal_mean_standard_error_on_each_prefix():
+    """Columns of integer values, each over a prefix of one pair list (the pairs of smaller k
+    first): exactly mean_standard_error of that column and prefix; float values too."""
+    rng = np.random.default_rng(3)
+    n = 300
+    lists = [knn_exact(rng.integers(0, 9, size=(n, 4)), 6) for _ in range(3)]
+    pairs = neighbour_pairs(lists, 6)
+    pairs = pairs[rng.permutation(len(pairs))]
+    ends = [0, 40, len(pairs) // 2, len(pairs), 40]
+    values = rng.integers(-5, 6, size=(n, len(ends)))
+    got = nested_standard_errors(values, pairs, ends)
+    assert got.tolist() == [
+        mean_standard_error(values[:, j], pairs[:e]) for j, e in enumerate(ends)
+    ]
+    floats = values + rng.normal(size=values.shape)
+    got = nested_standard_errors(floats, pairs, ends)
+    assert got.tolist() == [
+        mean_standard_error(floats[:, j], pairs[:e]) for j, e in enumerate(ends)
+    ]
+    with pytest.raises(ValueError, match="end"):
+        nested_standard_errors(values, pairs, [len(pairs) + 1] * len(ends))
+
+
+@pytest.mark.parametrize("depth", [3, 32, 33])
+def test_overlap_counts_agree_with_the_per_item_definition_short_and_long_lists(depth):
+    """Lists of at most 32 entries are compared entry by entry, longer ones sorted: both give
+    |NN^k(a_i) ∩ NN^k(b_i)| for every item and k."""
+    rng = np.random.default_rng(depth)
+    n = 200
+    a = np.stack([rng.choice(60, depth, replace=False) for _ in range(n)])
+    b = np.stack([rng.choice(60, depth, replace=False) for _ in range(n)])
+    ks = sorted({1, depth // 2 or 1, depth})
+    expected = [[len(set(a[i, :k]) & set(b[i, :k])) for k in ks] for i in range(n)]
+    assert overlap_counts(a, b, ks).tolist() == expected

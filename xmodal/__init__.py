@@ -73,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "mean_standard_error": "xmodal.statistics",
     "neighbour_pair_ranks": "xmodal.statistics",
     "neighbour_pairs": "xmodal.statistics",
+    "nested_standard_errors": "xmodal.statistics",
     "normal_interval": "xmodal.statistics",
     "normal_interval_and_p": "xmodal.statistics",
     "normal_p": "xmodal.statistics",

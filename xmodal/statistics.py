@@ -8,6 +8,7 @@ computed in integer arithmetic, so no result depends on the last bit of a floati
 - `neighbour_pairs`: the pairs of items that are neighbours in any of several spaces.
 - `mean_standard_error`: standard error of a mean over items whose values are correlated along
   those pairs (the neighbourhood-graph variance; independent items without pairs).
+- `nested_standard_errors`: the same for several columns, each over a prefix of one pair list.
 - `normal_interval`, `normal_p`: the normal interval and two-sided p-value from that error.
 - `bootstrap_mean`: percentile bootstrap interval of a mean over independent items.
 - `sign_flip_p`: two-sided sign-flip permutation p-value of a mean paired difference.
@@ -35,6 +36,7 @@ __all__ = [
     "mean_standard_error",
     "neighbour_pair_ranks",
     "neighbour_pairs",
+    "nested_standard_errors",
     "normal_interval",
     "normal_interval_and_p",
     "normal_p",
@@ -48,6 +50,8 @@ __all__ = [
 # More: it draws item indices in blocks of about this many (B × N) entries.
 MAX_CLASSES = 512
 _BLOCK = 1 << 22
+# Lists at most this long: overlaps by comparing every pair of entries of a row (K² per item).
+_COMPARE_DEPTH = 32
 
 
 def rng_for(seed: int, *labels: object) -> np.random.Generator:
@@ -119,20 +123,32 @@ def neighbour_pair_ranks(lists: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nd
     if not arrays or any(a.ndim != 2 or a.shape != arrays[0].shape for a in arrays):
         raise ValueError("neighbour_pair_ranks needs N × K neighbour arrays of one shape")
     n, depth = arrays[0].shape
+    spaces = len(arrays)
     rows = np.repeat(np.arange(n, dtype=np.int64), depth)
-    rank = np.tile(np.arange(1, depth + 1, dtype=np.int64), n)
-    codes, which, ranks = [], [], []
+    rank = np.tile(np.arange(depth, dtype=np.int64), n)  # rank − 1
+    # One sortable key per listed pair: (pair code, list, rank − 1), so that one sort (no
+    # unique/inverse, no scatter-minimum) puts each pair's entries together, list by list, the
+    # smallest rank first.
+    keys = []
     for s, a in enumerate(arrays):
         cols = a.astype(np.int64).ravel()
         low, high = np.minimum(rows, cols), np.maximum(rows, cols)
         keep = low != high
-        codes.append(low[keep] * n + high[keep])
-        which.append(np.full(int(keep.sum()), s, np.int64))
-        ranks.append(rank[keep])
-    unique, group = np.unique(np.concatenate(codes), return_inverse=True)
-    out = np.full((unique.size, len(arrays)), depth + 1, np.int64)
-    np.minimum.at(out, (group, np.concatenate(which)), np.concatenate(ranks))
-    pairs = np.stack([unique // n, unique % n], axis=1) if n else np.zeros((0, 2), np.int64)
+        keys.append(((low[keep] * n + high[keep]) * spaces + s) * depth + rank[keep])
+    key = np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    if key.size == 0:
+        return np.zeros((0, 2), np.int64), np.zeros((0, spaces), np.int64)
+    listed = key // depth  # pair code × spaces + list
+    first = np.ones(key.size, bool)
+    first[1:] = listed[1:] != listed[:-1]  # each (pair, list)'s smallest rank
+    listed, smallest = listed[first], key[first] % depth + 1
+    code = listed // spaces
+    new = np.ones(code.size, bool)
+    new[1:] = code[1:] != code[:-1]
+    unique = code[new]
+    out = np.full((unique.size, spaces), depth + 1, np.int64)
+    out[np.cumsum(new) - 1, listed % spaces] = smallest
+    pairs = np.stack([unique // n, unique % n], axis=1)
     return pairs, out
 
 
@@ -189,6 +205,69 @@ def mean_standard_error(values: object, pairs: object = None) -> float:
     return math.sqrt(max(variance, 0.0))
 
 
+def nested_standard_errors(values: object, pairs: object, ends: Sequence[int]) -> np.ndarray:
+    """`mean_standard_error(values[:, j], pairs[:ends[j]])` for every column j of the N × m
+    array `values`, computed together: nested graphs (e.g. the pairs ordered by the smallest k
+    at which they are neighbours, so that each k's graph is a prefix) share one gather of the
+    items' values per pair and one running count of degrees. Integer values give exactly
+    `mean_standard_error`'s numbers (exact integer sums); others are computed column by column
+    by `mean_standard_error` itself."""
+    v = np.asarray(values)
+    if v.ndim != 2 or v.shape[1] != len(ends):
+        raise ValueError(f"values must be N × {len(ends)} (one column per end), got {v.shape}")
+    edges = np.asarray(pairs, dtype=np.int64)
+    if edges.ndim != 2 or edges.shape[1] != 2:
+        raise ValueError(f"pairs must be an E × 2 array of item indices, got shape {edges.shape}")
+    n, columns = v.shape
+    ends = [int(e) for e in ends]
+    if any(e < 0 or e > len(edges) for e in ends):
+        raise ValueError(f"every end must be in [0, {len(edges)}], got {ends}")
+    if edges[: max(ends, default=0)].size and (
+        edges[: max(ends)].min() < 0 or edges[: max(ends)].max() >= n
+    ):
+        raise ValueError(f"pairs must join items among 0..{n - 1}")
+    top = max(ends, default=0)
+    size_top = n + 2 * top
+    exact = v.dtype.kind in "biu" and n >= 2
+    if exact and v.size:
+        exact = float(np.abs(v).max()) ** 2 * size_top < 2.0**62
+    if not exact:
+        return np.array([mean_standard_error(v[:, j], edges[: ends[j]]) for j in range(columns)])
+    x = v.astype(np.int64)
+    left, right = np.ascontiguousarray(edges[:top, 0]), np.ascontiguousarray(edges[:top, 1])
+    # m × top: each pair's two items' values, one row per column (int32 when products fit).
+    small = np.int32 if v.size == 0 or float(np.abs(v).max()) < 2**15 else np.int64
+    rows = np.ascontiguousarray(x.T, dtype=small)
+    at_left, at_right = np.take(rows, left, axis=1), np.take(rows, right, axis=1)
+    products = at_left * at_right
+    sides = at_left + at_right
+    degree = np.ones(n, np.int64)
+    squared_degrees: dict[int, int] = {}
+    done = 0
+    for end in sorted(set(ends)):
+        degree += np.bincount(left[done:end], minlength=n) + np.bincount(
+            right[done:end], minlength=n
+        )
+        squared_degrees[end] = int((degree * degree).sum())
+        done = end
+    out = np.empty(columns)
+    for j, end in enumerate(ends):
+        total = int(x[:, j].sum())
+        squares = int((x[:, j] * x[:, j]).sum())
+        linked = squares + 2 * int(products[j, :end].sum(dtype=np.int64))  # Σ_W x_i x_j
+        weighted = total + int(sides[j, :end].sum(dtype=np.int64))  # Σ_i degree_i x_i
+        size = n + 2 * end
+        graph = float(n * n * linked - 2 * n * total * weighted + total * total * size)
+        alone = float(n * n * squares - n * total * total)
+        shrink = 1.0 - 2.0 * float(squared_degrees[end]) / (n * size) + size / n**2
+        if shrink <= 0.0:
+            out[j] = math.nan
+            continue
+        variance = max(graph / shrink, alone * n / (n - 1)) / n**4
+        out[j] = math.sqrt(max(variance, 0.0))
+    return out
+
+
 def _z(confidence: float) -> float:
     _check_confidence(confidence)
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
@@ -223,14 +302,17 @@ def normal_interval_and_p(
     confidence: float = 0.95,
     bounds: tuple[float, float] | None = None,
     null: float = 0.0,
+    standard_error: float | None = None,
 ) -> tuple[float, float, float]:
-    """`normal_interval` and `normal_p` from one standard error: (low, high, p)."""
+    """`normal_interval` and `normal_p` from one standard error: (low, high, p).
+    `standard_error`, when given (e.g. from `nested_standard_errors`), is used in place of
+    `mean_standard_error(values, pairs)`."""
     z = _z(confidence)
     v = _as_vector(values, "values")
     if v.dtype.kind == "f" and np.isnan(v).any():
         return (math.nan, math.nan, math.nan)
     mean = float(v.sum() / v.size) if _integral(v) else float(v.mean())
-    se = mean_standard_error(v, pairs)
+    se = mean_standard_error(v, pairs) if standard_error is None else float(standard_error)
     if math.isnan(se):
         low, high = bounds if bounds is not None else (math.nan, math.nan)
         return (float(low), float(high), 1.0)
@@ -344,11 +426,13 @@ def overlap_counts(nn_a: np.ndarray, nn_b: np.ndarray, ks: Sequence[int]) -> np.
     if not ks or min(ks) < 1 or max(ks) > a.shape[1]:
         raise ValueError(f"overlap_counts: every k must be in [1, {a.shape[1]}], got {ks}")
     top = max(ks)
-    a = a[:, :top].astype(np.int64)
-    b = b[:, :top].astype(np.int64)
     n = a.shape[0]
     if n == 0:
         return np.zeros((0, len(ks)), np.int64)
+    if top <= _COMPARE_DEPTH:
+        return _overlap_counts_compared(a[:, :top], b[:, :top], ks)
+    a = a[:, :top].astype(np.int64)
+    b = b[:, :top].astype(np.int64)
     order = np.argsort(b, axis=1, kind="stable")
     span = int(max(a.max(), b.max())) + 1
     offset = np.arange(n, dtype=np.int64)[:, None] * span
@@ -359,6 +443,24 @@ def overlap_counts(nn_a: np.ndarray, nn_b: np.ndarray, ks: Sequence[int]) -> np.
     # rank_b[i, j]: where a's j-th neighbour of item i stands in b's list (top when absent).
     rank_b = np.where(hit, order.ravel()[pos], top).reshape(n, top)
     return np.stack([(rank_b[:, :k] < k).sum(axis=1, dtype=np.int64) for k in ks], axis=1)
+
+
+def _overlap_counts_compared(a: np.ndarray, b: np.ndarray, ks: list[int]) -> np.ndarray:
+    """`overlap_counts` for short lists (K <= 32): every column of `a` compared with each column
+    of `b` (K passes over N × K, no sort); a's j-th neighbour counts at k when j < k and it is
+    among b's first k. The same counts as the sorting path."""
+    n, top = a.shape
+    if max(int(a.max()), int(b.max())) < 2**31 and min(int(a.min()), int(b.min())) >= -(2**31):
+        a, b = a.astype(np.int32), b.astype(np.int32)
+    # at[i, j]: where a's j-th neighbour of item i stands in b's list (top when absent); the
+    # columns of b from the last, so that a repeated index keeps its first place.
+    at = np.full((n, top), top, np.int8)
+    for place in range(top - 1, -1, -1):
+        np.copyto(at, np.int8(place), where=a == b[:, place : place + 1])
+    out = np.empty((n, len(ks)), np.int64)
+    for j, k in enumerate(ks):
+        out[:, j] = (at[:, :k] < k).sum(axis=1, dtype=np.int64)
+    return out
 
 
 def shuffled_pairing_null(
