@@ -10,7 +10,7 @@ Each compares two row-aligned spaces of one split, with `mnno`'s comparison name
   HSIC_1(L, L)) (Nguyen et al. 2021; Murphy et al. 2024). Near 0 for independent spaces at any n,
   where the biased `cka` is not. Computed in float64 without any N×N matrix when d is small.
 - `mutual_knn`: Huh et al. (2024): (1/N) Σ_i |NN_A(i) ∩ NN_B(i)| / k, the item never its own
-  neighbour. It is mNNO with `include_self = false`, whatever `[probes] include_self` says.
+  neighbour. It is mNNO with `include_self = false`, whatever `[measure] include_self` says.
 - `cknna`: Huh et al.'s centred kernel nearest-neighbour alignment, as their released code
   computes it: HSIC_1 of the cosine kernels restricted to mutual k-NN pairs, normalised like CKA.
 - `cycle_knn`: Huh et al.: the fraction of items i that are among the k nearest neighbours in A of
@@ -19,7 +19,7 @@ Each compares two row-aligned spaces of one split, with `mnno`'s comparison name
   equal dimension.
 
 The k-NN measures read the probe's cached neighbour lists (`probe.neighbors`); with
-`[probes] include_self = true` they ask for k + 1 and drop the item itself (always first).
+`[measure] include_self = true` they ask for k + 1 and drop the item itself (always first).
 """
 
 from __future__ import annotations

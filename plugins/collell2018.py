@@ -8,10 +8,10 @@ duplicates included.
 
 The directory is the `data_dir` parameter, else `$XMODAL_DATA_DIR`; with `benchmark` set, the
 files are read from its sub-directory (e.g. `XMODAL_DATA_DIR=/data` and `benchmark =
-"iaprtc12"`). When both splits are present the dataset carries them (use `split = "dataset"`);
+"iaprtc12"`). When both splits are present the dataset carries them (use `split_strategy = "dataset"`);
 when only one is (as for the IAPR TC-12 test files shipped here), `PairedData.split_marks` is None
-and the study must say `split = "kfold"` or `"random"` — marking every item "test" would only
-make `split = "dataset"` fail later with an empty training set.
+and the study must say `split_strategy = "kfold"` or `"random"` — marking every item "test" would only
+make `split_strategy = "dataset"` fail later with an empty training set.
 
 Its fingerprint is a digest of the bytes of every CSV it reads (with their file names), so
 replacing a file gives new runs; moving the directory does not.

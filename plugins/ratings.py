@@ -6,7 +6,7 @@ unless `lowercase = false`). Each text encoder named in `text_encoders` gives on
 Made for experiment 2 of Collell & Moens (2018): apply untrained networks to word vectors, then
 compare the Spearman correlation of their similarities with the human ratings before and after
 (the `similarity_correlation` metric reads the same benchmarks, with the same parser). Words an
-encoder cannot represent are dropped and reported. No split of its own: use split = "kfold" or
+encoder cannot represent are dropped and reported. No split of its own: use split_strategy = "kfold" or
 "random".
 
 Its fingerprint covers the bytes of every ratings file read (the benchmarks' files inside their

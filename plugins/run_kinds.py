@@ -1,7 +1,7 @@
 """Built-in run kinds: trained, untrained, identity, and the shuffled-pairs control.
 
 A run kind says what is done to a mapping before its predictions are measured; its name is the
-run's state (`runs.state`) and the key that turns it on in a study's `[probes]` table.
+run's kind (`runs.kind`) and the key that turns it on in a study's `[runs]` table.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def dataset_split(data: PairedData, params: Mapping[str, Any], seed: int) -> Fol
     if data.split_marks is None:
         raise XmodalError(
             "the dataset has no train/test split of its own; "
-            'set split = "kfold" or split = "random" in [data]'
+            'set split_strategy = "kfold" or split_strategy = "random" in [data]'
         )
     marks = np.asarray(data.split_marks)
     return {None: (np.flatnonzero(marks == "train"), np.flatnonzero(marks == "test"))}
@@ -70,7 +70,7 @@ def _labels(data: PairedData, strategy: str) -> tuple[frozenset[int], ...]:
     if data.labels is None:
         raise XmodalError(
             f"split {strategy!r} needs item labels and the dataset has none; "
-            'use split = "kfold", or a dataset that gives labels'
+            'use split_strategy = "kfold", or a dataset that gives labels'
         )
     return data.labels
 
@@ -146,7 +146,7 @@ def column_split(data: PairedData, params: Mapping[str, Any], seed: int) -> Fold
     if data.fold is None:
         raise XmodalError(
             "split 'column' uses the dataset's own fold numbers (PairedData.fold) and this "
-            'dataset gives none; use split = "kfold"'
+            'dataset gives none; use split_strategy = "kfold"'
         )
     fold_of = np.asarray(data.fold, np.int64)
     if fold_of.size and int(fold_of.max()) >= folds:

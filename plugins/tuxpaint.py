@@ -7,7 +7,7 @@ when both exist) with a description file `x.txt` whose first line is its English
 stop ("turkey"); stamps with the same id are merged into one item whose image features are the
 mean over its images. Mirrored variants without their own .txt are skipped. The label of an
 item is its top-level stamp category (animals, food, …). There is no train/test split of its
-own: use split = "kfold" or "random".
+own: use split_strategy = "kfold" or "random".
 
 Feature sets are made by encoders named in the study (`text_encoders`, `image_encoders`), and
 cached on disk after the first encoding.

@@ -95,7 +95,7 @@ def test_the_probes_settings_are_the_keys_no_kind_may_take():
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"name": "splits", "trains": True}, "is a [probes] setting"),
+        ({"name": "splits", "trains": True}, "is a [measure] setting"),
         ({"name": "two words", "trains": True}, "letters, digits"),
         ({"name": "ref", "trains": True, "maps": False}, "cannot train"),
         ({"name": "p", "trains": False, "pairs": noisy_targets}, "needs trains=True"),

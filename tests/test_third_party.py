@@ -122,7 +122,7 @@ def test_its_checks_and_errors_reach_the_user(xmodal_tester: XmodalTester, data:
     assert "Traceback" not in missing.output
     (data / "split.txt").write_text("train\n" * (N_ITEMS - 1))  # one mark short
     short = xmodal_tester.validate(study(data))
-    assert short.code == 2 and f"split has shape ({N_ITEMS - 1},)" in short.output
+    assert short.code == 2 and f"split_marks has shape ({N_ITEMS - 1},)" in short.output
 
 
 def test_installed_as_a_package_it_runs_through_the_cli(

@@ -211,8 +211,8 @@ class EncoderSpec:
     weights: Callable[[Mapping[str, Any]], str] | None = None
 
 
-# Keys of a study's [probes] table that are measurement settings, not run kinds: no kind may
-# take them.
+# The measurement settings ([measure]): no run kind may take their names, since [probes], the old
+# name of [measure] and [runs] together, holds both.
 MEASURE_SETTINGS = ("splits", "include_self")
 
 
@@ -220,8 +220,8 @@ MEASURE_SETTINGS = ("splits", "include_self")
 class RunKindSpec:
     """A kind of run: what is done to a mapping before its predictions are measured.
 
-    `name` is the run's state (`runs.state`) and the key that turns the kind on in a study's
-    `[probes]` table: `name = true`, or a `[probes.name]` table of its parameters.
+    `name` is the run's kind (`runs.kind`) and the key that turns the kind on in a study's
+    `[runs]` table: `name = true`, or a `[runs.name]` table of its parameters.
     `trains`: the mapping is fitted (by its `MappingSpec.fit`, else by gradient descent on the
     study's loss and `[train]` settings): one run per mapping variant, loss variant, training
     variant and seed. False: the mapping is only initialised (seeded `build`): one run per mapping
@@ -233,8 +233,8 @@ class RunKindSpec:
     (float32 arrays, one row per training item) before the mapping is fitted. `rng` is a
     `numpy.random.Generator` seeded by the run's seed, so the same study and seed give the same
     pairs. It returns two 2-D arrays with equal numbers of rows and the columns of `x` and `y`.
-    `default`: the kind runs when a study's `[probes]` table does not mention it.
-    `params`: the kind's parameter schema, given in `[probes.name]` (not swept). Parameters enter
+    `default`: the kind runs when a study's `[runs]` table does not mention it.
+    `params`: the kind's parameter schema, given in `[runs.name]` (not swept). Parameters enter
     the run id; a kind without parameters leaves run ids as they were before kinds had any.
     """
 
@@ -252,11 +252,11 @@ class RunKindSpec:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
             raise ValueError(
                 f"run kind name {self.name!r}: use letters, digits, '_' and '-' (it is a key "
-                "of a study's [probes] table)"
+                "of a study's [runs] table)"
             )
         if self.name in MEASURE_SETTINGS:
             raise ValueError(
-                f"run kind name {self.name!r} is a [probes] setting; "
+                f"run kind name {self.name!r} is a [measure] setting (and [probes] held both); "
                 f"choose a name other than {', '.join(MEASURE_SETTINGS)}"
             )
         if not self.maps and self.trains:
@@ -331,7 +331,7 @@ def _check_split_params(instance: Any, attribute: Any, params: Mapping[str, Para
 class SplitStrategySpec:
     """How a study divides its items into train and test items: one or more folds.
 
-    A study picks the strategy by name (`[data] split = "name"`) and writes its parameters next
+    A study picks the strategy by name (`[data] split_strategy = "name"`) and writes its parameters next
     to it in `[data]` (e.g. `folds = 5`); they are validated against `params` like any
     component's and arrive with defaults filled (they are not swept).
     `folds(data, params, seed)` returns `{fold id: (train indices, test indices)}` for a

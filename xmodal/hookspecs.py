@@ -89,11 +89,12 @@ def register_run_kinds(register: Callable[[Any], None]) -> None:
     `run_kinds`) are `trained`, `untrained`, `identity` and the `shuffled` control.
 
     When: once, when the registry is first built (before any study is read). A study turns a kind
-    on in its `[probes]` table (`name = true`, or a `[probes.name]` table of its parameters);
-    `xmodal.planning` makes the kind's runs (their `runs.state` is the kind's name), and the run
+    on in its `[runs]` table (`name = true`, or a `[runs.name]` table of its parameters);
+    `xmodal.planning` makes the kind's runs (their `runs.kind` is the kind's name), and the run
     itself calls `pairs(x, y, rng, params)` on the training pairs, when the kind has one, with
     `rng` a `numpy.random.Generator` seeded by the run's seed. Names must be unique across plugins
-    and may not be `splits` or `include_self` (the other `[probes]` keys).
+    and may not be `splits` or `include_self` (the measurement settings, which `[probes]`, the
+    old name of `[runs]` and `[measure]`, holds beside the kinds).
 
     Returns nothing.
     """
@@ -141,7 +142,7 @@ def register_split_strategies(register: Callable[[Any], None]) -> None:
     once per dataset configuration, with the loaded `PairedData`, the parameters (defaults
     filled) and `[data] split_seed`; it checks the indices it returns (ids as declared, integer
     indices in range, train and test disjoint and non-empty) and reports an exception it
-    raises, or a bad result, as a problem of `data.split` before anything runs. Names must be
+    raises, or a bad result, as a problem of `data.split_strategy` before anything runs. Names must be
     unique across plugins.
 
     Returns nothing.

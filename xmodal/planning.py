@@ -70,7 +70,7 @@ class Run:
     # Hidden layers, as the mapping's spec declares for its parameters (`MappingSpec.depth`);
     # None for a family without depth. Derived from mapping + mapping_params: not in the run id.
     depth: int | None = None
-    # The run kind's parameters (`[probes.<kind>]`): in the run id only when there are any, so
+    # The run kind's parameters (`[runs.<kind>]`): in the run id only when there are any, so
     # a kind without parameters keeps the ids runs had before kinds could have them.
     kind_params: Mapping[str, Any] = attrs.field(factory=dict)
     # False for a reference with no mapping (the kind's `maps`): its prediction is the input and

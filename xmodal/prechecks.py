@@ -71,8 +71,9 @@ def check_runs(study: Study, runs: list[Run], shared: StudyData) -> None:
                     )
         try:
             shared.split(run)
-        except XmodalError as exc:
-            problems.append(Problem("data.split", str(exc)))
+        except XmodalError as exc:  # placed at the key the file names the strategy with
+            key = "data.split" if "data.split" in study.lines else "data.split_strategy"
+            problems.append(Problem(key, str(exc)))
     problems.extend(_component_problems(study, runs, shared))
     if problems:
         unique = list(dict.fromkeys(problems))

@@ -61,7 +61,7 @@ def make_folds(spec: SplitStrategySpec, data: PairedData, split: Mapping[str, An
 
     The strategy's result is checked: the declared fold ids, integer indices in range, no item
     twice, train and test disjoint and both non-empty. Anything wrong is an `XmodalError` naming
-    the strategy (a `data.split` problem of `xmodal validate`).
+    the strategy (a `data.split_strategy` problem of `xmodal validate`).
     """
     params, seed = strategy_params(split)
     expected = fold_ids(spec, params)

@@ -43,7 +43,7 @@ class CheckContext:
       For mappings and losses it is the training split (the items they are fitted on); for a
       metric it is the probed split.
     - `split`: `"train"` or `"test"`, the split `n_items` counts; None before the data is loaded.
-    - `include_self`: whether each item counts as its own neighbour (`[probes] include_self`);
+    - `include_self`: whether each item counts as its own neighbour (`[measure] include_self`);
       None before the data is loaded.
     - `in_dim`, `out_dim`: the dimensions of the mapping's input and target feature sets (the
       run's direction applied); None before the data is loaded.
