@@ -283,3 +283,25 @@ def test_a_study_on_mapped_files_runs_with_batched_predictions(
     result = cli("run", study, "--db", db)
     assert result.code == 0, result.output
     assert "0 failed" in result.output
+
+
+@pytest.mark.parametrize("early_stopping", [0, 2])
+def test_training_on_indexed_rows_equals_training_on_a_copy_of_those_rows(early_stopping):
+    from xmodal.plugins import get_registry
+
+    registry = get_registry()
+    x, y = matrix(120, 5), matrix(120, 3)
+    rows = np.sort(RNG.choice(120, size=80, replace=False))
+    settings = {
+        "epochs": 3, "batch_size": 16, "optimizer": "adam", "lr": 1e-2, "weight_decay": 0.0,
+        "momentum": 0.0, "shuffle": True, "grad_clip": 0.0, "early_stopping": early_stopping,
+        "validation_fraction": 0.25,
+    }  # fmt: skip
+    loss = registry.losses["mse"]
+    params = {k: p.default for k, p in loss.params.items() if not p.required}
+    copied = train_module.train(mlp(5, 3), loss, params, x[rows], y[rows], settings, seed=3)
+    indexed = train_module.train(mlp(5, 3), loss, params, x, y, settings, seed=3, rows=rows)
+    np.testing.assert_allclose(indexed.losses, copied.losses, rtol=1e-6)
+    np.testing.assert_allclose(indexed.val_losses, copied.val_losses, rtol=1e-6)
+    for a, b in zip(indexed.model.parameters(), copied.model.parameters(), strict=True):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-5, atol=1e-6)

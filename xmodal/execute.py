@@ -128,13 +128,17 @@ def _fit(run: Run, shared: StudyData) -> tuple[torch.nn.Module | None, list, int
         model = seeded_model(spec, run.mapping_params, x.shape[1], y.shape[1], run.seed)
     if kind.trains:
         assert model is not None
-        x_fit, y_fit = x[train_idx], y[train_idx]
-        if kind.pairs is not None:
-            x_fit, y_fit = training_pairs(kind, run.kind_params, x_fit, y_fit, run.seed)
-        if spec.fit is not None:
-            model = spec.fit(model, x_fit, y_fit, run.mapping_params)
+        if kind.pairs is None and spec.fit is None:
+            # Batches are gathered from x and y (maybe memory-mapped): no copy of the train rows.
+            model, curves = _train(run, shared, model, x, y, rows=train_idx)
         else:
-            model, curves = _train(run, shared, model, x_fit, y_fit)
+            x_fit, y_fit = x[train_idx], y[train_idx]
+            if kind.pairs is not None:
+                x_fit, y_fit = training_pairs(kind, run.kind_params, x_fit, y_fit, run.seed)
+            if spec.fit is not None:
+                model = spec.fit(model, x_fit, y_fit, run.mapping_params)
+            else:
+                model, curves = _train(run, shared, model, x_fit, y_fit)
     return model, curves, len(train_idx), len(test_idx)
 
 
@@ -166,9 +170,10 @@ def _train(
     model: torch.nn.Module,
     x_fit: np.ndarray,
     y_fit: np.ndarray,
+    rows: np.ndarray | None = None,
 ) -> tuple[torch.nn.Module, list[tuple[Any, ...]]]:
-    """Gradient-descent training on the pairs (`x_fit`, `y_fit`) with its curves: loss per epoch,
-    probes every `probe_every`.
+    """Gradient-descent training on the pairs (`x_fit`, `y_fit`) (or their rows `rows`) with its
+    curves: loss per epoch, probes every `probe_every`.
 
     Probe curves measure the metrics the study has while the run trains, on the run's items and
     their true targets; they are part of the run (a metric added later gets final
@@ -193,7 +198,7 @@ def _train(
 
     probe_curve(0, model)
     trained = train(model, shared.registry.losses[run.loss], run.loss_params, x_fit, y_fit,
-                    settings, run.seed, on_epoch=probe_curve)  # fmt: skip
+                    settings, run.seed, on_epoch=probe_curve, rows=rows)  # fmt: skip
     for name, values in (("loss", trained.losses), ("val_loss", trained.val_losses)):
         curves.extend((run.run_id, epoch, "train", name, run.loss, None, None, value)
                       for epoch, value in enumerate(values, start=1))  # fmt: skip

@@ -179,22 +179,43 @@ def train(
     settings: Mapping[str, Any],
     seed: int,
     on_epoch: Callable[[int, torch.nn.Module], None] | None = None,
+    rows: np.ndarray | None = None,
 ) -> Trained:
     """Minimise `loss(model(x), y)` with the study's optimiser settings; deterministic per seed.
 
     With `early_stopping = P > 0` a seeded `validation_fraction` of the items is held out, and
     training stops after P epochs without a lower validation loss, returning the best weights.
     `on_epoch(epoch, model)` is called after each epoch (the runner records probe curves there).
+    `rows` (indices into x and y) trains on those rows alone, gathering each mini-batch from x
+    and y as it is needed, so that a large or memory-mapped x is never copied whole; the result
+    is the same as training on `x[rows]`, `y[rows]`.
     """
     loss_fn = loss.build(loss_params)
     patience = settings.get("early_stopping", 0)
     xv = yv = None
-    if patience:
-        fit, val = validation_split(len(x), settings["validation_fraction"], seed)
-        xv, yv = torch.from_numpy(x[val]), torch.from_numpy(y[val])
-        x, y = x[fit], y[fit]
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    n = len(xt)
+    if rows is None:
+        if patience:
+            fit, val = validation_split(len(x), settings["validation_fraction"], seed)
+            xv, yv = torch.from_numpy(x[val]), torch.from_numpy(y[val])
+            x, y = x[fit], y[fit]
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        n = len(xt)
+
+        def pairs(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return xt[index], yt[index]
+
+    else:
+        rows = np.asarray(rows)
+        if patience:
+            fit, val = validation_split(len(rows), settings["validation_fraction"], seed)
+            xv, yv = torch.from_numpy(x[rows[val]]), torch.from_numpy(y[rows[val]])
+            rows = rows[fit]
+        n = len(rows)
+
+        def pairs(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            chosen = rows[index.numpy()]
+            return torch.from_numpy(x[chosen]), torch.from_numpy(y[chosen])
+
     batch = n if settings["batch_size"] == "full" else min(settings["batch_size"], n)
     optimizer = _optimizer(model, settings)
     generator = torch.Generator().manual_seed(seed)
@@ -209,7 +230,8 @@ def train(
         for start in range(0, n, batch):
             index = order[start : start + batch]
             optimizer.zero_grad(set_to_none=True)
-            value = loss_fn(model(xt[index]), yt[index])
+            x_batch, y_batch = pairs(index)
+            value = loss_fn(model(x_batch), y_batch)
             value.backward()
             if settings["grad_clip"] > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
