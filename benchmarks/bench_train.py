@@ -62,7 +62,7 @@ def study_time_shares() -> tuple[float, float, float]:
         wall = time.perf_counter() - t0
         with duckdb.connect(str(db), read_only=True) as con:
             train_s, probe_s = con.execute(
-                "SELECT sum(train_seconds), sum(probe_seconds) FROM runs"
+                "SELECT sum(train_seconds), sum(measure_seconds) FROM runs"
             ).fetchone()
     return wall, train_s, probe_s
 

@@ -293,7 +293,7 @@ def load(params: Mapping[str, Any]) -> PairedData:
     return PairedData(
         ids=ids,
         features=features,
-        split=_split_marks(params, ids, tables, index),
+        split_marks=_split_marks(params, ids, tables, index),
         labels=labels,
         source="files: " + ", ".join(f"{n}={_where(t, tables)}" for n, t in tables.items()),
     )

@@ -88,8 +88,8 @@ class RunResult(CliResult):
     _tester: XmodalTester = attrs.field(repr=False)
 
     def results(self, **where: Any) -> list[dict[str, Any]]:
-        """The study's result rows (the `study_results` view: run columns, then `result_split`,
-        `metric`, `comparison`, `k`, `similarity`, `epoch`, `value`), as dicts; keyword arguments
+        """The study's result rows (the `study_results` view: run columns, then `split`,
+        `metric`, `comparison`, `k`, `similarity`, `epoch`, `value`, ...), as dicts; keyword arguments
         keep the rows whose column equals the value (`metric="my_metric", k=10`; None matches NULL)."""
         return self._tester.select("study_results", study=self.study, **where)
 
