@@ -165,12 +165,20 @@ def run_study(
         check_free_space(store.path, _space_needed(pending, shared), "the run's predictions")
         # A measure-only run needs the lists of its missing metrics on its probed splits (no
         # training curves): `train=None` keeps the train split's lists from being computed.
-        shared.precompute(
-            attrs.evolve(s.run, metrics=tuple((m.metric, m.params) for m in s.missing), train=None)
-            if s.action == "measure"
-            else s.run
-            for s in pending
-        )
+        try:  # long for large spaces: Ctrl-C here stops the study as in the run loop
+            shared.precompute(
+                attrs.evolve(
+                    s.run, metrics=tuple((m.metric, m.params) for m in s.missing), train=None
+                )
+                if s.action == "measure"
+                else s.run
+                for s in pending
+            )
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted while computing neighbour lists, before any run started; run the "
+                f"same command again to start ({len(pending)} left)"
+            ) from None
         trains = any(s.action == "train" for s in pending)
         # Workers that cannot read this machine's files get a measure-only job's predictions.
         jobs = [_job(s, artifacts, inline=trains and not spec.shares_files) for s in pending]

@@ -1,0 +1,248 @@
+"""Exact neighbour backend `ray`: xmodal's blocked kNN with its tiles computed as Ray tasks.
+
+`[neighbors] backend = "ray"` gives the lists of `xmodal.knn`, bit for bit on the same machine:
+`knn` itself checks the space, merges equal rows and handles include_self; only the tiles of the
+symmetric grid (`TileGrid`) are farmed out. The grid's upper-triangle tiles, in row-major order,
+are cut into `tasks_per_cpu` × (the cluster's CPUs) runs of consecutive tiles (`TileGrid.chunks`);
+each task multiplies its tiles with `compute_tiles` (the single-process code) and returns the
+best `slots` candidates of every item it touched; the driver merges them as they arrive with
+`TileLists.merge`, by (−similarity, index). The tiles' products are the same float32 GEMMs on the
+same block shapes, so on one machine the lists are identical; on a cluster of different CPUs,
+only float32 near-ties between different vectors may be ordered differently (docs/metrics.md).
+
+The prepared space goes to Ray's object store once (workers on a node share it); a memory-mapped
+input (np.load(..., mmap_mode="r")) is not copied: each task maps the same file again and reads
+its row blocks (the file must be visible to the workers: one machine, or a shared file system).
+
+Where it runs: inside a Ray task (`xmodal run --executor ray --address ...`), or in any process
+already connected to Ray, the tiles go to that cluster; else to `XMODAL_RAY_ADDRESS` if set (what
+`xmodal run --address` sets); else to a local Ray instance started on first use with
+`local_cpus` CPUs and kept until the process ends. The address is never read from a study file.
+
+Ctrl-C (or SIGTERM under `xmodal run`) while the tiles run cancels the tasks and re-raises, so the
+run stops as usual (exit 130). Progress: `knn`'s progress callback, once per finished task.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from xmodal import NeighborBackendSpec, Param, SimilaritySpec, hookimpl
+from xmodal.neighbors import DEFAULT_BLOCK, TileLists, TileSpace, compute_tiles
+
+ADDRESS_VARIABLE = "XMODAL_RAY_ADDRESS"
+
+
+def _tile_task(
+    space: TileSpace, Y: np.ndarray | None, tiles: list[tuple[int, int]], slots: int, threads: int
+) -> tuple[int, np.ndarray, np.ndarray, float]:
+    """One Ray task: `compute_tiles` over a run of tiles; (first item, values, indices, seconds)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    with warnings.catch_warnings():  # Y is read-only shared memory; the tiles only read it
+        warnings.filterwarnings("ignore", message=".*not writable.*")
+        lists = compute_tiles(space.with_rows(Y), tiles, slots)
+    return lists.lo, lists.vals, lists.idx, time.perf_counter() - start
+
+
+class RayTiles:
+    """A `knn` tile runner: the tiles as Ray tasks, merged by (−similarity, index).
+
+    `stats` (after a call): tasks, tiles, each task's seconds (`task_seconds`, inside the task),
+    bytes put into the object store (`bytes_in`: the prepared rows and offsets, once) and bytes
+    returned by the tasks (`bytes_out`: their partial lists).
+    """
+
+    def __init__(self, ray: Any, tasks: int, threads: int = 1) -> None:
+        self.ray = ray
+        self.tasks = max(1, int(tasks))
+        self.threads = max(1, int(threads))
+        self.stats: dict[str, Any] = {}
+        # num_cpus=1: the scheduler runs one task per CPU; the name finds them in `ray list`/ps.
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(_tile_task).options(
+            name="xmodal_tiles"
+        )
+
+    def __call__(
+        self, space: TileSpace, slots: int, progress: Callable[[int, int], None] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ray = self.ray
+        grid = space.grid
+        chunks = grid.chunks(self.tasks)
+        total = sum(len(c) for c in chunks)
+        shared = space.without_rows()
+        bytes_in = space.Y.nbytes if space.Y is not None else 0
+        bytes_in += 0 if space.offset is None else space.offset.nbytes
+        y_ref = ray.put(space.Y) if space.Y is not None else None
+        space_ref = ray.put(shared)
+        size: dict[Any, int] = {}
+        pending: list[Any] = []
+        lists = TileLists(0, grid.n, slots)
+        seconds: list[float] = []
+        bytes_out = done = 0
+        try:
+            for chunk in chunks:
+                ref = self._remote.remote(space_ref, y_ref, chunk, slots, self.threads)
+                size[ref] = len(chunk)
+                pending.append(ref)
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                lo, vals, idx, took = _result(ray, ready[0])
+                lists.merge(lo, vals, idx)
+                seconds.append(took)
+                bytes_out += vals.nbytes + idx.nbytes
+                done += size[ready[0]]
+                if progress is not None:
+                    progress(done, total)
+        except BaseException:  # Ctrl-C, SIGTERM under `xmodal run`, a failed task: stop them all
+            for ref in pending:
+                with contextlib.suppress(Exception):  # already finished or gone
+                    ray.cancel(ref, force=True)
+            self.stats = {"cancelled": list(pending)}
+            raise
+        self.stats = {
+            "tasks": len(chunks),
+            "tiles": total,
+            "task_seconds": seconds,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "rows": grid.n,
+            "block": grid.b,
+        }
+        return lists.finish()
+
+
+def _result(ray: Any, ref: Any) -> tuple[int, np.ndarray, np.ndarray, float]:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        from xmodal.neighbors import NeighborError
+
+        raise NeighborError(f"the ray neighbour backend: a tile task failed: {cause}") from None
+
+
+# -- connection ------------------------------------------------------------------------------------
+
+_started_here = False
+
+
+def connect(local_cpus: int = 0) -> Any:
+    """The `ray` module, connected: to the cluster this process already uses, else to
+    XMODAL_RAY_ADDRESS, else to a local instance started now (kept until the process ends)."""
+    global _started_here
+    from xmodal import require
+    from xmodal.errors import XmodalError
+    from xmodal.executors import _check_ray
+
+    ray = require("ray", "ray", "the `ray` neighbour backend")
+    if ray.is_initialized():
+        return ray
+    address = os.environ.get(ADDRESS_VARIABLE) or None
+    _check_ray(address)  # a clear error for an address that does not answer
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    try:
+        if address:
+            ray.init(address=address, **options)
+        else:
+            cpus = local_cpus or os.cpu_count() or 1
+            ray.init(address="local", num_cpus=cpus, **options)
+    except (Exception, SystemExit) as exc:  # Ray exits the process on some failures
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise XmodalError(
+            f"the ray neighbour backend cannot start or connect to {where}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if not _started_here:
+        _started_here = True
+        atexit.register(_shutdown)
+    return ray
+
+
+def _shutdown() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def cluster_cpus(ray: Any) -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def ray_search(
+    X: Any, k: int, similarity: SimilaritySpec, include_self: bool, params: Mapping[str, Any]
+) -> np.ndarray:
+    """The exact lists of `xmodal.knn`, their tiles computed as Ray tasks."""
+    from xmodal.neighbors import knn
+
+    ray = connect(int(params["local_cpus"]))
+    runner = RayTiles(ray, cluster_cpus(ray) * int(params["tasks_per_cpu"]), params["threads"])
+    found = knn(
+        X,
+        k,
+        similarity=similarity,
+        include_self=include_self,
+        block_size=int(params["block_size"]),
+        runner=runner,
+    )
+    return found.indices
+
+
+def check_params(params: Mapping[str, Any], context: Any) -> Iterator[tuple[str, str]]:
+    if params["block_size"] % 32:
+        yield (
+            "block_size",
+            f"block_size = {params['block_size']} is rounded to whole 32-row blocks; "
+            "give a multiple of 32",
+        )
+
+
+@hookimpl
+def register_neighbor_backends(register: Callable[[NeighborBackendSpec], None]) -> None:
+    register(
+        NeighborBackendSpec(
+            name="ray",
+            search=ray_search,
+            exact=True,
+            check=check_params,
+            params={
+                "block_size": Param(
+                    int,
+                    default=DEFAULT_BLOCK,
+                    min=32,
+                    max=16384,
+                    doc="tile edge (rows); the same grid as the exact backend's by default",
+                ),
+                "tasks_per_cpu": Param(
+                    int,
+                    default=2,
+                    min=1,
+                    max=256,
+                    doc="tasks per cluster CPU: more balance uneven workers, each costs a "
+                    "little (a task's first tile per item sets its lists' bars)",
+                ),
+                "threads": Param(int, default=1, min=1, max=256, doc="torch threads per task"),
+                "local_cpus": Param(
+                    int,
+                    default=0,
+                    min=0,
+                    max=4096,
+                    doc="CPUs of the local Ray instance started when no cluster is connected "
+                    "or named by XMODAL_RAY_ADDRESS; 0: this machine's",
+                ),
+            },
+            description="exact, distributed: the blocked kNN's tiles as Ray tasks (needs the "
+            "`ray` extra); the lists of `exact`, bit for bit on one machine",
+        )
+    )
