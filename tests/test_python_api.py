@@ -330,3 +330,19 @@ def test_help_on_each_function_explains_it_with_an_example(name):
 def test_help_on_each_connection_method(method):
     assert inspect.getdoc(getattr(xmodal.api.Connection, method))
     assert f".{method}(" in (REPO / "docs" / "python.md").read_text(encoding="utf-8")
+
+
+def test_the_cli_and_the_api_merge_their_options_with_execution_alike():
+    """`xmodal run` and `xmodal.run` share one merge: a given option wins (0 threads too), else
+    the study's [execution] value, else one worker, one thread and the default executor."""
+    from xmodal.api import Execution, execution_settings
+
+    declared = {"executor": "process", "workers": 3, "threads": 2}
+    assert execution_settings(declared) == Execution("process", 3, 2)
+    assert execution_settings(declared, workers=1, executor="local", threads=0) == Execution(
+        "local", 1, 0
+    )
+    assert execution_settings({}) == Execution(None, 1, 1)
+    assert execution_settings({"executor": None, "workers": 1, "threads": 1}, workers=4) == (
+        Execution(None, 4, 1)
+    )

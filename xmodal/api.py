@@ -346,6 +346,34 @@ class StudySummary:
         return "\n".join(lines)
 
 
+@attrs.frozen
+class Execution:
+    """How a study's runs execute: the call's (or command line's) choices over the study's
+    `[execution]` table (`execution_settings`)."""
+
+    executor: str | None  # None: the registry's default executor
+    workers: int
+    threads: int  # torch threads per run; 0: cores / workers
+
+
+def execution_settings(
+    declared: Mapping[str, Any],
+    *,
+    workers: int | None = None,
+    executor: str | None = None,
+    threads: int | None = None,
+) -> Execution:
+    """`workers`, `executor` and `threads` as given (`xmodal run --workers/--executor/--threads`,
+    or `xmodal.run(...)`), each falling back to the study's `[execution]` table (`declared`,
+    `Study.execution`), then to one worker, the default executor and one thread. The one merge
+    of the two for the command line and the Python API."""
+    return Execution(
+        executor=executor if executor is not None else declared.get("executor"),
+        workers=workers if workers is not None else declared.get("workers") or 1,
+        threads=threads if threads is not None else declared.get("threads", 1),
+    )
+
+
 def run(
     study: Study | PathLike,
     db: PathLike | None = None,
@@ -392,10 +420,10 @@ def run(
     from xmodal.store import Store
 
     store = Store(_db(db))
-    settings = loaded.declaration.execution
-    workers = workers or settings.get("workers", 1)
-    executor = executor or settings.get("executor")  # None: the default executor
-    threads = settings.get("threads", 1) if threads is None else threads
+    chosen = execution_settings(
+        loaded.declaration.execution, workers=workers, executor=executor, threads=threads
+    )
+    workers, executor, threads = chosen.workers, chosen.executor, chosen.threads
     pool = _pool_problem(loaded.data.registry, workers, executor, threads, address)
     failures: list[RunFailure] = []
     if progress is True:

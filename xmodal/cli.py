@@ -223,9 +223,11 @@ def run(
         os.environ["XMODAL_RAY_ADDRESS"] = address
     loaded, runs, shared = _load(study, deep=True, max_runs=max_runs)
     store = _store(db)
-    settings = loaded.execution
-    workers = workers or settings.get("workers", 1)
-    executor = executor or settings.get("executor")  # None: the default executor
+    from xmodal.api import execution_settings  # the Python API's merge of these with [execution]
+
+    chosen = execution_settings(
+        loaded.execution, workers=workers, executor=executor, threads=threads
+    )
     # run_study checks the executor (and that the database can be written) before any write.
     from xmodal import progress as shown
 
@@ -259,10 +261,9 @@ def run(
 
         with report_progress(shown.tile_progress(progress) if err.is_terminal else None):
             summary = run_study(
-                loaded, runs, store, shared, force=force, fail_fast=fail_fast, executor=executor,
-                workers=workers, address=address or None, wait=wait,
-                threads=settings.get("threads", 1) if threads is None else threads,
-                on_event=on_event,
+                loaded, runs, store, shared, force=force, fail_fast=fail_fast,
+                executor=chosen.executor, workers=chosen.workers, address=address or None,
+                wait=wait, threads=chosen.threads, on_event=on_event,
             )  # fmt: skip
         progress.update(task, description=loaded.name)
     phrases = shown.summary_phrases(
