@@ -171,6 +171,9 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--recall-sample", type=int, default=1000)
+    parser.add_argument("--ray", type=int, default=50_000, help="N of the ray check; 0 skips")
+    parser.add_argument("--ray-repeats", type=int, default=2, help="interleaved repeats")
+    parser.add_argument("--ray-tasks-per-cpu", type=int, default=2)
     parser.add_argument("--case", choices=("exact", "approx"), help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -181,6 +184,8 @@ def main() -> None:
 
     print(f"hnsw M={args.M} ef_construction={args.ef_construction} ef_search={args.ef_search} "
           f"threads={args.threads}, k={args.k}, d={args.dim}, recall sample {args.recall_sample}")  # fmt: skip
+    if args.ray:
+        ray_part(args)
     with tempfile.TemporaryDirectory() as tmp:
         if args.check:
             n = args.check
@@ -235,6 +240,67 @@ def main() -> None:
                   f"{big['recall_cpu_A'] + big['recall_cpu_B']:.1f}")  # fmt: skip
             print(f"peak resident memory {big['peak_mb']:.0f} MB (input {big['input_mb']:.0f} MB, "
                   f"{big['peak_extra_mb']:.0f} MB beyond it); load {load()}")  # fmt: skip
+
+
+# --- the `ray` backend: exact kNN as Ray tasks against the single process ---------------------------
+
+
+def ray_part(args: argparse.Namespace) -> None:
+    """`--ray N`: exact `knn` in this process (2 torch threads) against the `ray` backend's tiles
+    on a local 2-worker Ray instance (1 thread per task), on space A (N × dim), repeats
+    interleaved: identical lists (asserted), Ray's overhead (median wall time ratio), the
+    per-tile cost, and the bytes moved to and from the workers."""
+    import ray
+    import torch
+
+    from xmodal import knn
+    from xmodal.neighbors import TileGrid
+    from xmodal_plugins.ray_neighbors import RayTiles
+
+    n, workers = args.ray, 2
+    A, _ = spaces(n, args.dim, args.seed)
+    grid = TileGrid.of(n)
+    print(f"\n== exact kNN: one process vs the ray backend at {n:,} × {args.dim}, k = {args.k} "
+          f"({len(grid.tiles())} tiles of {grid.b}², {workers} workers × "
+          f"{args.ray_tasks_per_cpu} tasks; load {load()})", flush=True)  # fmt: skip
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        runner = RayTiles(ray, workers * args.ray_tasks_per_cpu, threads=1)
+        torch.set_num_threads(workers)  # the single process gets the same 2 cores
+        knn(A[:4000], args.k)  # imports, first calls, Ray's workers started and warm
+        knn(A[:4000], args.k, runner=runner)
+        seconds: dict[str, list[float]] = {"exact": [], "ray": []}
+        found = {}
+        stats = []
+        for r in range(args.ray_repeats):
+            for case in ("exact", "ray") if r % 2 == 0 else ("ray", "exact"):
+                t0 = time.perf_counter()
+                found[case] = knn(A, args.k, runner=runner if case == "ray" else None)
+                seconds[case].append(time.perf_counter() - t0)
+                if case == "ray":
+                    stats.append(runner.stats)
+                print(f"  {case:5} {seconds[case][-1]:6.1f} s (load {load()})", flush=True)
+            assert np.array_equal(found["exact"].indices, found["ray"].indices)
+            assert np.array_equal(found["exact"].similarities, found["ray"].similarities)
+    finally:
+        ray.shutdown()
+    t_exact, t_ray = (float(np.median(seconds[c])) for c in ("exact", "ray"))
+    per_tile = [
+        s / t for st in stats for s, t in zip(st["task_seconds"], st["task_tiles"], strict=True)
+    ]
+    st = stats[-1]
+    tile_ms = 1000 * float(np.median(per_tile))
+    print(f"identical lists (indices and similarities): yes, in all {args.ray_repeats} repeats")
+    print(f"median wall time: exact {t_exact:.1f} s, ray {t_ray:.1f} s: overhead "
+          f"{100 * (t_ray / t_exact - 1):+.1f} % (target ≤ 15 %)")  # fmt: skip
+    print(f"per-tile cost inside a task (1 thread): median {tile_ms:.1f} ms; one process "
+          f"(2 threads): {1000 * t_exact / len(grid.tiles()):.1f} ms per tile of wall time")  # fmt: skip
+    rows_mb = st["bytes_in"] / 2**20
+    out_mb = st["bytes_out"] / 2**20
+    print(f"bytes moved: {rows_mb:.0f} MB of prepared rows and offsets into the object store "
+          f"(once; read by every worker of a node), {out_mb:.1f} MB of partial lists back "
+          f"({out_mb / st['tasks']:.1f} MB per task, {out_mb / workers:.1f} MB per worker); "
+          f"load {load()}")  # fmt: skip
 
 
 if __name__ == "__main__":

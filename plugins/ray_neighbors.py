@@ -58,7 +58,8 @@ def _tile_task(
 class RayTiles:
     """A `knn` tile runner: the tiles as Ray tasks, merged by (−similarity, index).
 
-    `stats` (after a call): tasks, tiles, each task's seconds (`task_seconds`, inside the task),
+    `stats` (after a call): tasks, tiles, each task's seconds (`task_seconds`, inside the task)
+    and tiles (`task_tiles`), in the order they finished,
     bytes put into the object store (`bytes_in`: the prepared rows and offsets, once) and bytes
     returned by the tasks (`bytes_out`: their partial lists).
     """
@@ -89,6 +90,7 @@ class RayTiles:
         pending: list[Any] = []
         lists = TileLists(0, grid.n, slots)
         seconds: list[float] = []
+        task_tiles: list[int] = []
         bytes_out = done = 0
         try:
             for chunk in chunks:
@@ -100,6 +102,7 @@ class RayTiles:
                 lo, vals, idx, took = _result(ray, ready[0])
                 lists.merge(lo, vals, idx)
                 seconds.append(took)
+                task_tiles.append(size[ready[0]])
                 bytes_out += vals.nbytes + idx.nbytes
                 done += size[ready[0]]
                 if progress is not None:
@@ -114,6 +117,7 @@ class RayTiles:
             "tasks": len(chunks),
             "tiles": total,
             "task_seconds": seconds,
+            "task_tiles": task_tiles,
             "bytes_in": bytes_in,
             "bytes_out": bytes_out,
             "rows": grid.n,
