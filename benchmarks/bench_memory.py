@@ -206,7 +206,7 @@ def main() -> None:
         print(load())
         base = run("baseline", study, work / "results.duckdb", env)
         print(f"baseline (imports only): RSS {mb(base['VmHWM'])}, anonymous "
-              f"{mb(base['RssAnon'])}")  # fmt: skip
+              f"{mb(base['RssAnon'])}, VmData {mb(base['VmData'])}")  # fmt: skip
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         results: dict[str, list[dict]] = {m: [] for m in modes}
         for repeat in range(args.repeats):
@@ -220,7 +220,8 @@ def main() -> None:
                     f"[{repeat + 1}/{args.repeats}] {mode:4}: {r['seconds']:6.1f} s, peak RSS "
                     f"{mb(r['VmHWM'])} = anonymous ≤ {mb(r['RssAnon'])} + file-backed ≤ "
                     f"{mb(r['RssFile'])}; beyond baseline: anonymous "
-                    f"{mb(r['RssAnon'] - base['RssAnon'])}; {load()}"
+                    f"{mb(r['RssAnon'] - base['RssAnon'])}; peak VmData {mb(r['VmData'])}; "
+                    f"{load()}"
                 )
         median = {
             m: {f: statistics.median(r[f] for r in rs) for f in ("seconds", "VmHWM", "RssAnon")}

@@ -14,6 +14,9 @@ resolve against `base_dir` when set, else the current directory (the runner does
 study file's directory). Items pair up by id (an id column/array in the file, or an `ids` file);
 when no file has ids, rows pair up by position.
 
+Float32 .npy files and .safetensors tensors are memory-mapped (see featurefiles): the runs get
+the map itself, or a view of it, whenever the files' rows pair up in file order.
+
 Its fingerprint is a digest of the bytes of every file it reads (feature, id and split files,
 each under its role) and of the parameters that decide how they are read; the paths themselves
 are left out, so moving the files keeps it.

@@ -305,3 +305,67 @@ def test_training_on_indexed_rows_equals_training_on_a_copy_of_those_rows(early_
     np.testing.assert_allclose(indexed.val_losses, copied.val_losses, rtol=1e-6)
     for a, b in zip(indexed.model.parameters(), copied.model.parameters(), strict=True):
         np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+# --- what is held in memory (numpy's allocations, as tracemalloc sees them) ----------------------
+
+
+def peak_allocated(work) -> int:
+    """Peak bytes numpy (and Python) allocated while `work()` ran, beyond what was held before
+    (its second time: imports and caches of the first are not counted). Memory-mapped pages are
+    not allocations; torch's own buffers are not traced."""
+    import tracemalloc
+
+    work()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        work()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+N, D = 20_000, 64  # 5 MB per matrix: large against everything else the code allocates
+
+
+def test_loading_mapped_files_allocates_a_small_part_of_them(tmp_path, monkeypatch):
+    n, d = 2_000, 2_048  # wide rows: the per-item Python objects (ids) stay small against them
+    for name in ("text", "image"):
+        np.save(tmp_path / f"{name}.npy", matrix(n, d))
+    monkeypatch.setattr(featurefiles, "ROW_BLOCK_BYTES", 256 << 10)
+    config = params(features=["text.npy", "image.npy"], base_dir=str(tmp_path))
+    matrix_bytes = n * d * 4
+    assert peak_allocated(lambda: files.load(config)) < matrix_bytes / 4
+    monkeypatch.setattr(featurefiles, "MEMORY_MAP", False)  # the same, read into memory
+    assert peak_allocated(lambda: files.load(config)) > 2 * matrix_bytes
+
+
+def test_predictions_hold_the_output_and_one_batch_not_a_copy_of_the_rows(tmp_path):
+    np.save(tmp_path / "x.npy", matrix(N, D))
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = np.arange(0, N, 2)  # half of the rows: 2.5 MB of input, 0.8 MB of output
+    model = torch.nn.Linear(D, 10)
+    output_bytes, input_bytes = len(rows) * 10 * 4, len(rows) * D * 4
+    peak = peak_allocated(lambda: train_module.predict(model, x, rows=rows, batch_rows=500))
+    assert peak < output_bytes + input_bytes / 4
+    assert peak_allocated(lambda: train_module.predict(model, x[rows])) > input_bytes
+
+
+def test_training_on_indexed_rows_holds_one_batch_not_a_copy_of_the_rows(tmp_path):
+    from xmodal.plugins import get_registry
+
+    np.save(tmp_path / "x.npy", matrix(N, D))
+    np.save(tmp_path / "y.npy", matrix(N, 8))
+    x, y = np.load(tmp_path / "x.npy", mmap_mode="r"), np.load(tmp_path / "y.npy", mmap_mode="r")
+    rows = np.arange(N // 2)
+    loss = get_registry().losses["mse"]
+    settings = {
+        "epochs": 1, "batch_size": 256, "optimizer": "sgd", "lr": 1e-3, "weight_decay": 0.0,
+        "momentum": 0.0, "shuffle": True, "grad_clip": 0.0,
+    }  # fmt: skip
+    peak = peak_allocated(
+        lambda: train_module.train(torch.nn.Linear(D, 8), loss, {}, x, y, settings, 0, rows=rows)
+    )
+    assert peak < len(rows) * D * 4 / 4

@@ -145,10 +145,11 @@ def read_features(path: str | Path, name: str = "", columns: Columns | None = No
     return attrs.evolve(table, matrix=check_matrix(path, table.matrix))
 
 
-def row_blocks(matrix: np.ndarray, block_bytes: int = ROW_BLOCK_BYTES) -> Iterator[slice]:
-    """Slices of consecutive rows of `matrix`, each about `block_bytes` (at least one row)."""
+def row_blocks(matrix: np.ndarray, block_bytes: int | None = None) -> Iterator[slice]:
+    """Slices of consecutive rows of `matrix`, each about `block_bytes` (default:
+    `ROW_BLOCK_BYTES`), at least one row."""
     row_bytes = max(1, matrix.itemsize * math.prod(matrix.shape[1:]))
-    step = max(1, block_bytes // row_bytes)
+    step = max(1, (block_bytes or ROW_BLOCK_BYTES) // row_bytes)
     for start in range(0, matrix.shape[0], step):
         yield slice(start, min(start + step, matrix.shape[0]))
 
