@@ -96,8 +96,13 @@ def _zero_row_problems(
     dataset: str, name: str, data: Any, similarity: str, registry: Registry
 ) -> list[Problem]:
     """All-zero rows of a feature set, named by item id and row (0-based, as loaded)."""
-    matrix = np.asarray(data.features[name])
-    rows = np.flatnonzero(~np.any(matrix != 0, axis=1))
+    matrix = np.asanyarray(data.features[name])
+    step = max(1, (16 << 20) // max(1, matrix.shape[1]))  # rows of 16 MB of flags at a time
+    rows = np.concatenate(  # in row blocks: a memory-mapped matrix is never read whole at once
+        [np.zeros(0, np.int64)]
+        + [start + np.flatnonzero(~np.any(matrix[start : start + step] != 0, axis=1))
+           for start in range(0, len(matrix), step)]
+    )  # fmt: skip
     if rows.size == 0:
         return []
     shown = ", ".join(f"{data.ids[i]!r} (row {i})" for i in rows[:5])
