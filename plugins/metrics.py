@@ -169,7 +169,7 @@ class _NeighbourGraphs:
             columns = [self.ranks[:, self.roles.index(r)] for r in key]
             smallest = columns[0] if len(columns) == 1 else np.minimum.reduce(columns)
             order = np.argsort(smallest, kind="stable")
-            self.ordered[key] = (self.pairs[order], smallest[order])
+            self.ordered[key] = (np.take(self.pairs, order, axis=0), smallest[order])
         pairs, smallest = self.ordered[key]
         return pairs, [int(np.searchsorted(smallest, k, side="right")) for k in ks]
 

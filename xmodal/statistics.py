@@ -124,31 +124,37 @@ def neighbour_pair_ranks(lists: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nd
         raise ValueError("neighbour_pair_ranks needs N × K neighbour arrays of one shape")
     n, depth = arrays[0].shape
     spaces = len(arrays)
-    rows = np.repeat(np.arange(n, dtype=np.int64), depth)
-    rank = np.tile(np.arange(depth, dtype=np.int64), n)  # rank − 1
-    # One sortable key per listed pair: (pair code, list, rank − 1), so that one sort (no
-    # unique/inverse, no scatter-minimum) puts each pair's entries together, list by list, the
-    # smallest rank first.
+    item = np.arange(n, dtype=np.int64)[:, None]
+    # One sortable key per listed pair {i, j}, i < j: ((i·N + j)·spaces + list)·K + rank − 1,
+    # so that one sort (no unique/inverse, no scatter-minimum) puts each pair's entries
+    # together, list by list, the smallest rank first.
     keys = []
     for s, a in enumerate(arrays):
-        cols = a.astype(np.int64).ravel()
-        low, high = np.minimum(rows, cols), np.maximum(rows, cols)
-        keep = low != high
-        keys.append(((low[keep] * n + high[keep]) * spaces + s) * depth + rank[keep])
+        cols = a.astype(np.int64)
+        key = np.minimum(item, cols) * (n * spaces * depth)
+        key += np.maximum(item, cols) * (spaces * depth)
+        key += s * depth + np.arange(depth, dtype=np.int64)
+        self_listed = cols == item  # an item listed as its own neighbour adds no pair
+        keys.append(key[~self_listed] if self_listed.any() else key.ravel())
     key = np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
     if key.size == 0:
         return np.zeros((0, 2), np.int64), np.zeros((0, spaces), np.int64)
     listed = key // depth  # pair code × spaces + list
     first = np.ones(key.size, bool)
-    first[1:] = listed[1:] != listed[:-1]  # each (pair, list)'s smallest rank
-    listed, smallest = listed[first], key[first] % depth + 1
+    np.not_equal(listed[1:], listed[:-1], out=first[1:])  # each (pair, list)'s smallest rank
+    at = np.flatnonzero(first)
+    listed = np.take(listed, at)
+    smallest = np.take(key, at) % depth + 1
     code = listed // spaces
     new = np.ones(code.size, bool)
-    new[1:] = code[1:] != code[:-1]
-    unique = code[new]
+    np.not_equal(code[1:], code[:-1], out=new[1:])
+    unique = np.take(code, np.flatnonzero(new))
     out = np.full((unique.size, spaces), depth + 1, np.int64)
-    out[np.cumsum(new) - 1, listed % spaces] = smallest
-    pairs = np.stack([unique // n, unique % n], axis=1)
+    row = np.cumsum(new, dtype=np.int64) - 1
+    np.put(out, row * spaces + (listed - code * spaces), smallest)
+    pairs = np.empty((unique.size, 2), np.int64)
+    np.floor_divide(unique, n, out=pairs[:, 0])
+    np.subtract(unique, pairs[:, 0] * n, out=pairs[:, 1])
     return pairs, out
 
 
@@ -240,22 +246,22 @@ def nested_standard_errors(values: object, pairs: object, ends: Sequence[int]) -
     rows = np.ascontiguousarray(x.T, dtype=small)
     at_left, at_right = np.take(rows, left, axis=1), np.take(rows, right, axis=1)
     products = at_left * at_right
-    sides = at_left + at_right
     degree = np.ones(n, np.int64)
     squared_degrees: dict[int, int] = {}
+    weighted_by: dict[int, np.ndarray] = {}  # Σ_i degree_i x_i of every column
     done = 0
     for end in sorted(set(ends)):
-        degree += np.bincount(left[done:end], minlength=n) + np.bincount(
-            right[done:end], minlength=n
-        )
+        degree += np.bincount(left[done:end], minlength=n)
+        degree += np.bincount(right[done:end], minlength=n)
         squared_degrees[end] = int((degree * degree).sum())
+        weighted_by[end] = degree @ x
         done = end
     out = np.empty(columns)
     for j, end in enumerate(ends):
         total = int(x[:, j].sum())
         squares = int((x[:, j] * x[:, j]).sum())
         linked = squares + 2 * int(products[j, :end].sum(dtype=np.int64))  # Σ_W x_i x_j
-        weighted = total + int(sides[j, :end].sum(dtype=np.int64))  # Σ_i degree_i x_i
+        weighted = int(weighted_by[end][j])
         size = n + 2 * end
         graph = float(n * n * linked - 2 * n * total * weighted + total * total * size)
         alone = float(n * n * squares - n * total * total)
