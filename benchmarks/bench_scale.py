@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--ray", type=int, default=50_000, help="N of the ray check; 0 skips")
     parser.add_argument("--ray-repeats", type=int, default=2, help="interleaved repeats")
     parser.add_argument("--ray-tasks-per-cpu", type=int, default=2)
+    parser.add_argument("--mmap", type=int, default=0, help="N of the memory-map check; 0 skips")
     parser.add_argument("--case", choices=("exact", "approx"), help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -186,6 +187,8 @@ def main() -> None:
           f"threads={args.threads}, k={args.k}, d={args.dim}, recall sample {args.recall_sample}")  # fmt: skip
     if args.ray:
         ray_part(args)
+    if args.mmap:
+        mmap_part(args)
     with tempfile.TemporaryDirectory() as tmp:
         if args.check:
             n = args.check
@@ -301,6 +304,55 @@ def ray_part(args: argparse.Namespace) -> None:
           f"(once; read by every worker of a node), {out_mb:.1f} MB of partial lists back "
           f"({out_mb / st['tasks']:.1f} MB per task, {out_mb / workers:.1f} MB per worker); "
           f"load {load()}")  # fmt: skip
+
+
+# --- exact kNN of a memory-mapped space ------------------------------------------------------------
+
+
+def mmap_case(path: str, mapped: bool, k: int) -> dict:
+    """In a process of its own: exact kNN of the .npy at `path`, memory-mapped or loaded."""
+    import torch
+
+    from xmodal import knn
+
+    torch.set_num_threads(2)
+    X = np.load(path, mmap_mode="r" if mapped else None)
+    knn(np.array(X[:2000]), k)  # imports and first calls
+    base = peak_mb()
+    t0 = time.perf_counter()
+    lists = knn(X, k)
+    seconds = time.perf_counter() - t0
+    np.save(path + (".mapped" if mapped else ".loaded") + ".npy", lists.indices)
+    return {"seconds": seconds, "peak_extra_mb": peak_mb() - base}
+
+
+def mmap_part(args: argparse.Namespace) -> None:
+    """`--mmap N`: exact kNN of space A (N × dim) from a memory-mapped .npy against the same
+    file loaded: identical lists (asserted), time, and peak resident memory beyond the process's
+    own before the call (mapped pages of the file count while they are resident)."""
+    n = args.mmap
+    print(f"\n== exact kNN of a memory-mapped .npy at {n:,} × {args.dim} (load {load()})")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "a.npy")
+        np.save(path, spaces(n, args.dim, args.seed)[0])
+        out = {}
+        for mapped in (True, False):
+            code = (
+                "import json, sys; sys.path.insert(0, sys.argv[1]); import bench_scale as b; "
+                "print(json.dumps(b.mmap_case(sys.argv[2], sys.argv[3] == '1', int(sys.argv[4]))))"
+            )
+            cmd = [sys.executable, "-c", code, str(Path(__file__).parent), path, str(int(mapped))]
+            done = subprocess.run([*cmd, str(args.k)], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"mmap case failed:\n{done.stderr}")
+            out[mapped] = json.loads(done.stdout.strip().splitlines()[-1])
+        same = np.array_equal(np.load(path + ".mapped.npy"), np.load(path + ".loaded.npy"))
+        assert same, "a memory-mapped space gave other lists"
+        size = n * args.dim * 4 / 2**20
+        print(f"identical lists: yes; memory-mapped {out[True]['seconds']:.1f} s, peak "
+              f"{out[True]['peak_extra_mb']:.0f} MB beyond the process; loaded "
+              f"{out[False]['seconds']:.1f} s, peak {out[False]['peak_extra_mb']:.0f} MB beyond "
+              f"the process (the input is {size:.0f} MB); load {load()}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -479,10 +479,15 @@ class _Stream:
     the matrix's place in it; the worker maps the file again."""
 
     def __init__(
-        self, X: np.ndarray, spec: SimilaritySpec, selected: np.ndarray | None = None
+        self,
+        X: np.ndarray,
+        spec: SimilaritySpec,
+        sq: np.ndarray,
+        selected: np.ndarray | None = None,
     ) -> None:
         self.X = X
         self.spec = spec
+        self.sq = sq  # squared norms of all rows of X (float64), computed once
         self.selected = selected
 
     def __len__(self) -> int:
@@ -490,17 +495,19 @@ class _Stream:
 
     def rows(self, rows: np.ndarray) -> _Stream:
         chosen = rows if self.selected is None else self.selected[rows]
-        return _Stream(self.X, self.spec, np.asarray(chosen, np.int64))
+        return _Stream(self.X, self.spec, self.sq, np.asarray(chosen, np.int64))
 
-    def raw(self, start: int, stop: int) -> np.ndarray:
+    def raw(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows start..stop−1 of this stream and their squared norms."""
         if self.selected is None:
-            return np.asarray(self.X[start:stop])
-        return np.asarray(self.X[self.selected[start:stop]])
+            return np.asarray(self.X[start:stop]), self.sq[start:stop]
+        rows = self.selected[start:stop]
+        return np.asarray(self.X[rows]), self.sq[rows]
 
     def block(self, i: int, b: int) -> np.ndarray:
         """Row block i (rows i·b ...), prepared, zero rows padding it to b rows."""
-        x = self.raw(i * b, (i + 1) * b)
-        Y, _ = _call_prepare(self.spec, x, _row_sq_norms(x), "X")
+        x, sq = self.raw(i * b, (i + 1) * b)
+        Y, _ = _call_prepare(self.spec, x, sq, "X")
         Y = np.asarray(Y, dtype=np.float32)
         out = np.zeros((b, Y.shape[1]), np.float32)
         out[: len(Y)] = Y
@@ -520,6 +527,7 @@ class _Stream:
             "offset": start + (X.ctypes.data - base),
             "shape": tuple(X.shape),
             "spec": self.spec,
+            "sq": self.sq,
             "selected": self.selected,
         }
 
@@ -528,6 +536,7 @@ class _Stream:
             state["file"], np.float32, "r", offset=state["offset"], shape=state["shape"]
         )
         self.spec = state["spec"]
+        self.sq = state["sq"]
         self.selected = state["selected"]
 
 
@@ -643,7 +652,7 @@ def _prepare(X: np.ndarray, spec: SimilaritySpec, name: str) -> _Form:
     else:
         self_sim = self_sims[0] if len(self_sims) == 1 else np.concatenate(self_sims)
     if streamed:
-        return _Form(None, offset_all, float(spec.weight), self_sim, stream=_Stream(X, spec))
+        return _Form(None, offset_all, float(spec.weight), self_sim, stream=_Stream(X, spec, sq))
     return _Form(Y_all, offset_all, float(spec.weight), self_sim, owned)
 
 
