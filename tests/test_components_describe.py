@@ -163,7 +163,7 @@ def test_no_default_loss_loaded_is_a_clear_error_naming_the_filter(cli, write_st
 
 def test_a_study_that_trains_nothing_needs_no_loss(cli, write_study, monkeypatch):
     monkeypatch.setenv("XMODAL_LOAD_PLUGINS", "-losses")
-    untrained = NO_DEFAULTS + "\n[probes]\ntrained = false\n"
+    untrained = NO_DEFAULTS + "\n[runs]\ntrained = false\n"
     result = cli("validate", write_study(untrained))
     assert result.code == 0, result.output
 
@@ -211,7 +211,7 @@ def test_checks_receive_what_is_known_when_they_are_called():
         TINY_STUDY.replace(
             '[[mapping]]\nname = "linear"\n', '[[mapping]]\nname = "watched"\n'
         ).replace('name = "mnno"\nk = [1, 5, 10]', 'name = "watcher"')
-        + "\n[probes]\nsplits = ['train', 'test']\n"
+        + "\n[measure]\nsplits = ['train', 'test']\n"
     )
     registry = plugins.get_registry()
     study = parse_study(text, "study.toml", registry)

@@ -123,7 +123,7 @@ def test_a_third_party_kind_runs_end_to_end(cli, write_study, db, monkeypatch):
         return noisy_targets(x, y, rng, params)
 
     use_kinds(RunKindSpec("noise", trains=True, pairs=recording, params=NOISE.params))
-    text = SMALL_STUDY + "\n[probes]\nuntrained = false\n\n[probes.noise]\nscale = 0.5\n"
+    text = SMALL_STUDY + "\n[runs]\nuntrained = false\n\n[runs.noise]\nscale = 0.5\n"
     result = cli("run", write_study(text), "--db", db)
     assert result.code == 0, result.output
 
@@ -152,7 +152,7 @@ def test_a_kind_whose_pairs_break_their_contract_fails_its_run_naming_the_kind(
 ):
     bad = RunKindSpec("halved", trains=True, pairs=lambda x, y, rng, params: (x, y[: len(y) // 2]))
     use_kinds(bad, name="halving_plugin")
-    text = SMALL_STUDY + "\n[probes]\nuntrained = false\ntrained = false\nhalved = true\n"
+    text = SMALL_STUDY + "\n[runs]\nuntrained = false\ntrained = false\nhalved = true\n"
     result = cli("run", write_study(text), "--db", db)
     assert result.code != 0
     ((status, error),) = rows(db, "SELECT status, error FROM runs")
@@ -177,7 +177,7 @@ def test_pairs_are_checked_for_shape():
 
 def test_adding_a_kind_leaves_the_other_runs_ids_alone():
     before = {c.run_id for c in plan_of(TINY_STUDY)}
-    runs = plan_of(TINY_STUDY + "\n[probes]\nshuffled = true\n")
+    runs = plan_of(TINY_STUDY + "\n[runs]\nshuffled = true\n")
     assert {c.run_id for c in runs if c.kind != "shuffled"} == before
     shuffled = [c for c in runs if c.kind == "shuffled"]
     trained = [c for c in runs if c.kind == "trained"]
@@ -193,21 +193,21 @@ def test_a_kinds_parameters_enter_the_run_id_and_defaults_spelled_out_do_not():
     use_kinds(NOISE)
 
     def noise_ids(table: str) -> set[str]:
-        text = TINY_STUDY + f"\n[probes]\ntrained = false\nuntrained = false\n{table}"
+        text = TINY_STUDY + f"\n[runs]\ntrained = false\nuntrained = false\n{table}"
         return {c.run_id for c in plan_of(text)}
 
     default = noise_ids("noise = true\n")
-    assert noise_ids("[probes.noise]\nscale = 0.1\n") == default
-    assert not noise_ids("[probes.noise]\nscale = 0.2\n") & default
+    assert noise_ids("[runs.noise]\nscale = 0.1\n") == default
+    assert not noise_ids("[runs.noise]\nscale = 0.2\n") & default
 
 
 def test_a_control_that_trains_needs_a_loss_even_when_trained_is_off():
-    runs = plan_of(TINY_STUDY + "\n[probes]\ntrained = false\nuntrained = false\nshuffled = true\n")
+    runs = plan_of(TINY_STUDY + "\n[runs]\ntrained = false\nuntrained = false\nshuffled = true\n")
     assert {(c.kind, c.loss) for c in runs} == {("shuffled", "mse")}
 
 
 def test_the_run_count_counts_every_kind():
-    text = TINY_STUDY + "\n[probes]\nidentity = true\nshuffled = true\n"
+    text = TINY_STUDY + "\n[runs]\nidentity = true\nshuffled = true\n"
     registry = plugins.get_registry()
     n = len(make_plan(parse_study(text, "s.toml", registry), registry))
     assert n == 2 * (1 + 2 * (1 + 1 + 1))  # directions x (identity + mappings x 3 kinds)
@@ -233,23 +233,22 @@ def test_an_unknown_kind_is_named_with_its_line_and_a_suggestion():
 
 
 def test_a_kind_set_to_something_other_than_a_switch_or_a_table_is_refused():
-    message = study_error(TINY_STUDY + '\n[probes]\nshuffled = "yes"\n')
+    message = study_error(TINY_STUDY + '\n[runs]\nshuffled = "yes"\n')
     assert (
-        "probes.shuffled" in message
-        and "must be true, false or a [probes.shuffled] table" in message
+        "runs.shuffled" in message and "must be true, false or a [runs.shuffled] table" in message
     )
 
 
 def test_a_kinds_parameters_are_checked_against_its_schema():
     use_kinds(NOISE)
-    message = study_error(TINY_STUDY + "\n[probes.noise]\nscale = -1.0\n")
-    assert "probes.noise.scale" in message and "out of range" in message
-    message = study_error(TINY_STUDY + "\n[probes.shuffled]\nscale = 1.0\n")
-    assert "probes.shuffled.scale" in message
+    message = study_error(TINY_STUDY + "\n[runs.noise]\nscale = -1.0\n")
+    assert "runs.noise.scale" in message and "out of range" in message
+    message = study_error(TINY_STUDY + "\n[runs.shuffled]\nscale = 1.0\n")
+    assert "runs.shuffled.scale" in message
 
 
 def test_turning_every_kind_off_is_an_error():
-    text = TINY_STUDY + "\n[probes]\ntrained = false\nuntrained = false\n"
+    text = TINY_STUDY + "\n[runs]\ntrained = false\nuntrained = false\n"
     assert "turns off every run kind, so nothing would run" in study_error(text)
 
 
@@ -289,7 +288,7 @@ CONTROL_STUDY = study_toml(
     mapping=[{"name": "ridge"}, {"name": "mlp", "depth": 1, "hidden": 64}],
     loss=None,
     train={"epochs": 20, "lr": 0.01},
-    probes={"untrained": False, "shuffled": True},
+    runs={"untrained": False, "shuffled": True},
     metric=[{"name": "mnno", "k": [10]}],
 )
 

@@ -120,7 +120,7 @@ directions = "forward"
 [[mapping]]
 name = "linear"
 
-[probes]
+[runs]
 identity = true
 trained = false
 untrained = false

@@ -81,9 +81,12 @@ def _ids(extra: str) -> str:
     ("extra", "pinned"),
     [
         ("", "f52f1fbef9de4eb3"),
-        ('split = "dataset"\nsplit_seed = 9', "f52f1fbef9de4eb3"),  # not seeded: seed left out
-        ('split = "random"\ntest_fraction = 0.3\nsplit_seed = 4', "1123aec0f193eeb9"),
-        ('split = "kfold"\nfolds = 3\nsplit_seed = 2', "ae87a37727a37ebf"),
+        (
+            'split_strategy = "dataset"\nsplit_seed = 9',
+            "f52f1fbef9de4eb3",
+        ),  # not seeded: seed left out
+        ('split_strategy = "random"\ntest_fraction = 0.3\nsplit_seed = 4', "1123aec0f193eeb9"),
+        ('split_strategy = "kfold"\nfolds = 3\nsplit_seed = 2', "ae87a37727a37ebf"),
     ],
 )
 def test_run_ids_of_dataset_random_and_kfold_studies_are_unchanged(extra, pinned):
@@ -137,7 +140,7 @@ name = "linear"
 [train]
 epochs = 1
 
-[probes]
+[runs]
 untrained = false
 
 [[metric]]
@@ -152,7 +155,9 @@ def small_study(split: str) -> str:
 
 def test_a_strategy_registered_in_process_runs_a_study(xmodal_tester):
     xmodal_tester.register(HalvesPlugin, name="halves_plugin")
-    result = xmodal_tester.run(small_study('split = "halves"\nshare = 0.25\nsplit_seed = 3'))
+    result = xmodal_tester.run(
+        small_study('split_strategy = "halves"\nshare = 0.25\nsplit_seed = 3')
+    )
     result.assert_ok()
     runs = result.runs()
     assert sorted(r["fold"] for r in runs) == [0, 1]
@@ -177,7 +182,7 @@ def test_a_strategy_that_returns_overlapping_folds_is_refused_before_anything_ru
     from xmodal import plugins
 
     plugins.reset(plugins.load_manager(extra=[("broken_split", Broken)]))
-    result = cli("validate", write_study(small_study('split = "overlapping"')))
+    result = cli("validate", write_study(small_study('split_strategy = "overlapping"')))
     assert result.code != 0
     assert "split strategy 'overlapping'" in result.output
     assert "both train and test items" in result.output
@@ -290,21 +295,28 @@ def test_paired_data_checks_its_fold_numbers(fold, message):
     ("split", "expected"),
     [
         (
-            'split = "kfolds"',
-            ["data.split", "'kfolds' is not a registered split strategy", "did you mean 'kfold'"],
+            'split_strategy = "kfolds"',
+            [
+                "data.split_strategy",
+                "'kfolds' is not a registered split strategy",
+                "did you mean 'kfold'",
+            ],
         ),
-        ('split = "kfold"\nfolds = 1', ["data.folds", "1 is out of range"]),
-        ('split = "kfold"\nfoldz = 3', ["data.foldz", "did you mean 'folds'"]),
+        ('split_strategy = "kfold"\nfolds = 1', ["data.folds", "1 is out of range"]),
+        ('split_strategy = "kfold"\nfoldz = 3', ["data.foldz", "did you mean 'folds'"]),
         (
-            'split = "kfold"\ntest_fraction = 0.3',
+            'split_strategy = "kfold"\ntest_fraction = 0.3',
             [
                 "data.test_fraction",
                 "nor a parameter of split strategy 'kfold'",
                 "is a parameter of split strategy random",
             ],
         ),
-        ('split = "column"', ["data.folds", "is required"]),
-        ('split = "grouped_kfold"\nfolds = 7', ["data.split", "needs at least 7 groups"]),
+        ('split_strategy = "column"', ["data.folds", "is required"]),
+        (
+            'split_strategy = "grouped_kfold"\nfolds = 7',
+            ["data.split_strategy", "needs at least 7 groups"],
+        ),
     ],
 )
 def test_bad_split_settings_are_clear_errors(cli, write_study, split, expected):

@@ -412,7 +412,8 @@ STUDY = {
     },
     "mapping": [{"name": "linear"}],
     "train": {"epochs": 2},
-    "probes": {"trained": True, "untrained": True, "splits": ["test"]},
+    "runs": {"trained": True, "untrained": True},
+    "measure": {"splits": ["test"]},
     "metric": [
         {"name": "mnno", "k": [5, 10]},
         {"name": "debiased_cka"},

@@ -18,7 +18,8 @@ def metrics_study(ratings: Path, retrieval_k: tuple[int, ...] = (1, 5)) -> str:
               "params": {"n_items": 200, "dim_text": 12, "dim_image": 16, "clusters": 4}},
         mapping=[{"name": "linear"}],
         train={"epochs": 2},
-        probes={"trained": True, "untrained": True, "splits": ["test"]},
+        runs={"trained": True, "untrained": True},
+        measure={"splits": ["test"]},
         metric=[
             {"name": "retrieval", "k": list(retrieval_k),
              "directions": ["pred-target", "target-pred"], "map_at": "all"},

@@ -76,7 +76,8 @@ def test_backward_direction_swaps_input_and_target():
 
 def test_kfold_adds_one_run_per_fold():
     kfold = TINY_STUDY.replace(
-        'directions = ["forward", "backward"]', 'directions = "forward"\nsplit = "kfold"\nfolds = 3'
+        'directions = ["forward", "backward"]',
+        'directions = "forward"\nsplit_strategy = "kfold"\nfolds = 3',
     )
     runs = plan_of(kfold)
     assert sorted({c.fold for c in runs}) == [0, 1, 2]
@@ -142,6 +143,6 @@ PINNED_TINY_IDS = [
 
 def test_run_ids_of_the_trained_untrained_and_identity_kinds_are_pinned():
     registry = get_registry()
-    study = parse_study(TINY_STUDY + "\n[probes]\nidentity = true\n", "s.toml", registry)
+    study = parse_study(TINY_STUDY + "\n[runs]\nidentity = true\n", "s.toml", registry)
     runs = make_plan(study, registry, lambda name, params: "data-v1")
     assert [(c.kind, c.direction, c.mapping, c.run_id) for c in runs] == PINNED_TINY_IDS

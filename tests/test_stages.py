@@ -169,7 +169,7 @@ def files_study(text: Path, image: Path) -> str:
     linear mapping trained for 2 epochs, mNNO at k = 5."""
     return study_toml(
         study={"name": "files"},
-        data={"dataset": "files", "directions": "forward", "split": "random",
+        data={"dataset": "files", "directions": "forward", "split_strategy": "random",
               "params": {"features": [f"text={text}", f"image={image}"]}},
         mapping=[{"name": "linear"}],
         train={"epochs": 2, "batch_size": None},
@@ -208,7 +208,7 @@ KILL_BASE = (
     TINY_STUDY.replace("n_items = 240", "n_items = 2000")
     .replace("seeds = [0]", "seeds = [0, 1, 2]")
     .replace("epochs = 3", "epochs = 1")
-    .replace("[[metric]]", '[probes]\nsplits = ["train", "test"]\n\n[[metric]]')
+    .replace("[[metric]]", '[measure]\nsplits = ["train", "test"]\n\n[[metric]]')
 )
 KILL_EXTENDED = KILL_BASE.replace("k = [1, 5, 10]", "k = [1, 5, 10, 50]") + (
     '\n[[metric]]\nname = "knn_jaccard"\nk = [50]\n'

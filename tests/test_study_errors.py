@@ -72,8 +72,8 @@ CASES = {
         ["study.toml:11", "data.params.n_items", "2 is out of range"],
     ),
     "both run kinds off": (
-        TINY_STUDY + "\n[probes]\ntrained = false\nuntrained = false\n",
-        ["probes", "nothing would run"],
+        TINY_STUDY + "\n[runs]\ntrained = false\nuntrained = false\n",
+        ["runs", "nothing would run"],
     ),
 }
 
@@ -119,7 +119,7 @@ def test_k_is_checked_against_every_split_the_probe_curves_visit(cli, write_stud
     text = TINY_STUDY.replace("batch_size = 32", "batch_size = 32\nprobe_every = 1").replace(
         "k = [1, 5, 10]", "k = [1, 5, 100]"
     )
-    text += '\n[probes]\nsplits = ["train"]\n'
+    text += '\n[measure]\nsplits = ["train"]\n'
     result = cli("validate", write_study(text))
     assert result.code == 2
     assert "metric[0].k" in result.output and "larger than the test split" in result.output

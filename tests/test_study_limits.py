@@ -155,9 +155,9 @@ def swept_study() -> str:
     text = replace("depth = 2", "depth = [1, 2]")
     text = replace("seeds = [0]", "seeds = [0, 1, 2]", text)
     text = replace("epochs = 3", "epochs = [2, 3]", text)
-    text = replace('directions = ["forward", "backward"]', 'directions = ["forward"]\nsplit = "kfold"\nfolds = 3', text)  # fmt: skip
+    text = replace('directions = ["forward", "backward"]', 'directions = ["forward"]\nsplit_strategy = "kfold"\nfolds = 3', text)  # fmt: skip
     text = replace("n_items = 240", "n_items = [240, 300]", text)
-    return text + "\n[probes]\nidentity = true\n"
+    return text + "\n[runs]\nidentity = true\n"
 
 
 @pytest.mark.parametrize("text", [TINY_STUDY, swept_study()], ids=["tiny", "swept"])
@@ -198,7 +198,7 @@ def test_a_sweep_no_run_uses_is_still_limited(write_study):
     """With trained = false no run uses the loss, but the plan would still expand its sweep."""
     margins = ", ".join(f"{i / 1000}" for i in range(20_000))
     text = replace('name = "mse"', f'name = "max_margin"\nmargin = [{margins}]')
-    text += "\n[probes]\ntrained = false\n"
+    text += "\n[runs]\ntrained = false\n"
     with pytest.raises(StudyError) as caught:
         parse_study(text, "s.toml", get_registry())
     assert "s.toml:25: loss[0].margin: [loss] declares 20,000 variants" in str(caught.value)

@@ -78,7 +78,7 @@ def test_curves_record_probes_on_train_and_test_items_over_epochs(cli, write_stu
 
 
 def test_identity_probe_is_the_reference_row(cli, write_study, db):
-    study = TINY_STUDY + "\n[probes]\nidentity = true\n"
+    study = TINY_STUDY + "\n[runs]\nidentity = true\n"
     assert cli("run", write_study(study), "--db", db).code == 0
     values = dict(
         rows(
@@ -103,7 +103,8 @@ def test_untrained_probe_uses_several_initialisation_seeds(cli, write_study, db)
 
 def test_kfold_records_the_fold_and_tests_every_item_once(cli, write_study, db):
     study = TINY_STUDY.replace(
-        'directions = ["forward", "backward"]', 'directions = "forward"\nsplit = "kfold"\nfolds = 4'
+        'directions = ["forward", "backward"]',
+        'directions = "forward"\nsplit_strategy = "kfold"\nfolds = 4',
     )
     study = study.replace('[[mapping]]\nname = "mlp"\ndepth = 2\nhidden = 32\n', "")
     assert cli("run", write_study(study), "--db", db).code == 0
@@ -139,7 +140,7 @@ def test_identity_probe_skips_metrics_that_need_predictions_in_the_target_space(
 ):
     study = (
         TINY_STUDY
-        + '\n[[metric]]\nname = "regression"\n\n[[metric]]\nname = "retrieval"\n\n[probes]\nidentity = true\n'
+        + '\n[[metric]]\nname = "regression"\n\n[[metric]]\nname = "retrieval"\n\n[runs]\nidentity = true\n'
     )
     assert cli("run", write_study(study), "--db", db).code == 0
     identity = rows(
