@@ -34,7 +34,7 @@ Row = dict[str, Any]
 SPACE_SYMBOLS = {"pred": "f(X)", "input": "X", "target": "Y"}
 # The configuration columns of `results_summary`, in the order tables show them.
 CONFIG = (
-    "dataset", "pair", "direction", "mapping", "depth", "loss", "state", "split", "k",
+    "dataset", "pair", "direction", "mapping", "depth", "loss", "kind", "split", "k",
     "similarity", "params",
 )  # fmt: skip
 HEADERS = {"pair": "input → target", "params": "parameters"}
