@@ -44,7 +44,7 @@ seeds = [0]
 dataset = "synthetic"
 pairs = [["text", "image"]]
 directions = ["forward"]
-split = "dataset"
+split_strategy = "dataset"
 
 [data.params]
 n_items = 200
@@ -57,9 +57,11 @@ name = "linear"
 [train]
 epochs = 2
 
-[probes]
+[runs]
 trained = true
 untrained = false
+
+[measure]
 splits = ["test"]
 
 [[metric]]

@@ -59,7 +59,7 @@ def run(study: Path, db: Path, workers: int) -> tuple[float, str]:
 def results(db: Path) -> list[tuple]:
     with duckdb.connect(str(db), read_only=True) as con:
         return con.execute(
-            "SELECT run_id, result_split, metric, comparison, k, similarity, value "
+            "SELECT run_id, split, metric, comparison, k, similarity, value "
             "FROM study_results ORDER BY ALL"
         ).fetchall()
 
