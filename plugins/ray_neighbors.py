@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
 import time
 import warnings
@@ -42,7 +43,12 @@ ADDRESS_VARIABLE = "XMODAL_RAY_ADDRESS"
 
 
 def _tile_task(
-    space: TileSpace, Y: np.ndarray | None, tiles: list[tuple[int, int]], slots: int, threads: int
+    space: TileSpace,
+    Y: np.ndarray | None,
+    tiles: list[tuple[int, int]],
+    slots: int,
+    threads: int,
+    floor: np.ndarray | None,
 ) -> tuple[int, np.ndarray, np.ndarray, float]:
     """One Ray task: `compute_tiles` over a run of tiles; (first item, values, indices, seconds)."""
     import torch
@@ -51,17 +57,23 @@ def _tile_task(
     start = time.perf_counter()
     with warnings.catch_warnings():  # Y is read-only shared memory; the tiles only read it
         warnings.filterwarnings("ignore", message=".*not writable.*")
-        lists = compute_tiles(space.with_rows(Y), tiles, slots)
+        lists = compute_tiles(space.with_rows(Y), tiles, slots, floor=floor)
     return lists.lo, lists.vals, lists.idx, time.perf_counter() - start
 
 
 class RayTiles:
     """A `knn` tile runner: the tiles as Ray tasks, merged by (−similarity, index).
 
+    Two waves: the diagonal tiles first (one per row block, in up to `tasks` runs); their
+    merged lists give every item a floor, just below its best `slots` within its own block,
+    which its final list can only beat. Then the other tiles, in `tasks` column-major runs, keep
+    only candidates above the floors: a run's first tile in a block need not set up the
+    block's lists (a partial sort of the tile, which costs about as much as the tile's product).
+
     `stats` (after a call): tasks, tiles, each task's seconds (`task_seconds`, inside the task)
-    and tiles (`task_tiles`), in the order they finished,
-    bytes put into the object store (`bytes_in`: the prepared rows and offsets, once) and bytes
-    returned by the tasks (`bytes_out`: their partial lists).
+    and tiles (`task_tiles`), in the order they finished, bytes put into the object store
+    (`bytes_in`: the prepared rows, offsets and floors) and bytes returned by the tasks
+    (`bytes_out`: their partial lists).
     """
 
     def __init__(self, ray: Any, tasks: int, threads: int = 1) -> None:
@@ -79,51 +91,75 @@ class RayTiles:
     ) -> tuple[np.ndarray, np.ndarray]:
         ray = self.ray
         grid = space.grid
-        chunks = grid.chunks(self.tasks)
-        total = sum(len(c) for c in chunks)
-        shared = space.without_rows()
-        bytes_in = space.Y.nbytes if space.Y is not None else 0
-        bytes_in += 0 if space.offset is None else space.offset.nbytes
+        nb = grid.blocks
+        diagonal = [(i, i) for i in range(nb)]
+        others = [t for t in grid.tiles("columns") if t[0] != t[1]]
+        waves = [_runs(diagonal, self.tasks), _runs(others, self.tasks)]
+        stats: dict[str, Any] = {
+            "tasks": sum(map(len, waves)),
+            "tiles": len(diagonal) + len(others),
+            "task_seconds": [],
+            "task_tiles": [],
+            "bytes_in": 0,
+            "bytes_out": 0,
+        }
+        self.stats = stats
+        stats["bytes_in"] += space.Y.nbytes if space.Y is not None else 0
+        stats["bytes_in"] += 0 if space.offset is None else space.offset.nbytes
         y_ref = ray.put(space.Y) if space.Y is not None else None
-        space_ref = ray.put(shared)
+        space_ref = ray.put(space.without_rows())
+        lists = TileLists(0, grid.n, slots)
+        done = [0]
+        floor_ref = None
+        for wave in waves:
+            self._wave(wave, (space_ref, y_ref, floor_ref), slots, lists, done, progress)
+            if floor_ref is None:
+                floor = lists.floors()
+                stats["bytes_in"] += floor.nbytes
+                floor_ref = ray.put(floor)
+        return lists.finish()
+
+    def _wave(
+        self,
+        runs: list[list[tuple[int, int]]],
+        refs: tuple[Any, Any, Any],
+        slots: int,
+        lists: TileLists,
+        done: list[int],
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        ray, stats = self.ray, self.stats
+        space_ref, y_ref, floor_ref = refs
         size: dict[Any, int] = {}
         pending: list[Any] = []
-        lists = TileLists(0, grid.n, slots)
-        seconds: list[float] = []
-        task_tiles: list[int] = []
-        bytes_out = done = 0
         try:
-            for chunk in chunks:
-                ref = self._remote.remote(space_ref, y_ref, chunk, slots, self.threads)
-                size[ref] = len(chunk)
+            for run in runs:
+                ref = self._remote.remote(space_ref, y_ref, run, slots, self.threads, floor_ref)
+                size[ref] = len(run)
                 pending.append(ref)
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 lo, vals, idx, took = _result(ray, ready[0])
                 lists.merge(lo, vals, idx)
-                seconds.append(took)
-                task_tiles.append(size[ready[0]])
-                bytes_out += vals.nbytes + idx.nbytes
-                done += size[ready[0]]
+                stats["task_seconds"].append(took)
+                stats["task_tiles"].append(size[ready[0]])
+                stats["bytes_out"] += vals.nbytes + idx.nbytes
+                done[0] += size[ready[0]]
                 if progress is not None:
-                    progress(done, total)
+                    progress(done[0], stats["tiles"])
         except BaseException:  # Ctrl-C, SIGTERM under `xmodal run`, a failed task: stop them all
             for ref in pending:
                 with contextlib.suppress(Exception):  # already finished or gone
                     ray.cancel(ref, force=True)
-            self.stats = {"cancelled": list(pending)}
+            stats["cancelled"] = list(pending)
             raise
-        self.stats = {
-            "tasks": len(chunks),
-            "tiles": total,
-            "task_seconds": seconds,
-            "task_tiles": task_tiles,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "rows": grid.n,
-            "block": grid.b,
-        }
-        return lists.finish()
+
+
+def _runs(tiles: list[tuple[int, int]], count: int) -> list[list[tuple[int, int]]]:
+    """`tiles` cut into up to `count` runs of consecutive tiles of near-equal length."""
+    count = max(1, min(count, len(tiles)))
+    edges = np.linspace(0, len(tiles), count + 1).round().astype(int).tolist()
+    return [tiles[a:b] for a, b in itertools.pairwise(edges) if b > a]
 
 
 def _result(ray: Any, ref: Any) -> tuple[int, np.ndarray, np.ndarray, float]:

@@ -33,11 +33,12 @@ def spaces_with_ties(n: int, d: int, seed: int) -> np.ndarray:
     return X
 
 
-def merged_in(order: str, parts: int):
-    """A tile runner: `parts` runs of tiles computed one by one, merged in `order`."""
+def merged_in(order: str, parts: int, tiles: str = "columns"):
+    """A tile runner: `parts` runs of tiles (in `tiles` order) computed one by one, merged in
+    `order`."""
 
     def run(space, slots, progress):
-        chunks = space.grid.chunks(parts)
+        chunks = space.grid.chunks(parts, tiles)
         if order == "reversed":
             chunks = chunks[::-1]
         elif order == "shuffled":
@@ -73,20 +74,57 @@ def test_tiles_merged_in_any_runs_and_order_give_the_lists_of_knn(
 ):
     X = spaces_with_ties(n, d, seed=n)
     whole = knn(X, 9, similarity, include_self, block_size=block)
-    split = knn(X, 9, similarity, include_self, block_size=block, runner=merged_in(order, parts))
-    assert_same(whole, split)
+    for tiles in ("columns", "rows"):
+        runner = merged_in(order, parts, tiles)
+        assert_same(whole, knn(X, 9, similarity, include_self, block_size=block, runner=runner))
 
 
-def test_chunks_cover_every_upper_triangle_tile_once_in_row_major_order():
+def with_floors(parts: int):
+    """A tile runner in two waves, as the ray backend: the diagonal tiles, then the others in
+    `parts` column-major runs that keep only candidates above the floors the first wave set."""
+
+    def run(space, slots, progress):
+        grid = space.grid
+        lists = TileLists(0, grid.n, slots)
+        diagonal = compute_tiles(space, [(i, i) for i in range(grid.blocks)], slots)
+        lists.merge(diagonal.lo, diagonal.vals, diagonal.idx)
+        floor = lists.floors()
+        others = [t for t in grid.tiles("columns") if t[0] != t[1]]
+        for i in range(parts):
+            run = others[len(others) * i // parts : len(others) * (i + 1) // parts]
+            part = compute_tiles(space, run, slots, floor=floor)
+            lists.merge(part.lo, part.vals, part.idx)
+        return lists.finish()
+
+    return run
+
+
+@pytest.mark.parametrize("include_self", [False, True])
+@pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
+def test_runs_above_the_floors_of_the_diagonal_tiles_give_the_lists_of_knn(
+    similarity, include_self
+):
+    X = spaces_with_ties(1100, 12, seed=11)
+    for block, parts in ((64, 6), (128, 2), (32, 50)):
+        runner = with_floors(parts)
+        assert_same(
+            knn(X, 9, similarity, include_self, block_size=block),
+            knn(X, 9, similarity, include_self, block_size=block, runner=runner),
+        )
+
+
+def test_chunks_cover_every_upper_triangle_tile_once_in_order():
     grid = TileGrid.of(10_000, 1536)
-    tiles = grid.tiles()
-    assert len(tiles) == grid.blocks * (grid.blocks + 1) // 2
-    assert tiles == sorted(tiles) and all(j >= i for i, j in tiles)
-    for count in (1, 3, 7, 100):
-        chunks = grid.chunks(count)
-        assert [t for c in chunks for t in c] == tiles
-        sizes = [len(c) for c in chunks]
-        assert max(sizes) - min(sizes) <= 1
+    rows, columns = grid.tiles("rows"), grid.tiles("columns")
+    assert len(rows) == grid.blocks * (grid.blocks + 1) // 2
+    assert rows == sorted(rows) and all(j >= i for i, j in rows)
+    assert columns == sorted(rows, key=lambda t: (t[1], t[0]))
+    for order, tiles in (("rows", rows), ("columns", columns)):
+        for count in (1, 3, 7, 100):
+            chunks = grid.chunks(count, order)
+            assert [t for c in chunks for t in c] == tiles
+            sizes = [len(c) for c in chunks]
+            assert max(sizes) - min(sizes) <= 1
 
 
 def test_a_merge_breaks_equal_similarities_by_the_lower_index():

@@ -74,8 +74,10 @@ def test_the_ray_tasks_give_the_lists_of_knn_bit_for_bit(
     got = knn(X, 10, similarity, include_self, block_size=block, runner=runner)
     assert_same(got, knn(X, 10, similarity, include_self, block_size=block))
     grid = TileGrid.of(n, block)
-    assert runner.stats["tiles"] == len(grid.tiles())
-    assert runner.stats["tasks"] == min(tasks, len(grid.tiles()))
+    assert runner.stats["tiles"] == len(grid.tiles()) == sum(runner.stats["task_tiles"])
+    # the diagonal tiles, then the others: each wave in up to `tasks` runs
+    others = len(grid.tiles()) - grid.blocks
+    assert runner.stats["tasks"] == min(tasks, grid.blocks) + min(tasks, others)
 
 
 def test_the_registered_backend_returns_knn_indices(cluster):
@@ -96,8 +98,9 @@ def test_a_memory_mapped_input_is_read_by_the_workers_from_its_file(cluster, tmp
     for rows in (slice(None), slice(700, None)):
         got = knn(M[rows], 10, "euclidean", block_size=256, runner=runner)
         assert_same(got, knn(np.array(X[rows]), 10, "euclidean", block_size=256))
-        # Only the offsets went to the object store: the rows stay in the file.
-        assert runner.stats["bytes_in"] == TileGrid.of(len(X[rows]), 256).blocks * 256 * 4
+        # Only the offsets and the floors went to the object store: the rows stay in the file.
+        grid = TileGrid.of(len(np.unique(X[rows], axis=0)), 256)  # copies are merged first
+        assert runner.stats["bytes_in"] == grid.blocks * 256 * 4 + grid.n * 4
 
 
 def test_progress_counts_the_tiles_as_tasks_finish(cluster):
@@ -105,7 +108,7 @@ def test_progress_counts_the_tiles_as_tasks_finish(cluster):
     seen = []
     knn(X, 5, block_size=128, runner=RayTiles(cluster, 6), progress=lambda d, t: seen.append(d))
     tiles = len(TileGrid.of(1500, 128).tiles())
-    assert len(seen) == 6 and seen == sorted(seen) and seen[-1] == tiles
+    assert len(seen) == 12 and seen == sorted(seen) and seen[-1] == tiles  # 2 waves of 6 tasks
 
 
 def test_ctrl_c_cancels_the_tasks_not_finished(cluster):
@@ -118,7 +121,7 @@ def test_ctrl_c_cancels_the_tasks_not_finished(cluster):
     with pytest.raises(KeyboardInterrupt):
         knn(X, 5, block_size=64, runner=runner, progress=interrupt)
     cancelled = runner.stats["cancelled"]
-    assert len(cancelled) == 11  # every task but the one that had reported
+    assert len(cancelled) == 11  # every task of the first wave but the one that had reported
     stopped = 0
     for ref in cancelled:
         try:
