@@ -2,13 +2,14 @@
 
     python benchmarks/bench_memory.py                          # 200,000 × 384, both modes once
     python benchmarks/bench_memory.py --n 20000 --repeats 3    # a quick look, interleaved repeats
-    python benchmarks/bench_memory.py --limit-data 1500        # the study under an RLIMIT_DATA
+    python benchmarks/bench_memory.py --limit-data 1100        # also under an RLIMIT_DATA
+    python benchmarks/bench_memory.py --repeats 0 --limit-data 1100   # only that
 
 Data: two seeded synthetic float32 spaces of N items × d written as .npy files in row blocks
 (never whole in this process): row-aligned views of one clustered latent space, so items have
 real neighbourhoods (text = Z·W_t + noise, image = tanh(Z·W_i) + noise).
 
-The study: the `files` dataset on the two files, a seeded random split (test_fraction 0.2), one
+The study: the `files` dataset on the two files, a seeded random split (--test-fraction 0.2), one
 trained linear mapping (1 epoch, batch 1024), mNNO at k = 10 on the test items: every stage of a
 run (load and check the files, split, train, predict, exact neighbour lists, metric) at scale.
 
@@ -70,6 +71,7 @@ seeds = [0]
 [data]
 dataset = "files"
 split_strategy = "random"
+test_fraction = {test_fraction}
 directions = ["forward"]
 
 [data.params]
@@ -177,6 +179,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200_000, help="items (default 200,000)")
     parser.add_argument("--d", type=int, default=384, help="dimensions (default 384)")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="items probed (0.2)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of each mode")
     parser.add_argument("--modes", default="mmap,load", help="comma-separated: mmap, load")
@@ -196,7 +199,9 @@ def main() -> None:
         print(f"data: 2 × {args.n:,} × {args.d} float32 .npy = {mb(input_bytes)} "
               f"(written in {time.perf_counter() - t0:.0f} s) in {work}")  # fmt: skip
         study = work / "study.toml"
-        study.write_text(STUDY.format(base=work, epochs=args.epochs, k=args.k))
+        study.write_text(
+            STUDY.format(base=work, epochs=args.epochs, k=args.k, test_fraction=args.test_fraction)
+        )
         # Hash the files once now (remembered in the cache), so no run pays for it.
         time.sleep(2.5)  # files younger than fingerprint.RACY_SECONDS are not remembered
         from xmodal.fingerprint import files_digest
@@ -226,8 +231,10 @@ def main() -> None:
         median = {
             m: {f: statistics.median(r[f] for r in rs) for f in ("seconds", "VmHWM", "RssAnon")}
             for m, rs in results.items()
+            if rs  # --repeats 0: only the RLIMIT_DATA runs
         }
-        print(f"\nmedians of {args.repeats} interleaved repeat(s), input {mb(input_bytes)}:")
+        if median:
+            print(f"\nmedians of {args.repeats} interleaved repeat(s), input {mb(input_bytes)}:")
         for m, v in median.items():
             print(f"  {m:4}: {v['seconds']:6.1f} s, peak RSS {mb(v['VmHWM'])}, peak anonymous "
                   f"{mb(v['RssAnon'])} ({mb(v['RssAnon'] - base['RssAnon'])} beyond baseline)")  # fmt: skip
@@ -243,9 +250,11 @@ def main() -> None:
             print(f"\nunder RLIMIT_DATA = {args.limit_data:,} MB ({load()}):")
             for mode in modes:
                 r = run(mode, study, work / "results.duckdb", env, args.limit_data)
-                tail = [line for line in r["output"].splitlines() if line.strip()][-1:]
+                lines = [line.strip() for line in r["output"].splitlines() if line.strip()]
                 print(f"  {mode:4}: exit {r['code']} after {r['seconds']:.0f} s, peak anonymous "
-                      f"{mb(r.get('RssAnon', 0))}; last line: {tail[0][:150] if tail else ''}")  # fmt: skip
+                      f"{mb(r.get('RssAnon', 0))}; last line: {lines[-1][:150] if lines else ''}")  # fmt: skip
+                for line in [line for line in lines if "rror" in line][:3]:
+                    print(f"        {line[:200]}")
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
