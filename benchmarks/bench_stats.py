@@ -2,16 +2,17 @@
 default), B = 1,000 bootstrap intervals and sign flips (uncertainty = 'items') and the
 shuffled-pairing null, against the kNN search of the run's predicted space.
 
-    python benchmarks/bench_stats.py [--items 10000] [--dim 300] [--resamples 1000]
+    python benchmarks/bench_stats.py [--items 10000] [--dim 300] [--resamples 1000] [--repeats 7]
 
 One run's measurement with the default parameters (k = 1, 5, 10; cosine) on N items: the kNN of
 the predicted space (the input and target lists are cached across a study's runs, so a run pays
 for this one) against (a) the nine bootstrap intervals of mNNO, (b) the two differences with
 bootstrap intervals and 10,000 sign flips each, (c) the whole `mnno` compute after the lists
 exist, with each `uncertainty` (the default's neighbourhood intervals and tests are measured
-there), and (d) one shuffled pairing (the cost of each `null_permutations`). Prints seconds, the
-ratio to the kNN time, and the machine's load average (other work on a shared machine slows
-everything; ratios from one run are what to compare). Every measurement is repeated
+there), and (d) one shuffled pairing (the cost of each `null_permutations`). Prints wall-clock
+and CPU seconds (CPU counts the kNN's BLAS threads), each as a share of the kNN's on the same
+clock, and the machine's load average (other work on a shared machine slows everything; ratios
+from one run are what to compare). Every measurement is repeated
 `--repeats` times, interleaved with the kNN search (kNN, then each part, then kNN again, ...), and
 the medians are compared, so a burst of load on a shared machine moves both sides.
 
