@@ -115,6 +115,8 @@ class PairedData:
     """Row-aligned feature sets of the same N items in several modalities.
 
     `features` maps a feature-set name to an (N, d) float32 matrix; row i of every matrix is item i.
+    A matrix may be a read-only `np.memmap` (as the `files` dataset hands over .npy files): it is
+    kept as it is, never copied whole; runs read the rows they use.
     `split_marks` optionally marks each item "train" or "test" (the dataset's own split): a 1-D
     array of N marks, nothing else (an unknown mark would silently leave its item out of every
     run). The keyword `split=` (its old name) is still accepted, and `.split` still reads it.
