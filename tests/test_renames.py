@@ -7,6 +7,8 @@ Old spellings keep working and mean exactly the same: the same runs with the sam
 
 from __future__ import annotations
 
+import pickle
+
 import duckdb
 import numpy as np
 import pytest
@@ -223,6 +225,38 @@ def test_migration_7_keeps_an_older_databases_runs_under_both_names(tmp_path):
     # The old names are read-only views of the new ones.
     with duckdb.connect(str(path)) as con, pytest.raises(duckdb.Error, match="generated column"):
         con.execute("UPDATE runs SET state = 'x'")
+
+
+def test_a_run_row_an_older_xmodal_pickled_into_the_spool_records_under_the_new_names(
+    tmp_path, monkeypatch
+):
+    """The spool holds pickled RunRecords: a RunRow pickled before the rename has `state`,
+    `split` and `probe_seconds` (and may lack a column added since)."""
+    row = RunRow(run_id="r1", status="finished", kind="trained", split_strategy="kfold",
+                 measure_seconds=1.5)  # fmt: skip
+    renamed = {"kind": "state", "split_strategy": "split", "measure_seconds": "probe_seconds"}
+
+    def as_before(self):
+        state = {renamed.get(k, k): v for k, v in RunRow._pickled(self).items()}
+        del state["artifact"]
+        return state
+
+    monkeypatch.setattr(RunRow, "__getstate__", as_before)
+    spooled = pickle.dumps(RunRecord("r1", row, [], [], []))
+    monkeypatch.undo()
+    record = pickle.loads(spooled)
+    assert (record.run.kind, record.run.split_strategy, record.run.measure_seconds) == (
+        "trained",
+        "kfold",
+        1.5,
+    )
+    assert record.run.artifact is None
+    store = Store(tmp_path / "r.duckdb")
+    store.record(record)
+    assert rows(store.path, "SELECT kind, split_strategy, measure_seconds FROM runs") == [
+        ("trained", "kfold", 1.5)
+    ]
+    assert pickle.loads(pickle.dumps(row)) == row  # and today's rows round-trip
 
 
 def test_a_fresh_database_has_the_old_names_as_generated_columns_only():

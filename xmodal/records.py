@@ -79,6 +79,23 @@ class _Row:
         renamed = {cls.OLD_NAMES.get(k, k): v for k, v in row.items() if k not in names}
         return cls(**{k: v for k, v in {**renamed, **row}.items() if k in names})
 
+    def _pickled(self) -> dict[str, Any]:
+        """The state pickle stores (the spool): column name -> value, as attrs stores it."""
+        return {name: getattr(self, name) for name in columns(type(self))}
+
+    def _unpickled(self, state: Mapping[str, Any]) -> None:
+        """Restore a pickled record, also one an older xmodal spooled: a column's old name
+        (`OLD_NAMES`) is read as its new one, and a column added since takes its default."""
+        renamed = {self.OLD_NAMES.get(k, k): v for k, v in state.items()}
+        for field in attrs.fields(type(self)):
+            if field.name in renamed:
+                value = renamed[field.name]
+            elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+                value = field.default.factory()
+            else:
+                value = None if field.default is attrs.NOTHING else field.default
+            object.__setattr__(self, field.name, value)
+
     @classmethod
     def insert_sql(cls) -> str:
         """`INSERT INTO <table> BY NAME SELECT ? AS <column>, ...` for `values()`."""
@@ -101,6 +118,9 @@ class RunRow(_Row):
         "state": "kind",
         "probe_seconds": "measure_seconds",
     }
+    # A RunRow an older xmodal pickled into the spool has the old names: see `_unpickled`.
+    __getstate__ = _Row._pickled
+    __setstate__ = _Row._unpickled
 
     run_id: str
     """The run's identity (xmodal.planning.RUN_FORMAT), primary key."""
