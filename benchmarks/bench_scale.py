@@ -16,6 +16,11 @@ the worst-case bound (1 − recall_A) + (1 − recall_B) and the speed-up. Targe
 
 `--large N`: the approximate mNNO between A and B alone: time, peak memory, sampled recall.
 
+`--sweep N[,N...]`: how `ef_search` buys recall. For each N, one HNSW graph of space A (`--M`,
+`--ef-construction`, `--threads`), then the seeded `--recall-sample` items searched at each
+`--sweep-ef` value: recall@k against their exact lists, and the CPU seconds of that search
+scaled to all N items (build + that = the backend's cost at that setting).
+
 Each computation runs in its own process (`--case`), so that its peak resident memory
 (`ru_maxrss`) is its own; tracemalloc is not used because faiss allocates outside Python.
 Timings are wall-clock seconds of one run; the load average is printed before and after
@@ -142,6 +147,7 @@ def child(args: argparse.Namespace, case: str, n: int, out: str) -> dict:
         "ef_search",
         "threads",
         "recall_sample",
+        "sweep_ef",
     ):
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -175,12 +181,14 @@ def main() -> None:
     parser.add_argument("--ray-repeats", type=int, default=2, help="interleaved repeats")
     parser.add_argument("--ray-tasks-per-cpu", type=int, default=2)
     parser.add_argument("--mmap", type=int, default=0, help="N of the memory-map check; 0 skips")
-    parser.add_argument("--case", choices=("exact", "approx"), help=argparse.SUPPRESS)
+    parser.add_argument("--sweep", default="", help="N[,N...] of the ef_search sweep; '' skips")
+    parser.add_argument("--sweep-ef", default="32,64,128,256", help="ef_search values swept")
+    parser.add_argument("--case", choices=("exact", "approx", "sweep"), help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args)))
+        print(json.dumps(sweep_case(args) if args.case == "sweep" else run_case(args)))
         return
 
     print(f"hnsw M={args.M} ef_construction={args.ef_construction} ef_search={args.ef_search} "
@@ -189,6 +197,8 @@ def main() -> None:
         ray_part(args)
     if args.mmap:
         mmap_part(args)
+    if args.sweep:
+        sweep_part(args)
     with tempfile.TemporaryDirectory() as tmp:
         if args.check:
             n = args.check
@@ -243,6 +253,77 @@ def main() -> None:
                   f"{big['recall_cpu_A'] + big['recall_cpu_B']:.1f}")  # fmt: skip
             print(f"peak resident memory {big['peak_mb']:.0f} MB (input {big['input_mb']:.0f} MB, "
                   f"{big['peak_extra_mb']:.0f} MB beyond it); load {load()}")  # fmt: skip
+
+
+# --- hnsw: recall against ef_search from one graph ---------------------------------------------------
+
+
+def sweep_case(args: argparse.Namespace) -> dict:
+    """One graph of space A (N = args.n), its seeded sample searched at each ef_search."""
+    from xmodal.neighbor_search import exact_rows
+    from xmodal.plugins import get_registry
+    from xmodal_plugins.ann import _faiss
+
+    faiss = _faiss()
+    cosine = get_registry().similarities["cosine"]
+    A, B = spaces(args.n, args.dim, args.seed)
+    del B
+    n, k = len(A), args.k
+    rows = np.sort(np.random.default_rng(0).choice(n, min(args.recall_sample, n), replace=False))
+    t0, c0 = time.perf_counter(), time.process_time()
+    exact = exact_rows(A, rows, k, cosine, False)
+    out: dict = {"n": n, "exact_seconds": time.perf_counter() - t0}
+    out["exact_cpu"] = time.process_time() - c0
+    faiss.omp_set_num_threads(args.threads if args.threads > 0 else faiss.omp_get_max_threads())
+    Y = A / np.linalg.norm(A, axis=1, keepdims=True)
+    del A
+    t0, c0 = time.perf_counter(), time.process_time()
+    index = faiss.IndexHNSWFlat(args.dim, args.M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = args.ef_construction
+    index.add(Y)
+    out["build_seconds"] = time.perf_counter() - t0
+    out["build_cpu"] = time.process_time() - c0
+    out["ef"] = []
+    for ef in (int(x) for x in args.sweep_ef.split(",")):
+        index.hnsw.efSearch = max(ef, k + 1)
+        t0, c0 = time.perf_counter(), time.process_time()
+        _, found = index.search(Y[rows], k + 1)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        found = np.where(found == rows[:, None], -1, found)  # the item itself is not a neighbour
+        found = np.array([row[row >= 0][:k] for row in found])
+        both = np.sort(np.hstack([found, exact]), axis=1)
+        per_item = (both[:, 1:] == both[:, :-1]).sum(axis=1) / k
+        out["ef"].append(
+            {
+                "ef_search": ef,
+                "recall": float(per_item.mean()),
+                "se": float(per_item.std(ddof=1) / np.sqrt(len(rows))),
+                "sample_seconds": seconds,
+                "all_cpu": cpu * n / len(rows),
+            }
+        )
+    out["peak_mb"] = peak_mb()
+    return out
+
+
+def sweep_part(args: argparse.Namespace) -> None:
+    """`--sweep N[,N...]`: recall@k of the hnsw graph at each ef_search, from one build per N."""
+    for n in (int(x) for x in args.sweep.split(",")):
+        print(f"\n== hnsw ef_search sweep at {n:,} × {args.dim}, space A, M={args.M} "
+              f"ef_construction={args.ef_construction} threads={args.threads} "
+              f"(load {load()})", flush=True)  # fmt: skip
+        r = child(args, "sweep", n, "")
+        print(f"build {r['build_seconds']:.1f} s wall, {r['build_cpu']:.1f} CPU s; exact lists of "
+              f"the {args.recall_sample:,} sampled items {r['exact_cpu']:.1f} CPU s; peak "
+              f"{r['peak_mb']:.0f} MB")  # fmt: skip
+        print(
+            "| ef_search | recall@k ± se | search CPU s, all items (est.) | build + search CPU s |"
+        )
+        print("|---|---|---|---|")
+        for e in r["ef"]:
+            print(f"| {e['ef_search']} | {e['recall']:.4f} ± {e['se']:.4f} | {e['all_cpu']:.0f} | "
+                  f"{r['build_cpu'] + e['all_cpu']:.0f} |")  # fmt: skip
+        print(f"(load {load()})", flush=True)
 
 
 # --- the `ray` backend: exact kNN as Ray tasks against the single process ---------------------------
