@@ -369,3 +369,35 @@ def test_training_on_indexed_rows_holds_one_batch_not_a_copy_of_the_rows(tmp_pat
         lambda: train_module.train(torch.nn.Linear(D, 8), loss, {}, x, y, settings, 0, rows=rows)
     )
     assert peak < len(rows) * D * 4 / 4
+
+
+def test_process_pool_workers_on_mapped_files_give_the_results_of_one_process(
+    cli, tmp_path, monkeypatch
+):
+    from tests.conftest import rows
+
+    monkeypatch.chdir(tmp_path)
+    np.save("text.npy", matrix(90, 8))
+    np.save("image.npy", matrix(90, 6))
+    study = write_files_study(
+        ["text=text.npy", "image=image.npy"], data={"folds": 2, "directions": ["forward"]},
+        train={"epochs": 2}, metric=[{"name": "mnno", "k": [5]}],
+    )  # fmt: skip
+    from xmodal.studydata import StudyData
+
+    exported = []
+    export = StudyData.export
+    monkeypatch.setattr(
+        StudyData, "export", lambda self, d: exported.append(export(self, d)) or exported[-1]
+    )
+    query = "SELECT run_id, metric, comparison, k, value FROM results ORDER BY ALL"
+    found = {}
+    for workers in ("1", "2"):
+        db = tmp_path / f"j{workers}.duckdb"
+        result = cli("run", study, "--db", db, "--workers", workers)
+        assert result.code == 0, result.output
+        found[workers] = rows(db, query)
+    assert found["1"] and found["2"] == found["1"]
+    (handle,) = exported  # the pool's workers were handed the feature files themselves
+    (features,) = [d["features"] for d in handle.data.values()]
+    assert features == {"text": str(tmp_path / "text.npy"), "image": str(tmp_path / "image.npy")}
