@@ -491,3 +491,39 @@ def test_overlap_counts_agree_with_the_per_item_definition_short_and_long_lists(
     ks = sorted({1, depth // 2 or 1, depth})
     expected = [[len(set(a[i, :k]) & set(b[i, :k])) for k in ks] for i in range(n)]
     assert overlap_counts(a, b, ks).tolist() == expected
+
+
+def test_every_neighbourhood_row_is_exactly_its_definition():
+    """mnno computes the standard errors of all its rows together (pairs ordered by rank,
+    `nested_standard_errors`); each row's interval and p-value must be exactly those of
+    normal_interval_and_p on its per-item values with neighbour_pairs of its spaces at its k."""
+    from xmodal.statistics import normal_interval_and_p
+
+    probe = probe_of(0, n=150)
+    params = {**PARAMS, "k": [1, 4, 10], "null_permutations": 0,
+              "paired": ["pred-input:pred-target", "pred-target:input-target"]}  # fmt: skip
+    rows = {(r.metric, r.comparison, r.k): r for r in mnno(probe, params)}
+    roles = {"pred-input": ("predicted", "input"), "pred-target": ("predicted", "target"),
+             "input-target": ("input", "target")}  # fmt: skip
+    lists = {
+        r: probe.neighbors("test", r, 10, "euclidean") for r in ("predicted", "input", "target")
+    }
+    for k in params["k"]:
+        counts = {c: overlap_counts(lists[a], lists[b], [k])[:, 0] for c, (a, b) in roles.items()}
+        for c, spaces in roles.items():
+            low, high, _ = normal_interval_and_p(
+                counts[c], neighbour_pairs([lists[s] for s in spaces], k), 0.95, (0, k)
+            )
+            assert (rows["mnno", c, k].ci_low, rows["mnno", c, k].ci_high) == (low / k, high / k)
+        for pair in params["paired"]:
+            left, right = pair.split(":")
+            spaces = sorted({*roles[left], *roles[right]})
+            low, high, p = normal_interval_and_p(
+                counts[left] - counts[right],
+                neighbour_pairs([lists[s] for s in spaces], k),
+                0.95,
+                (-k, k),
+            )
+            row = rows["mnno_diff", pair, k]
+            assert (row.ci_low, row.ci_high) == (low / k, high / k)
+            assert rows["mnno_diff_p", pair, k].value == p
