@@ -7,6 +7,7 @@ Old spellings keep working and mean exactly the same: the same runs with the sam
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import duckdb
@@ -106,7 +107,7 @@ def test_old_spellings_are_read_with_a_note_naming_the_line_and_the_new_name():
     assert parse(NEW).notes == ()
 
 
-def test_validate_and_run_print_the_notes_and_succeed(cli, write_study, db):
+def test_validate_plan_and_run_print_the_notes_and_succeed(cli, write_study, db):
     old = write_study(OLD.replace("epochs = 3", "epochs = 1"), "old.toml")
     result = cli("validate", old)
     assert result.code == 0, result.output
@@ -114,6 +115,9 @@ def test_validate_and_run_print_the_notes_and_succeed(cli, write_study, db):
     result = cli("run", old, "--db", db)
     assert result.code == 0, result.output
     assert "[data] split is the old name of split_strategy" in result.err
+    result = cli("plan", old, "--db", db, "--json")
+    assert result.code == 0 and result.err.count("note:") == 2
+    assert json.loads(result.out)[0]["status"] == "finished"  # stdout is the JSON alone
     new = write_study(NEW.replace("epochs = 3", "epochs = 1"), "new.toml")
     result = cli("run", new, "--db", db)
     assert result.code == 0 and "note:" not in result.output, result.output

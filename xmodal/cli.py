@@ -129,7 +129,10 @@ def plan(
     """
     from xmodal import api  # the plan xmodal.plan() returns: one source for both
 
-    planned = api.plan(api.load_study(study, check=False, max_runs=max_runs), db=db)
+    loaded = api.load_study(study, check=False, max_runs=max_runs)
+    for note in loaded.notes:  # old spellings (on stderr: `--json` output stays clean)
+        err.print(note, markup=False, highlight=False, soft_wrap=True)
+    planned = api.plan(loaded, db=db)
     if as_json:
         typer.echo(json.dumps(planned.records(), indent=2, default=str))
         return
