@@ -49,8 +49,9 @@ def _tile_task(
     slots: int,
     threads: int,
     floor: np.ndarray | None,
-) -> tuple[int, np.ndarray, np.ndarray, float]:
-    """One Ray task: `compute_tiles` over a run of tiles; (first item, values, indices, seconds)."""
+) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], float]:
+    """One Ray task: `compute_tiles` over some tiles; the partial lists of the blocks they touch,
+    as (first item, values, indices) per run of adjacent blocks, and the seconds it took."""
     import torch
 
     torch.set_num_threads(threads)
@@ -58,7 +59,13 @@ def _tile_task(
     with warnings.catch_warnings():  # Y is read-only shared memory; the tiles only read it
         warnings.filterwarnings("ignore", message=".*not writable.*")
         lists = compute_tiles(space.with_rows(Y), tiles, slots, floor=floor)
-    return lists.lo, lists.vals, lists.idx, time.perf_counter() - start
+    b, n = space.grid.b, space.grid.n
+    touched = sorted({i for tile in tiles for i in tile})
+    parts = []
+    for run in np.split(touched, np.flatnonzero(np.diff(touched) > 1) + 1):
+        lo, hi = int(run[0]) * b - lists.lo, min(n, (int(run[-1]) + 1) * b) - lists.lo
+        parts.append((lists.lo + lo, lists.vals[lo:hi].copy(), lists.idx[lo:hi].copy()))
+    return parts, time.perf_counter() - start
 
 
 class RayTiles:
@@ -66,9 +73,10 @@ class RayTiles:
 
     Two waves: the diagonal tiles first (one per row block, in up to `tasks` runs); their
     merged lists give every item a floor, just below its best `slots` within its own block,
-    which its final list can only beat. Then the other tiles, in `tasks` column-major runs, keep
-    only candidates above the floors: a run's first tile in a block need not set up the
-    block's lists (a partial sort of the tile, which costs about as much as the tile's product).
+    which its final list can only beat. Then the other tiles, in about `tasks` rectangular
+    regions of the grid (`_regions`), keep only candidates above the floors: a task's first tile
+    in a block need not set up the block's lists (a partial sort of the tile, which costs about
+    as much as the tile's product), and it returns only the lists of the blocks it touched.
 
     `stats` (after a call): tasks, tiles, each task's seconds (`task_seconds`, inside the task)
     and tiles (`task_tiles`), in the order they finished, bytes put into the object store
@@ -93,8 +101,8 @@ class RayTiles:
         grid = space.grid
         nb = grid.blocks
         diagonal = [(i, i) for i in range(nb)]
-        others = [t for t in grid.tiles("columns") if t[0] != t[1]]
-        waves = [_runs(diagonal, self.tasks), _runs(others, self.tasks)]
+        others = [t for t in grid.tiles() if t[0] != t[1]]
+        waves = [_runs(diagonal, self.tasks), _regions(nb, self.tasks)]
         stats: dict[str, Any] = {
             "tasks": sum(map(len, waves)),
             "tiles": len(diagonal) + len(others),
@@ -139,11 +147,12 @@ class RayTiles:
                 pending.append(ref)
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
-                lo, vals, idx, took = _result(ray, ready[0])
-                lists.merge(lo, vals, idx)
+                parts, took = _result(ray, ready[0])
+                for lo, vals, idx in parts:
+                    lists.merge(lo, vals, idx)
+                    stats["bytes_out"] += vals.nbytes + idx.nbytes
                 stats["task_seconds"].append(took)
                 stats["task_tiles"].append(size[ready[0]])
-                stats["bytes_out"] += vals.nbytes + idx.nbytes
                 done[0] += size[ready[0]]
                 if progress is not None:
                     progress(done[0], stats["tiles"])
@@ -153,6 +162,24 @@ class RayTiles:
                     ray.cancel(ref, force=True)
             stats["cancelled"] = list(pending)
             raise
+
+
+def _regions(blocks: int, count: int) -> list[list[tuple[int, int]]]:
+    """The off-diagonal tiles of a grid of `blocks` row blocks in about 2·`count` rectangular
+    regions, largest first (g groups of blocks, g·(g+1)/2 regions; those on the diagonal are
+    triangles, half the others; two per task balance the workers): a region of row groups I and
+    column groups J touches the items of I and J only, so a task returns few lists. Tiles in
+    row-major order."""
+    g = max(1, min(blocks, round((4 * max(1, count)) ** 0.5)))
+    edges = np.linspace(0, blocks, g + 1).round().astype(int).tolist()
+    groups = [range(a, b) for a, b in itertools.pairwise(edges) if b > a]
+    regions = []
+    for gi, rows in enumerate(groups):
+        for cols in groups[gi:]:
+            tiles = [(i, j) for i in rows for j in cols if j > i]
+            if tiles:
+                regions.append(tiles)
+    return sorted(regions, key=len, reverse=True)
 
 
 def _runs(tiles: list[tuple[int, int]], count: int) -> list[list[tuple[int, int]]]:

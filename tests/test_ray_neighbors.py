@@ -29,7 +29,7 @@ from tests.test_hook_neighbor_backends import neighbor_study, values  # noqa: E4
 from xmodal import knn  # noqa: E402
 from xmodal.neighbors import TileGrid  # noqa: E402
 from xmodal.plugins import get_registry  # noqa: E402
-from xmodal_plugins.ray_neighbors import RayTiles  # noqa: E402
+from xmodal_plugins.ray_neighbors import RayTiles, _regions  # noqa: E402
 
 PARAMS = {"block_size": 1536, "tasks_per_cpu": 2, "threads": 1, "local_cpus": 2}
 
@@ -75,9 +75,8 @@ def test_the_ray_tasks_give_the_lists_of_knn_bit_for_bit(
     assert_same(got, knn(X, 10, similarity, include_self, block_size=block))
     grid = TileGrid.of(n, block)
     assert runner.stats["tiles"] == len(grid.tiles()) == sum(runner.stats["task_tiles"])
-    # the diagonal tiles, then the others: each wave in up to `tasks` runs
-    others = len(grid.tiles()) - grid.blocks
-    assert runner.stats["tasks"] == min(tasks, grid.blocks) + min(tasks, others)
+    # the diagonal tiles in up to `tasks` runs, then the others in regions of the grid
+    assert runner.stats["tasks"] == min(tasks, grid.blocks) + len(_regions(grid.blocks, tasks))
 
 
 def test_the_registered_backend_returns_knn_indices(cluster):
@@ -103,12 +102,22 @@ def test_a_memory_mapped_input_is_read_by_the_workers_from_its_file(cluster, tmp
         assert runner.stats["bytes_in"] == grid.blocks * 256 * 4 + grid.n * 4
 
 
+def test_the_other_tiles_are_cut_into_regions_covering_each_once():
+    for blocks, count in ((33, 4), (33, 8), (5, 4), (1, 4), (2, 64), (40, 1)):
+        regions = _regions(blocks, count)
+        tiles = [t for region in regions for t in region]
+        assert sorted(tiles) == [(i, j) for i in range(blocks) for j in range(i + 1, blocks)]
+        assert all(region == sorted(region) for region in regions)  # row-major in each
+        assert [len(r) for r in regions] == sorted(map(len, regions), reverse=True)
+
+
 def test_progress_counts_the_tiles_as_tasks_finish(cluster):
     X = with_ties(1500, 8, seed=7)
     seen = []
     knn(X, 5, block_size=128, runner=RayTiles(cluster, 6), progress=lambda d, t: seen.append(d))
     tiles = len(TileGrid.of(1500, 128).tiles())
-    assert len(seen) == 12 and seen == sorted(seen) and seen[-1] == tiles  # 2 waves of 6 tasks
+    tasks = min(6, TileGrid.of(1500, 128).blocks) + len(_regions(TileGrid.of(1500, 128).blocks, 6))
+    assert len(seen) == tasks and seen == sorted(seen) and seen[-1] == tiles
 
 
 def test_ctrl_c_cancels_the_tasks_not_finished(cluster):
