@@ -354,16 +354,20 @@ def ray_part(args: argparse.Namespace) -> None:
         knn(A[:4000], args.k)  # imports, first calls, Ray's workers started and warm
         knn(A[:4000], args.k, runner=runner)
         seconds: dict[str, list[float]] = {"exact": [], "ray": []}
+        cpu: dict[str, list[float]] = {"exact": [], "ray": []}
         found = {}
         stats = []
         for r in range(args.ray_repeats):
             for case in ("exact", "ray") if r % 2 == 0 else ("ray", "exact"):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 found[case] = knn(A, args.k, runner=runner if case == "ray" else None)
                 seconds[case].append(time.perf_counter() - t0)
+                cpu[case].append(time.process_time() - c0)  # this process: all its threads
                 if case == "ray":
                     stats.append(runner.stats)
-                print(f"  {case:5} {seconds[case][-1]:6.1f} s (load {load()})", flush=True)
+                    cpu[case][-1] += sum(runner.stats["task_cpu"])  # and the workers'
+                print(f"  {case:5} {seconds[case][-1]:6.1f} s, {cpu[case][-1]:6.1f} CPU s "
+                      f"(load {load()})", flush=True)  # fmt: skip
             assert np.array_equal(found["exact"].indices, found["ray"].indices)
             assert np.array_equal(found["exact"].similarities, found["ray"].similarities)
     finally:
@@ -377,11 +381,14 @@ def ray_part(args: argparse.Namespace) -> None:
     print(f"identical lists (indices and similarities): yes, in all {args.ray_repeats} repeats")
     print(f"median wall time: exact {t_exact:.1f} s, ray {t_ray:.1f} s: overhead "
           f"{100 * (t_ray / t_exact - 1):+.1f} % (target ≤ 15 %)")  # fmt: skip
+    c_exact, c_ray = (float(np.median(cpu[c])) for c in ("exact", "ray"))
+    print(f"median CPU seconds (driver and workers; less sensitive to the load): exact "
+          f"{c_exact:.1f}, ray {c_ray:.1f}: {100 * (c_ray / c_exact - 1):+.1f} % more work")  # fmt: skip
     print(f"per-tile cost inside a task (1 thread): median {tile_ms:.1f} ms; one process "
           f"(2 threads): {1000 * t_exact / len(grid.tiles()):.1f} ms per tile of wall time")  # fmt: skip
     rows_mb = st["bytes_in"] / 2**20
     out_mb = st["bytes_out"] / 2**20
-    print(f"bytes moved: {rows_mb:.0f} MB of prepared rows and offsets into the object store "
+    print(f"bytes moved: {rows_mb:.0f} MB of prepared rows, offsets and floors into the object store "
           f"(once; read by every worker of a node), {out_mb:.1f} MB of partial lists back "
           f"({out_mb / st['tasks']:.1f} MB per task, {out_mb / workers:.1f} MB per worker); "
           f"load {load()}")  # fmt: skip

@@ -49,13 +49,13 @@ def _tile_task(
     slots: int,
     threads: int,
     floor: np.ndarray | None,
-) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], float]:
+) -> tuple[list[tuple[int, np.ndarray, np.ndarray]], float, float]:
     """One Ray task: `compute_tiles` over some tiles; the partial lists of the blocks they touch,
-    as (first item, values, indices) per run of adjacent blocks, and the seconds it took."""
+    as (first item, values, indices) per run of adjacent blocks; its seconds and CPU seconds."""
     import torch
 
     torch.set_num_threads(threads)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():  # Y is read-only shared memory; the tiles only read it
         warnings.filterwarnings("ignore", message=".*not writable.*")
         lists = compute_tiles(space.with_rows(Y), tiles, slots, floor=floor)
@@ -65,7 +65,7 @@ def _tile_task(
     for run in np.split(touched, np.flatnonzero(np.diff(touched) > 1) + 1):
         lo, hi = int(run[0]) * b - lists.lo, min(n, (int(run[-1]) + 1) * b) - lists.lo
         parts.append((lists.lo + lo, lists.vals[lo:hi].copy(), lists.idx[lo:hi].copy()))
-    return parts, time.perf_counter() - start
+    return parts, time.perf_counter() - start, time.process_time() - cpu
 
 
 class RayTiles:
@@ -78,8 +78,9 @@ class RayTiles:
     in a block need not set up the block's lists (a partial sort of the tile, which costs about
     as much as the tile's product), and it returns only the lists of the blocks it touched.
 
-    `stats` (after a call): tasks, tiles, each task's seconds (`task_seconds`, inside the task)
-    and tiles (`task_tiles`), in the order they finished, bytes put into the object store
+    `stats` (after a call): tasks, tiles, each task's seconds and CPU seconds (`task_seconds`,
+    `task_cpu`, inside the task) and tiles (`task_tiles`), in the order they finished, bytes put
+    into the object store
     (`bytes_in`: the prepared rows, offsets and floors) and bytes returned by the tasks
     (`bytes_out`: their partial lists).
     """
@@ -107,6 +108,7 @@ class RayTiles:
             "tasks": sum(map(len, waves)),
             "tiles": len(diagonal) + len(others),
             "task_seconds": [],
+            "task_cpu": [],
             "task_tiles": [],
             "bytes_in": 0,
             "bytes_out": 0,
@@ -147,11 +149,12 @@ class RayTiles:
                 pending.append(ref)
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
-                parts, took = _result(ray, ready[0])
+                parts, took, cpu = _result(ray, ready[0])
                 for lo, vals, idx in parts:
                     lists.merge(lo, vals, idx)
                     stats["bytes_out"] += vals.nbytes + idx.nbytes
                 stats["task_seconds"].append(took)
+                stats["task_cpu"].append(cpu)
                 stats["task_tiles"].append(size[ready[0]])
                 done[0] += size[ready[0]]
                 if progress is not None:
@@ -189,7 +192,7 @@ def _runs(tiles: list[tuple[int, int]], count: int) -> list[list[tuple[int, int]
     return [tiles[a:b] for a, b in itertools.pairwise(edges) if b > a]
 
 
-def _result(ray: Any, ref: Any) -> tuple[int, np.ndarray, np.ndarray, float]:
+def _result(ray: Any, ref: Any) -> Any:
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
