@@ -244,8 +244,8 @@ def _ids(tables: Mapping[str, FeatureTable]) -> dict[str, tuple[str, ...]]:
             "without item ids, rows pair up by position, but the files have different row counts: "
             + ", ".join(f"{p} has {n}" for p, n in counts.items())
         )
-    n = next(iter(counts.values()))
-    return {p: tuple(str(i) for i in range(n)) for p in counts}
+    positions = tuple(str(i) for i in range(next(iter(counts.values()))))  # one, shared
+    return dict.fromkeys(counts, positions)
 
 
 def _split_marks(params: Mapping[str, Any], ids: tuple[str, ...], tables: Mapping[str, FeatureTable],

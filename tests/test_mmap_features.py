@@ -401,3 +401,13 @@ def test_process_pool_workers_on_mapped_files_give_the_results_of_one_process(
     (handle,) = exported  # the pool's workers were handed the feature files themselves
     (features,) = [d["features"] for d in handle.data.values()]
     assert features == {"text": str(tmp_path / "text.npy"), "image": str(tmp_path / "image.npy")}
+
+
+def test_files_listing_the_same_ids_in_the_same_order_pair_without_an_id_dictionary(tmp_path):
+    from xmodal_plugins.support.alignment import AlignmentError, align
+
+    ids = tuple(f"i{i}" for i in range(5))
+    order, index = align({"a": ids, "b": tuple(ids)}, drop_unpaired=False)
+    assert order == ids and all(list(i) == [0, 1, 2, 3, 4] for i in index.values())
+    with pytest.raises(AlignmentError, match=r"a: 1 id\(s\) occur more than once: 'x'"):
+        align({"a": ("x", "y", "x"), "b": ("x", "y", "x")}, drop_unpaired=False)
