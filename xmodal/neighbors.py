@@ -100,8 +100,8 @@ _SHOW = 5  # how many offending row indices an error message lists
 _KEY_COLUMNS = 16  # sampled columns whose hash flags candidate duplicate rows
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 # Elements of one row block read from a memory-mapped input while it is checked and prepared
-# (float32: 64 MB).
-_STREAM_ELEMENTS = 1 << 24
+# (float32: 16 MB).
+_STREAM_ELEMENTS = 1 << 22
 
 
 class NeighborError(ValueError):
@@ -437,7 +437,7 @@ def _check_lists(nn_a: Any, nn_b: Any, k: Any) -> tuple[np.ndarray, np.ndarray]:
 def _row_sq_norms(X: np.ndarray) -> np.ndarray:
     """Squared row norms, accumulated in float64 in chunks (no N×d float64 copy)."""
     out = np.empty(X.shape[0], np.float64)
-    step = max(1, (_STREAM_ELEMENTS >> 2) // X.shape[1])  # 32 MB of float64 by default
+    step = max(1, (_STREAM_ELEMENTS >> 2) // X.shape[1])  # 8 MB of float64 by default
     for s in range(0, X.shape[0], step):
         c = X[s : s + step].astype(np.float64)
         out[s : s + step] = np.einsum("ij,ij->i", c, c)
