@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import inspect
 import itertools
 import os
 import time
@@ -36,8 +37,22 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import NeighborBackendSpec, Param, SimilaritySpec, hookimpl
-from xmodal.neighbors import DEFAULT_BLOCK, TileLists, TileSpace, compute_tiles
+from xmodal import (
+    NeighborBackendSpec,
+    NeighborError,
+    Param,
+    SimilaritySpec,
+    TileLists,
+    TileSpace,
+    XmodalError,
+    compute_tiles,
+    hookimpl,
+    knn,
+    require,
+)
+
+# The exact backend's block size: the same grid, the same tiles.
+DEFAULT_BLOCK = inspect.signature(knn).parameters["block_size"].default
 
 ADDRESS_VARIABLE = "XMODAL_RAY_ADDRESS"
 
@@ -197,8 +212,6 @@ def _result(ray: Any, ref: Any) -> Any:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         cause = exc.as_instanceof_cause()
-        from xmodal.neighbors import NeighborError
-
         raise NeighborError(f"the ray neighbour backend: a tile task failed: {cause}") from None
 
 
@@ -211,15 +224,15 @@ def connect(local_cpus: int = 0) -> Any:
     """The `ray` module, connected: to the cluster this process already uses, else to
     XMODAL_RAY_ADDRESS, else to a local instance started now (kept until the process ends)."""
     global _started_here
-    from xmodal import require
-    from xmodal.errors import XmodalError
-    from xmodal.executors import _check_ray
+    from xmodal import ray_problem  # here: xmodal.executors imports duckdb
 
     ray = require("ray", "ray", "the `ray` neighbour backend")
     if ray.is_initialized():
         return ray
     address = os.environ.get(ADDRESS_VARIABLE) or None
-    _check_ray(address)  # a clear error for an address that does not answer
+    problem = ray_problem(address)  # a clear error for an address that does not answer
+    if problem:
+        raise XmodalError(f"the ray neighbour backend: {problem}")
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     try:
         if address:
@@ -254,8 +267,6 @@ def ray_search(
     X: Any, k: int, similarity: SimilaritySpec, include_self: bool, params: Mapping[str, Any]
 ) -> np.ndarray:
     """The exact lists of `xmodal.knn`, their tiles computed as Ray tasks."""
-    from xmodal.neighbors import knn
-
     ray = connect(int(params["local_cpus"]))
     runner = RayTiles(ray, cluster_cpus(ray) * int(params["tasks_per_cpu"]), params["threads"])
     found = knn(

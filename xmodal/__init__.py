@@ -50,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "number": "xmodal.report",
     # What an executor computes for each job (ExecutorSpec.make).
     "run_job": "xmodal.executors",
+    # Why Ray cannot be reached at an address (None: it can).
+    "ray_problem": "xmodal.executors",
     # Declared parameters.
     "CheckContext": "xmodal.validation",
     "Param": "xmodal.params",
@@ -61,10 +63,16 @@ _EXPORTS: dict[str, str] = {
     "Spaces": "xmodal.probes",
     "check_k_fits": "xmodal.probes",
     # Neighbours and their overlap.
+    "NeighborError": "xmodal.neighbors",
     "knn": "xmodal.neighbors",
     "mnno": "xmodal.neighbors",
     "overlap": "xmodal.neighbors",
     "overlap_per_item": "xmodal.neighbors",
+    # The exact kNN's tiles, for a backend that computes them elsewhere (docs/plugins.md).
+    "TileGrid": "xmodal.neighbors",
+    "TileLists": "xmodal.neighbors",
+    "TileSpace": "xmodal.neighbors",
+    "compute_tiles": "xmodal.neighbors",
     # Uncertainty over items, paired tests, chance and permutation nulls (docs/statistics.md).
     "bootstrap_mean": "xmodal.statistics",
     "calibrate": "xmodal.statistics",
