@@ -2,11 +2,12 @@
 
 `[neighbors] backend = "ray"` gives the lists of `xmodal.knn`, bit for bit on the same machine:
 `knn` itself checks the space, merges equal rows and handles include_self; only the tiles of the
-symmetric grid (`TileGrid`) are farmed out. The grid's upper-triangle tiles, in row-major order,
-are cut into `tasks_per_cpu` × (the cluster's CPUs) runs of consecutive tiles (`TileGrid.chunks`);
-each task multiplies its tiles with `compute_tiles` (the single-process code) and returns the
-best `slots` candidates of every item it touched; the driver merges them as they arrive with
-`TileLists.merge`, by (−similarity, index). The tiles' products are the same float32 GEMMs on the
+symmetric grid (`TileGrid`) are farmed out, in two waves (`RayTiles`): the diagonal tiles, whose
+lists give each item a floor, then the other tiles in rectangular regions of the grid, about two
+per task (`tasks_per_cpu` × the cluster's CPUs tasks). Each task multiplies its tiles with
+`compute_tiles` (the single-process code) and returns the best `slots` candidates of the items
+of the blocks it touched; the driver merges them as they arrive with `TileLists.merge`, by
+(−similarity, index). The tiles' products are the same float32 GEMMs on the
 same block shapes, so on one machine the lists are identical; on a cluster of different CPUs,
 only float32 near-ties between different vectors may be ordered differently (docs/metrics.md).
 
