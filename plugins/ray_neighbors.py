@@ -311,8 +311,8 @@ def register_neighbor_backends(register: Callable[[NeighborBackendSpec], None]) 
                     default=2,
                     min=1,
                     max=256,
-                    doc="tasks per cluster CPU: more balance uneven workers, each costs a "
-                    "little (a task's first tile per item sets its lists' bars)",
+                    doc="tasks per cluster CPU (the second wave cuts about twice as many "
+                    "regions): more balance uneven workers, fewer move fewer bytes",
                 ),
                 "threads": Param(int, default=1, min=1, max=256, doc="torch threads per task"),
                 "local_cpus": Param(
