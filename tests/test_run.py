@@ -183,3 +183,33 @@ def test_a_forced_redo_that_fails_keeps_the_earlier_results(cli, write_study, db
         rows(db, "SELECT run_id, metric, comparison, k, value FROM results ORDER BY ALL") == before
     )
     assert rows(db, "SELECT DISTINCT status FROM runs") == [("finished",)]
+
+
+def test_the_recorded_commit_is_that_of_xmodal_s_code_not_of_the_current_directory(tmp_path):
+    import subprocess
+
+    from xmodal.execute import code_commit
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    repo = tmp_path / "checkout"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    head = git("rev-parse", "HEAD")
+    assert code_commit(repo / "pkg") == head
+    (repo / "pkg" / "code.py").write_text("x = 2\n")  # uncommitted change to the code
+    assert code_commit(repo / "pkg") == f"{head}-dirty"
+    assert code_commit(tmp_path) is None  # an installed copy outside any checkout
+
+
+def test_a_paired_comparison_is_labelled_as_the_difference_of_its_two_comparisons():
+    from xmodal.report import comparison_label
+
+    assert comparison_label("pred-target") == "f(X), Y"
+    assert comparison_label("pred-input:pred-target") == "(f(X), X) − (f(X), Y)"

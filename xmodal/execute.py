@@ -13,6 +13,7 @@ import subprocess
 import time
 import traceback
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -285,30 +286,41 @@ _PROVENANCE: dict[str, Any] = {}
 
 
 def provenance() -> dict[str, Any]:
-    """Versions and the git commit of the working directory, looked up once per process."""
+    """Versions and the git commit of the running xmodal code, looked up once per process."""
     if not _PROVENANCE:
         import torch
 
-        try:
-            commit = (
-                subprocess.run(
-                    ["git", "rev-parse", "HEAD"],
-                    capture_output=True,
-                    text=True,
-                    timeout=5,
-                    check=False,
-                ).stdout.strip()
-                or None
-            )
-        except (OSError, subprocess.SubprocessError):
-            commit = None
         _PROVENANCE.update(
             xmodal_version=importlib.metadata.version("xmodal"),
-            git_commit=commit,
+            git_commit=code_commit(Path(__file__).resolve().parent),
             torch_version=torch.__version__,
             numpy_version=np.__version__,
         )
     return _PROVENANCE
+
+
+def code_commit(package_dir: Path) -> str | None:
+    """The commit of the checkout `package_dir` (xmodal's own code) belongs to, with `-dirty`
+    when its tracked files differ from that commit; None for an installed copy outside git.
+    Not the current directory's: a study run from another repository names that one."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(package_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        if not commit:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
 
 
 def run_row(

@@ -183,7 +183,10 @@ def mean_std(mean: Any, std: Any, digits: int = 3) -> str:
 
 
 def comparison_label(comparison: str) -> str:
-    """`pred-target` -> `f(X), Y`; comparisons of other spaces are shown as written."""
+    """`pred-target` -> `f(X), Y`; a paired difference `pred-input:pred-target` ->
+    `(f(X), X) − (f(X), Y)`; comparisons of other spaces are shown as written."""
+    if ":" in comparison:
+        return " − ".join(f"({comparison_label(part)})" for part in comparison.split(":"))
     left, sep, right = comparison.partition("-")
     if not sep:
         return comparison
