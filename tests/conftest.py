@@ -123,6 +123,15 @@ def fresh_plugins() -> Iterator[None]:
     plugins.reset()
 
 
+def assert_same_lists(a: Any, b: Any) -> None:
+    """Two `Neighbors` are the same lists bit for bit: indices, similarities and ties at k."""
+    import numpy as np
+
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.similarities, b.similarities)
+    assert a.ties_at_k == b.ties_at_k
+
+
 def rows(db_path: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(db_path), read_only=True) as con:
         return con.execute(sql).fetchall()

@@ -17,6 +17,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from tests.conftest import assert_same_lists
 from xmodal import neighbors
 from xmodal.neighbors import TileGrid, TileLists, compute_tiles, knn, report_progress
 
@@ -52,12 +53,6 @@ def merged_in(order: str, parts: int, tiles: str = "columns"):
     return run
 
 
-def assert_same(a, b):
-    np.testing.assert_array_equal(a.indices, b.indices)
-    np.testing.assert_array_equal(a.similarities, b.similarities)
-    assert a.ties_at_k == b.ties_at_k
-
-
 @pytest.mark.parametrize("include_self", [False, True])
 @pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
 @pytest.mark.parametrize(
@@ -76,7 +71,9 @@ def test_tiles_merged_in_any_runs_and_order_give_the_lists_of_knn(
     whole = knn(X, 9, similarity, include_self, block_size=block)
     for tiles in ("columns", "rows"):
         runner = merged_in(order, parts, tiles)
-        assert_same(whole, knn(X, 9, similarity, include_self, block_size=block, runner=runner))
+        assert_same_lists(
+            whole, knn(X, 9, similarity, include_self, block_size=block, runner=runner)
+        )
 
 
 def with_floors(parts: int):
@@ -107,7 +104,7 @@ def test_runs_above_the_floors_of_the_diagonal_tiles_give_the_lists_of_knn(
     X = spaces_with_ties(1100, 12, seed=11)
     for block, parts in ((64, 6), (128, 2), (32, 50)):
         runner = with_floors(parts)
-        assert_same(
+        assert_same_lists(
             knn(X, 9, similarity, include_self, block_size=block),
             knn(X, 9, similarity, include_self, block_size=block, runner=runner),
         )
@@ -158,13 +155,13 @@ def test_a_memory_mapped_matrix_gives_the_lists_of_the_array_in_memory(
     X = spaces_with_ties(900, 20, seed=3)
     M = mapped(X)
     for block in (64, 1536):
-        assert_same(
+        assert_same_lists(
             knn(X, 8, similarity, include_self, block_size=block),
             knn(M, 8, similarity, include_self, block_size=block),
         )
     # A slice of a map (rows 100 onwards) is still a map of the same file.
     assert isinstance(M[100:], np.memmap)
-    assert_same(knn(np.array(X[100:]), 8, similarity), knn(M[100:], 8, similarity))
+    assert_same_lists(knn(np.array(X[100:]), 8, similarity), knn(M[100:], 8, similarity))
 
 
 def test_a_memory_mapped_matrix_is_read_in_row_blocks_not_copied(mapped, monkeypatch):

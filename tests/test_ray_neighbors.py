@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import assert_same_lists
+
 ray = pytest.importorskip("ray")
 
 from tests.test_hook_neighbor_backends import neighbor_study, values  # noqa: E402
@@ -54,12 +56,6 @@ def with_ties(n: int, d: int, seed: int) -> np.ndarray:
     return X
 
 
-def assert_same(a, b):
-    np.testing.assert_array_equal(a.indices, b.indices)
-    np.testing.assert_array_equal(a.similarities, b.similarities)
-    assert a.ties_at_k == b.ties_at_k
-
-
 @pytest.mark.parametrize("include_self", [False, True])
 @pytest.mark.parametrize("similarity", ["cosine", "euclidean"])
 @pytest.mark.parametrize(
@@ -72,7 +68,7 @@ def test_the_ray_tasks_give_the_lists_of_knn_bit_for_bit(
     X = with_ties(n, d, seed=n + d)
     runner = RayTiles(cluster, tasks)
     got = knn(X, 10, similarity, include_self, block_size=block, runner=runner)
-    assert_same(got, knn(X, 10, similarity, include_self, block_size=block))
+    assert_same_lists(got, knn(X, 10, similarity, include_self, block_size=block))
     grid = TileGrid.of(n, block)
     assert runner.stats["tiles"] == len(grid.tiles()) == sum(runner.stats["task_tiles"])
     # the diagonal tiles in up to `tasks` runs, then the others in regions of the grid
@@ -96,7 +92,7 @@ def test_a_memory_mapped_input_is_read_by_the_workers_from_its_file(cluster, tmp
     runner = RayTiles(cluster, 5)
     for rows in (slice(None), slice(700, None)):
         got = knn(M[rows], 10, "euclidean", block_size=256, runner=runner)
-        assert_same(got, knn(np.array(X[rows]), 10, "euclidean", block_size=256))
+        assert_same_lists(got, knn(np.array(X[rows]), 10, "euclidean", block_size=256))
         # Only the offsets and the floors went to the object store: the rows stay in the file.
         grid = TileGrid.of(len(np.unique(X[rows], axis=0)), 256)  # copies are merged first
         assert runner.stats["bytes_in"] == grid.blocks * 256 * 4 + grid.n * 4
@@ -138,7 +134,7 @@ def test_ctrl_c_cancels_the_tasks_not_finished(cluster):
         except (ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError):
             stopped += 1
     assert stopped >= 1  # 2 CPUs: most of the 11 had not even started
-    assert_same(knn(X, 5, block_size=64, runner=runner), knn(X, 5, block_size=64))
+    assert_same_lists(knn(X, 5, block_size=64, runner=runner), knn(X, 5, block_size=64))
 
 
 @pytest.mark.parametrize(
