@@ -176,7 +176,7 @@ PAPER_CURVES = """
 
 PAPER_RATINGS = """
     WITH rows AS (
-        SELECT p.*, x.split, x.metric, x.similarity, x.value,
+        SELECT p.*, x.split, x.metric, x.similarity, x.value, x.ci_low, x.ci_high,
                regexp_extract(x.comparison, '^(input|pred|target)-(.+)$', 1) AS space,
                regexp_extract(x.comparison, '^(input|pred|target)-(.+)$', 2) AS source
         FROM paper_runs p
@@ -188,7 +188,11 @@ PAPER_RATINGS = """
                depth, loss, state, split, source, similarity,
                max(value) FILTER (WHERE space = 'input') AS rho_before,
                max(value) FILTER (WHERE space = 'pred') AS rho_after,
-               max(value) FILTER (WHERE space = 'target') AS rho_target
+               max(value) FILTER (WHERE space = 'target') AS rho_target,
+               max(ci_low) FILTER (WHERE space = 'input') AS before_low,
+               max(ci_high) FILTER (WHERE space = 'input') AS before_high,
+               max(ci_low) FILTER (WHERE space = 'pred') AS after_low,
+               max(ci_high) FILTER (WHERE space = 'pred') AS after_high
         FROM rows WHERE metric = 'spearman'
         GROUP BY ALL
     ),
@@ -205,7 +209,12 @@ PAPER_RATINGS = """
            avg(r.rho_after - r.rho_before) AS rho_change,
            stddev_samp(r.rho_after - r.rho_before) AS rho_change_std,
            avg(r.rho_target) AS rho_target,
-           avg(c.coverage) AS coverage
+           avg(c.coverage) AS coverage,
+           -- the interval over rated pairs: the mean of the runs' bounds, when every run has one
+           CASE WHEN count(r.before_low) = count(*) THEN avg(r.before_low) END AS rho_before_low,
+           CASE WHEN count(r.before_high) = count(*) THEN avg(r.before_high) END AS rho_before_high,
+           CASE WHEN count(r.after_low) = count(*) THEN avg(r.after_low) END AS rho_after_low,
+           CASE WHEN count(r.after_high) = count(*) THEN avg(r.after_high) END AS rho_after_high
     FROM per_run r
     LEFT JOIN coverage c USING (run_id, split, source)
     GROUP BY ALL
@@ -572,7 +581,8 @@ def ratings(context: ReportContext) -> list[Any]:
     )
     body = tuple(
         (r["source"], _pair(r), _mapping(r), _depth_cell(r["depth"]), r["state"], number(r["coverage"], 2),
-         mean_std(r["rho_before"], r["rho_before_std"]), mean_std(r["rho_after"], r["rho_after_std"]),
+         _ci(r["rho_before"], r["rho_before_std"], r["rho_before_low"], r["rho_before_high"]),
+         _ci(r["rho_after"], r["rho_after_std"], r["rho_after_low"], r["rho_after_high"]),
          mean_std(r["rho_change"], r["rho_change_std"]), str(r["n"]))
         for r in rated
     )  # fmt: skip
@@ -594,6 +604,7 @@ def ratings(context: ReportContext) -> list[Any]:
             ),
             rows=body,
             note="Coverage: share of the rated pairs whose two words are both probed items. "
+            "ρ: mean ± std over runs [mean of the runs' 95 % Fisher intervals over rated pairs]. "
             "Source: view `paper_ratings` (before = comparison input-<ratings>, after = "
             "pred-<ratings>)." + warning,
         )

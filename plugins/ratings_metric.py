@@ -9,7 +9,10 @@ Rows, per split, ratings source and space (comparison "<space>-<source>", e.g. "
 spaces are abbreviated input, pred, target):
 
 - `spearman`: Spearman's rho (scipy.stats.spearmanr, average ranks for ties) over the covered
-  pairs; NaN when fewer than 2 pairs are covered or either side is constant.
+  pairs; NaN when fewer than 2 pairs are covered or either side is constant. With
+  `interval = "fisher"` (the default) its ci_low/ci_high are the 95% Fisher z interval over the
+  n covered pairs, tanh(atanh(rho) ± 1.96 · sqrt(1.06 / (n - 3))) (Fieller, Hartley & Pearson
+  1957); NULL when n <= 3 or rho is NaN, and with `interval = "none"`.
 - `coverage`: covered pairs / rated pairs (the same for every space of a split; written once per
   comparison so each spearman row has its coverage next to it).
 
@@ -70,7 +73,17 @@ PARAMS = {
         doc="word-pair similarity: cosine, or negative Euclidean distance",
     ),
     "casefold": Param(bool, default=True, doc="match words to item ids case-insensitively"),
+    "interval": Param(
+        str,
+        default="fisher",
+        choices=("fisher", "none"),
+        doc="spearman's 95% interval over rated pairs: 'fisher' (Fisher z with the "
+        "Fieller-Hartley-Pearson standard error sqrt(1.06/(n-3)), n covered pairs) or 'none'",
+    ),
 }
+
+# The 97.5% normal quantile: the Fisher interval's coverage is 95%.
+Z_975 = 1.959963984540054
 
 # Files and benchmarks are read by the parser the `ratings` dataset uses (one format, one set of
 # error messages): xmodal_plugins.support.word_ratings.
@@ -141,6 +154,19 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
         return float(stats.spearmanr(a, b).statistic)
 
 
+def fisher_interval(rho: float, n: int) -> tuple[float | None, float | None]:
+    """The 95% interval for Spearman's rho over n pairs: tanh(atanh(rho) ± 1.96 · se) with the
+    Fieller, Hartley & Pearson (1957) se = sqrt(1.06 / (n - 3)); (None, None) when n <= 3 or rho
+    is NaN. |rho| = 1 gives the degenerate interval [rho, rho]."""
+    if n <= 3 or not np.isfinite(rho):
+        return None, None
+    if abs(rho) >= 1.0:
+        return rho, rho
+    z, half = float(np.arctanh(rho)), Z_975 * float(np.sqrt(1.06 / (n - 3)))
+    low, high = float(np.tanh(z - half)), float(np.tanh(z + half))
+    return min(low, rho), max(high, rho)
+
+
 def similarity_correlation(probe: Probe, params: Mapping[str, Any]) -> Iterator[ResultRow]:
     """Spearman's rho of each space's pair similarities with human ratings, and coverage."""
     sources = ratings_sources(params)
@@ -153,7 +179,18 @@ def similarity_correlation(probe: Probe, params: Mapping[str, Any]) -> Iterator[
                 comparison = f"{SHORT[role]}-{source}"
                 for similarity in params["similarity"]:
                     rho = _spearman(pair_scores(spaces.of(role), i, j, similarity), human)
-                    yield ResultRow(split, "spearman", comparison, rho, similarity=similarity)
+                    low = high = None
+                    if params["interval"] == "fisher":
+                        low, high = fisher_interval(rho, len(human))
+                    yield ResultRow(
+                        split,
+                        "spearman",
+                        comparison,
+                        rho,
+                        similarity=similarity,
+                        ci_low=low,
+                        ci_high=high,
+                    )
                 yield ResultRow(split, "coverage", comparison, coverage)
 
 

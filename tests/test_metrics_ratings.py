@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from xmodal.errors import XmodalError
-from xmodal.params import expand
+from xmodal.params import expand, validate_params
 from xmodal.plugins import get_registry
 from xmodal.probes import NeighborCache, Probe, Spaces
 from xmodal.validation import CheckContext
@@ -136,3 +136,75 @@ def test_check_names_an_unknown_benchmark_before_anything_runs():
     info = CheckContext("metric", "similarity_correlation")
     [(key, message)] = spec.check(expand(spec.params, {"ratings": "simlexx"})[0], info)
     assert key == "ratings" and "simlexx" in message
+
+
+def fisher_reference(rho, n):
+    """tanh(atanh(rho) ± 1.96 · sqrt(1.06 / (n - 3))), written out independently."""
+    half = stats.norm.ppf(0.975) * np.sqrt(1.06 / (n - 3))
+    return np.tanh(np.arctanh(rho) - half), np.tanh(np.arctanh(rho) + half)
+
+
+def many_pairs_probe(n_words, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_words, 3))
+    ids = tuple(f"w{i}" for i in range(n_words))
+    spaces = Spaces("s", x, x, x, ("x",), ("x",), ids=ids)
+    return Probe({"s": spaces}, NeighborCache(), include_self=False), ids, x
+
+
+def test_spearman_carries_the_fisher_interval_over_the_rated_pairs(tmp_path):
+    probe, ids, x = many_pairs_probe(12)
+    rng = np.random.default_rng(2)
+    pairs = [(ids[a], ids[b]) for a in range(12) for b in range(a + 1, 12)][:40]
+    lines = [f"{a}\t{b}\t{cos(x[int(a[1:])], x[int(b[1:])]) + rng.normal():.6f}" for a, b in pairs]
+    path = tmp_path / "noisy.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    spec = get_registry().metrics["similarity_correlation"]
+    params = expand(spec.params, {"ratings_file": str(path), "spaces": "input"})[0]
+    assert params["interval"] == "fisher"  # the default
+    [row] = [r for r in spec.compute(probe, params) if r.metric == "spearman"]
+    low, high = fisher_reference(row.value, n=40)
+    assert 0 < abs(row.value) < 1
+    assert (row.ci_low, row.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert row.ci_low < row.value < row.ci_high
+
+
+def test_interval_none_leaves_the_bounds_null(probe, ratings_tsv):
+    spec = get_registry().metrics["similarity_correlation"]
+    params = expand(spec.params, {"ratings_file": str(ratings_tsv), "interval": "none"})[0]
+    rows = list(spec.compute(probe, params))
+    assert rows and all(r.ci_low is None and r.ci_high is None for r in rows)
+
+
+def test_three_or_fewer_pairs_give_no_interval_and_no_error(probe, tmp_path):
+    path = tmp_path / "three.tsv"
+    path.write_text("cat\tdog\t8\ncar\ttruck\t5\napple\tpear\t1\n")
+    spec = get_registry().metrics["similarity_correlation"]
+    params = expand(spec.params, {"ratings_file": str(path), "spaces": "input"})[0]
+    [row] = [r for r in spec.compute(probe, params) if r.metric == "spearman"]
+    assert np.isfinite(row.value)
+    assert row.ci_low is None and row.ci_high is None
+    assert ratings_metric.fisher_interval(0.5, 3) == (None, None)
+    assert ratings_metric.fisher_interval(float("nan"), 100) == (None, None)
+
+
+def test_the_interval_is_a_declared_choice():
+    spec = get_registry().metrics["similarity_correlation"]
+    assert spec.params["interval"].choices == ("fisher", "none")
+    [problem] = validate_params(spec.params, {"interval": "bootstrap"}, "metrics[0]")
+    assert "metrics[0].interval" in str(problem) and "fisher" in str(problem)
+
+
+def test_the_fisher_interval_covers_the_population_rho_about_95_percent_of_the_time():
+    # Sanity of the standard error on bivariate normal samples (population Spearman
+    # rho_s = 6/pi · asin(r/2)); 400 samples of 50 pairs: coverage within a loose band.
+    rng = np.random.default_rng(3)
+    r = 0.5
+    rho_s = 6 / np.pi * np.arcsin(r / 2)
+    cov = [[1, r], [r, 1]]
+    hits = 0
+    for _ in range(400):
+        a, b = rng.multivariate_normal([0, 0], cov, size=50).T
+        low, high = ratings_metric.fisher_interval(stats.spearmanr(a, b).statistic, 50)
+        hits += low <= rho_s <= high
+    assert 0.90 <= hits / 400 <= 0.99
