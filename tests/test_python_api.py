@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,14 @@ def test_progress_can_be_a_callable_or_off(write_study, db, capsys):
     assert capsys.readouterr().err == ""  # a callable replaces the display
     xmodal.run(study, db=db, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_address_reaches_the_ray_neighbour_backend_as_on_the_command_line(ran, monkeypatch):
+    study, db, _ = ran
+    monkeypatch.setenv("XMODAL_RAY_ADDRESS", "before")  # restored after the test
+    summary = xmodal.run(study, db=db, address="10.0.0.1:6379", progress=False)
+    assert summary.trained == 0  # every run is finished: nothing needed the cluster
+    assert os.environ["XMODAL_RAY_ADDRESS"] == "10.0.0.1:6379"
 
 
 def test_run_takes_a_loaded_study_and_checks_what_load_study_did_not(write_study, db):

@@ -19,6 +19,7 @@ a study loads the plugins; training or neighbour search imports torch.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -416,6 +417,8 @@ def run(
 
     if executor is not None:  # an unknown name or a missing Ray stops here, before any loading
         require_executor(executor, address, workers=workers or 1)
+    if address:  # as `xmodal run --address`: the `ray` neighbour backend uses the same cluster
+        os.environ["XMODAL_RAY_ADDRESS"] = address
     loaded = _study(study, check=True, max_runs=max_runs)
     from xmodal.store import Store
 
