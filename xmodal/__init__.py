@@ -46,6 +46,8 @@ _EXPORTS: dict[str, str] = {
     "ReportFigure": "xmodal.report",
     "ReportTable": "xmodal.report",
     "ReportText": "xmodal.report",
+    "error_bar": "xmodal.report",
+    "error_bars_text": "xmodal.report",
     "mean_std": "xmodal.report",
     "number": "xmodal.report",
     # What an executor computes for each job (ExecutorSpec.make).

@@ -516,7 +516,7 @@ def _depth_figure(
         path,
         title=f"Figure: {label} by depth",
         caption="The mean over folds × seeds, one panel per comparison; error bars: "
-        + _bars_caption(placed)
+        + error_bars_text(placed)
         + ". Mappings without a depth are in the tables only."
         + (f" {more} more line(s) are in the tables." if more > 0 else ""),
         level=4,
@@ -537,14 +537,15 @@ def error_bar(row: Row) -> tuple[float, float, bool]:
     return spread, spread, False
 
 
-def _bars_caption(rows: Sequence[Row]) -> str:
+def error_bars_text(rows: Sequence[Row]) -> str:
+    """What the error bars of figures drawn from `rows` (via `error_bar`) show, for a caption."""
     kinds = {error_bar(r)[2] for r in rows}
-    interval = "the confidence interval over items (the mean of the runs' bounds)"
+    interval = "the confidence interval over items (mean of the runs' bounds)"
     if kinds == {True}:
         return interval
     if kinds == {False}:
-        return "± one std over folds × seeds (no intervals)"
-    return f"{interval}, ± one std over folds × seeds where there is none"
+        return "± one std over folds × seeds (the runs have no intervals)"
+    return f"{interval}; ± one std over folds × seeds where the runs have no interval"
 
 
 def _all_lines(rows: Iterable[Row], varying: list[str], label: str) -> set[str]:

@@ -19,6 +19,10 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+# The bars of `paper_depth` rows are the report's (results_summary rows have the same columns).
+from xmodal import error_bar
+from xmodal import error_bars_text as bars_text  # noqa: F401 (paper_report's captions)
+
 Row = Mapping[str, Any]
 
 COLOURS = {"pred-input": "#1f77b4", "pred-target": "#d62728", "input-target": "#555555"}
@@ -43,31 +47,6 @@ def _err(value: Any) -> float:
     return 0.0 if math.isnan(v) else v
 
 
-def error_bar(row: Row) -> tuple[float, float, bool]:
-    """The error bar of a `paper_depth` row: (below, above, is_interval) — the distances from the
-    mean down to `ci_low` and up to `ci_high` (the interval over items, the mean of the runs'
-    bounds: docs/statistics.md, "Folds and seeds"), or ± one std over the runs where the row has
-    no interval (a metric run with uncertainty = 'none', or rows recorded before intervals)."""
-    mean, low, high = _num(row["mean"]), _num(row.get("ci_low")), _num(row.get("ci_high"))
-    if math.isnan(mean) or math.isnan(low) or math.isnan(high):
-        spread = _err(row["std"])
-        return spread, spread, False
-    # The mean of the runs' bounds contains the mean of their values when each run's interval
-    # contains its value; a percentile bootstrap's need not: the bar then stops at the point.
-    return max(0.0, mean - low), max(0.0, high - mean), True
-
-
-def bars_text(rows: Sequence[Row]) -> str:
-    """What the error bars of figures drawn from `rows` (via `error_bar`) show, for a caption."""
-    kinds = {error_bar(r)[2] for r in rows}
-    interval = "the confidence interval over items (mean of the runs' bounds)"
-    if kinds == {True}:
-        return interval
-    if kinds == {False}:
-        return "± one std over folds × seeds (the runs have no intervals)"
-    return f"{interval}; ± one std over folds × seeds where the runs have no interval"
-
-
 def _bars_short(rows: Sequence[Row]) -> str:
     """`bars_text` in a few words, for a figure's title."""
     kinds = {error_bar(r)[2] for r in rows}
@@ -79,7 +58,7 @@ def _bars_short(rows: Sequence[Row]) -> str:
 def _points(rows: Sequence[Row]) -> tuple[list[int], list[float], list[list[float]]]:
     """Depths, means and matplotlib's 2 × n `yerr` (below, above) of rows sorted by depth."""
     ordered = sorted(rows, key=lambda r: r["depth"])
-    bars = [error_bar(r)[:2] for r in ordered]
+    bars = [(_err(below), _err(above)) for below, above, _ in map(error_bar, ordered)]
     return (
         [r["depth"] for r in ordered],
         [_num(r["mean"]) for r in ordered],
@@ -117,7 +96,7 @@ def depth_figure(rows: Sequence[Row], path: Path, *, study: str, k: int) -> Path
     pairs = sorted({_pair(r) for r in rows})
     losses = sorted({r["loss"] for r in rows})
     fig, axes = _grid(len(pairs), len(losses))
-    top = max((_num(r["mean"]) + error_bar(r)[1] for r in rows), default=1.0)
+    top = max((_num(r["mean"]) + _err(error_bar(r)[1]) for r in rows), default=1.0)
     for i, pair in enumerate(pairs):
         for j, loss in enumerate(losses):
             ax = axes[i][j]
