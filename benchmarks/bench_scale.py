@@ -14,7 +14,12 @@ approximate lists (over all items, and as sampled by the backend), mNNO exact an
 the worst-case bound (1 − recall_A) + (1 − recall_B) and the speed-up. Targets: recall@10 ≥
 0.95, |ΔmNNO| ≤ 0.005, ≥ 10× faster.
 
-`--large N`: the approximate mNNO between A and B alone: time, peak memory, sampled recall.
+`--large N`: the approximate mNNO between A and B alone: time, peak memory, sampled recall
+(`--large-M`, `--large-ef-construction`, `--large-ef-search`: its own graph settings, since
+holding a recall takes a denser graph or a wider search as N grows; 0: the check's).
+
+`--pca m` (and `--candidates c`): the hnsw backend's projected search, m principal directions,
+c candidates per item ranked exactly (docs/performance.md, "Projected search").
 
 `--sweep N[,N...]`: how `ef_search` buys recall. For each N, one HNSW graph of space A (`--M`,
 `--ef-construction`, `--threads`), then the seeded `--recall-sample` items searched at each
@@ -109,6 +114,8 @@ def run_case(args: argparse.Namespace) -> dict:
                 "ef_construction": args.ef_construction,
                 "ef_search": args.ef_search,
                 "threads": args.threads,
+                "pca": args.pca,
+                "candidates": args.candidates,
             }
             lists[name] = spec.search(X, args.k, cosine, False, params)
             out[f"seconds_{name}"] = time.perf_counter() - t0
@@ -146,6 +153,8 @@ def child(args: argparse.Namespace, case: str, n: int, out: str) -> dict:
         "ef_construction",
         "ef_search",
         "threads",
+        "pca",
+        "candidates",
         "recall_sample",
         "sweep_ef",
     ):
@@ -175,7 +184,11 @@ def main() -> None:
     parser.add_argument("--M", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=40)
     parser.add_argument("--ef-search", type=int, default=32)
+    for key in ("M", "ef-construction", "ef-search"):
+        parser.add_argument(f"--large-{key}", type=int, default=0, help=f"{key} of the large run")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--pca", type=int, default=0, help="hnsw's pca (0: the space itself)")
+    parser.add_argument("--candidates", type=int, default=0, help="hnsw's candidates with pca")
     parser.add_argument("--recall-sample", type=int, default=1000)
     parser.add_argument("--ray", type=int, default=50_000, help="N of the ray check; 0 skips")
     parser.add_argument("--ray-repeats", type=int, default=2, help="interleaved repeats")
@@ -192,7 +205,7 @@ def main() -> None:
         return
 
     print(f"hnsw M={args.M} ef_construction={args.ef_construction} ef_search={args.ef_search} "
-          f"threads={args.threads}, k={args.k}, d={args.dim}, recall sample {args.recall_sample}")  # fmt: skip
+          f"threads={args.threads} pca={args.pca} candidates={args.candidates}, k={args.k}, d={args.dim}, recall sample {args.recall_sample}")  # fmt: skip
     if args.ray:
         ray_part(args)
     if args.mmap:
@@ -241,7 +254,13 @@ def main() -> None:
         if args.large:
             n = args.large
             print(f"\n== approximate mNNO at {n:,} × {args.dim} (load {load()})", flush=True)
-            big = child(args, "approx", n, tmp)
+            large = argparse.Namespace(**vars(args))
+            large.M = args.large_M or args.M
+            large.ef_construction = args.large_ef_construction or args.ef_construction
+            large.ef_search = args.large_ef_search or args.ef_search
+            print(f"hnsw M={large.M} ef_construction={large.ef_construction} "
+                  f"ef_search={large.ef_search} at this size", flush=True)  # fmt: skip
+            big = child(large, "approx", n, tmp)
             t = big["seconds_A"] + big["seconds_B"]
             t_recall = big["recall_seconds_A"] + big["recall_seconds_B"]
             print(f"mNNO@{args.k} {big['mnno']:.5f}; hnsw {t:.1f} s for both spaces "

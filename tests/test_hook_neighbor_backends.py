@@ -7,7 +7,8 @@
   `neighbor_recall` results beside the metric's rows; its measurements have their own ids.
 - `[neighbors]` is validated like any component (did-you-mean, types, bounds, the backend's
   own check).
-- The `hnsw` backend (faiss, the `ann` extra) finds most true neighbours of a clustered space.
+- The `hnsw` backend (faiss, the `ann` extra) finds most true neighbours of a clustered space;
+  with `pca` it searches a projection and ranks the candidates exactly in the full space.
 
 No timings; references are brute force (float64 products of small data, no near-ties).
 """
@@ -291,6 +292,8 @@ def test_run_ids_do_not_depend_on_the_neighbour_backend(xmodal_tester):
             ["neighbors.ef_construction", "smaller than M = 32"],
         ),
         ('backend = "hnsw"\nef_search = 0', ["neighbors.ef_search"]),
+        ('backend = "hnsw"\ncandidates = 40', ["neighbors.candidates", "set pca = m"]),
+        ('backend = "hnsw"\npca = -1', ["neighbors.pca"]),
     ],
 )
 def test_neighbors_is_validated_like_any_component(xmodal_tester, table, expected):
@@ -345,6 +348,54 @@ def test_hnsw_finds_most_true_neighbours_of_a_clustered_space():
     assert recall > 0.9
 
 
+def low_rank(n: int, rank: int, d: int, seed: int) -> np.ndarray:
+    """A clustered space of `rank` dimensions seen in `d`, with a little noise in all of them."""
+    rng = np.random.default_rng(seed + 1)
+    basis = rng.standard_normal((rank, d)).astype(np.float32) / np.sqrt(rank)
+    noise = 0.02 * rng.standard_normal((n, d)).astype(np.float32)
+    return clustered(n, rank, seed, clusters=30) @ basis + noise
+
+
+def test_hnsw_with_pca_searches_a_projection_and_ranks_exactly_in_the_full_space():
+    pytest.importorskip("faiss")
+    from xmodal_plugins.ann import hnsw_search
+
+    registry = get_registry()
+    params = {"M": 16, "ef_construction": 40, "ef_search": 32, "threads": 1, "candidates": 0}
+    X = low_rank(3000, 16, 96, seed=6)
+    shifted = SimilaritySpec(
+        name="shifted_dot", prepare=lambda X, sq: (X, 0.1 * np.sqrt(sq)), self_similarity=None
+    )
+    for spec in (registry.similarities["cosine"], registry.similarities["euclidean"], shifted):
+        exact = knn(X, 10, spec)
+        truth = Recall(np.arange(3000), exact.indices)
+        found = hnsw_search(X, 10, spec, False, {**params, "pca": 16})
+        assert found.shape == (3000, 10)
+        assert not (found == np.arange(3000)[:, None]).any()
+        assert truth.at(found, 10) > 0.9, spec.name
+        # Ranked by the full space's similarities (computed in float32), not the projection's.
+        Y, offset = spec.prepare(X.astype(np.float64), np.einsum("ij,ij->i", X, X))
+        scores = float(spec.weight) * np.einsum("id,ijd->ij", Y, Y[found])
+        if offset is not None:
+            scores -= offset[:, None] + offset[found]
+        assert (np.diff(scores, axis=1) <= 1e-5 * np.abs(scores[:, 1:])).all(), spec.name
+        # Two directions cannot hold a 16-dimensional space's neighbourhoods: the projection
+        # is what is searched.
+        assert truth.at(hnsw_search(X, 10, spec, False, {**params, "pca": 2}), 10) < 0.6
+    cosine = registry.similarities["cosine"]
+    with_self = hnsw_search(X, 10, cosine, True, {**params, "pca": 16})
+    np.testing.assert_array_equal(with_self[:, 0], np.arange(3000))
+    # One thread: the same lists every time; `pca` at or above the space's dimension searches the
+    # space itself.
+    once = hnsw_search(X, 10, cosine, False, {**params, "pca": 16, "candidates": 30})
+    again = hnsw_search(X, 10, cosine, False, {**params, "pca": 16, "candidates": 30})
+    np.testing.assert_array_equal(once, again)
+    np.testing.assert_array_equal(
+        hnsw_search(X, 10, cosine, False, {**params, "pca": 96}),
+        hnsw_search(X, 10, cosine, False, {**params, "pca": 0}),
+    )
+
+
 def test_hnsw_in_a_study_stores_its_sampled_recall(xmodal_tester):
     pytest.importorskip("faiss")
     study = neighbor_study(name="h", neighbors='[neighbors]\nbackend = "hnsw"\nrecall_sample = 50')
@@ -353,6 +404,21 @@ def test_hnsw_in_a_study_stores_its_sampled_recall(xmodal_tester):
     recall = result.results(metric="neighbor_recall")
     assert recall and all(0.9 <= r["value"] <= 1.0 for r in recall)
     assert {r["comparison"] for r in recall} == {"input", "target", "predicted"}
+
+
+def test_hnsw_with_pca_in_a_study_stores_the_recall_of_its_projected_search(xmodal_tester):
+    pytest.importorskip("faiss")
+    table = '[neighbors]\nbackend = "hnsw"\nrecall_sample = 50\npca = 6\ncandidates = 30'
+    result = xmodal_tester.run(neighbor_study(name="p", neighbors=table))
+    result.assert_ok()
+    recall = result.results(metric="neighbor_recall")
+    assert {r["comparison"] for r in recall} == {"input", "target", "predicted"}
+    assert all(0.5 <= r["value"] <= 1.0 for r in recall)
+    # The projection is a parameter of the lists: its measurements are not plain hnsw's.
+    xmodal_tester.run(neighbor_study(name="q", neighbors=table.replace("pca = 6", "pca = 5")))
+    assert {m for m in owed(xmodal_tester, "p") if m[0] == "mnno"}.isdisjoint(
+        owed(xmodal_tester, "q")
+    )
 
 
 def test_recall_reaches_the_results_from_worker_processes(tmp_path):
