@@ -15,7 +15,9 @@ with `include_self`) and the rest ordered by (−score, index).
 With `pca = m`, the graph is built and searched in m principal directions of the space (for
 spaces whose variance lies in fewer dimensions than they have: each distance costs m instead of
 d), each item takes `candidates` (2·k) candidates from it, and they are ranked by their exact
-scores in the full space. What the projection loses shows in the sampled recall.
+scores in the full space. The space is read in row blocks (a memory-mapped file stays one):
+held are the projection, the graph and a block. What the projection loses shows in the
+sampled recall.
 
 With `threads = 1` (the default) the graph, and so every list, is the same on every run; more
 threads build the graph in parallel, and then which neighbours are found can vary between runs.
@@ -45,12 +47,7 @@ def _index_form(X: np.ndarray, similarity: SimilaritySpec) -> tuple[np.ndarray, 
     sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
     Y, offset = similarity.prepare(X, sq)
     Y = np.ascontiguousarray(Y, dtype=np.float32)
-    weight = float(similarity.weight)
-    if weight <= 0:
-        raise ValueError(
-            f"similarity {similarity.name!r} has weight {weight}; the hnsw backend needs a "
-            "positive weight (larger dot products nearer)"
-        )
+    weight = _check_weight(similarity)
     if offset is None:
         return Y, Y, False
     off = np.asarray(offset, dtype=np.float64)
@@ -62,97 +59,147 @@ def _index_form(X: np.ndarray, similarity: SimilaritySpec) -> tuple[np.ndarray, 
     return items, queries, False
 
 
+def _check_weight(similarity: SimilaritySpec) -> float:
+    weight = float(similarity.weight)
+    if weight <= 0:
+        raise ValueError(
+            f"similarity {similarity.name!r} has weight {weight}; the hnsw backend needs a "
+            "positive weight (larger dot products nearer)"
+        )
+    return weight
+
+
 def hnsw_search(
     X: np.ndarray, k: int, similarity: SimilaritySpec, include_self: bool, params: Mapping[str, Any]
 ) -> np.ndarray:
     """Each item's k approximate nearest neighbours (see the module docstring)."""
     faiss = _faiss()
     n = len(X)
-    items, queries, l2 = _index_form(X, similarity)
     others = k - 1 if include_self else k
     if others <= 0:
         return np.arange(n, dtype=np.int64)[:, None][:, :k]
-    full = items.shape[1] - (0 if items is queries else 1)  # without the augmented coordinate
-    dims = int(params.get("pca", 0))
-    if dims >= full:
-        dims = 0  # nothing to project away: search the space itself
-    wanted = min(others + 1, n)
-    if dims:
-        wanted = min(max(int(params.get("candidates", 0)) or 2 * others, others) + 1, n)
+    _check_weight(similarity)
     threads = int(params["threads"])
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads if threads > 0 else previous)
     try:
-        if dims:
-            search_items, search_queries, search_l2 = _projected(items, queries, l2, dims)
-        else:
-            search_items, search_queries, search_l2 = items, queries, l2
-        metric = faiss.METRIC_L2 if search_l2 else faiss.METRIC_INNER_PRODUCT
-        index = faiss.IndexHNSWFlat(search_items.shape[1], int(params["M"]), metric)
-        index.hnsw.efConstruction = int(params["ef_construction"])
-        index.add(search_items)
-        index.hnsw.efSearch = max(int(params["ef_search"]), wanted)
-        scores, found = index.search(search_queries, wanted)
-        del index
+        if int(params.get("pca", 0)) > 0:
+            found = _projected_search(X, others, similarity, params)
+            if found is not None:
+                return _lists(*found, others, include_self)
+        items, queries, l2 = _index_form(X, similarity)
+        wanted = min(others + 1, n)
+        scores, found = _graph_search(items, queries, l2, wanted, params)
     finally:
         faiss.omp_set_num_threads(previous)
-    if dims:
-        scores = _rescored(items, queries, l2, found)
-    elif l2:
-        scores = -scores
-    return _lists(found, scores, others, include_self)
+    return _lists(found, -scores if l2 else scores, others, include_self)
 
 
-def _projected(
-    items: np.ndarray, queries: np.ndarray, l2: bool, dims: int
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """The search form in `dims` principal directions of a seeded sample of the items.
+def _graph_search(
+    items: np.ndarray, queries: np.ndarray, l2: bool, wanted: int, params: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """faiss's (scores, found) of each query's `wanted` nearest items in an HNSW graph."""
+    faiss = _faiss()
+    metric = faiss.METRIC_L2 if l2 else faiss.METRIC_INNER_PRODUCT
+    index = faiss.IndexHNSWFlat(items.shape[1], int(params["M"]), metric)
+    index.hnsw.efConstruction = int(params["ef_construction"])
+    index.add(items)
+    index.hnsw.efSearch = max(int(params["ef_search"]), wanted)
+    return index.search(queries, wanted)
 
-    Distances (euclidean, and cosine as distances of unit rows) are projected on the sample's
-    centred principal directions; other inner products on the uncentred ones (a centring would
-    change their ranking), with the augmented coordinate of the module docstring kept as it is.
+
+def _prepared(
+    X: np.ndarray, rows: Any, similarity: SimilaritySpec, sq: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(Y, offset) of the similarity's form for X[rows] alone (`sq`: all rows' squared norms,
+    if known): a form is row by row, so the projected search prepares blocks and candidates and
+    never a copy of the whole space."""
+    block = np.asarray(X[rows], dtype=np.float32)
+    norms = _squared_norms(block) if sq is None else sq[rows]
+    Y, offset = similarity.prepare(block, norms)
+    return np.asarray(Y, dtype=np.float32), None if offset is None else np.asarray(offset, "f8")
+
+
+def _squared_norms(block: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", block, block, dtype=np.float64)
+
+
+def _projected_search(
+    X: np.ndarray, others: int, similarity: SimilaritySpec, params: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(found, exact scores) of each item's candidates from a graph of `pca` principal
+    directions, read from X in row blocks; None when `pca` is not below the form's dimension.
+
+    Distance forms (euclidean; cosine, whose rows are unit) are projected on the sample's centred
+    principal directions and searched by L2; other inner products on the uncentred ones (a
+    centring would change their ranking), with the augmented coordinate of the module docstring
+    kept as it is. The candidates are scored s = weight · Y_i·Y_j − offset_i − offset_j.
     """
-    unit = not l2 and items is queries and _unit_rows(items)
-    augmented = not l2 and items is not queries
-    Y = items[:, :-1] if augmented else items
-    rows = np.random.default_rng(0).choice(len(Y), min(len(Y), PCA_SAMPLE), replace=False)
-    sample = Y[np.sort(rows)].astype(np.float64)
-    if l2 or unit:
-        sample -= sample.mean(axis=0)
-    _, vectors = np.linalg.eigh(sample.T @ sample)
+    n, weight, dims = len(X), float(similarity.weight), int(params["pca"])
+    sample = np.sort(np.random.default_rng(0).choice(n, min(n, PCA_SAMPLE), replace=False))
+    Y, offset = _prepared(X, sample, similarity)
+    if dims >= Y.shape[1]:
+        return None
+    form = _form(Y, offset, weight)
+    centred = Y.astype(np.float64)
+    if form != "inner":
+        centred -= centred.mean(axis=0)
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    del centred
     basis = np.ascontiguousarray(vectors[:, ::-1][:, :dims], dtype=np.float32)
-    projected = np.empty((len(Y), dims), np.float32)
-    for start in range(0, len(Y), BLOCK_ROWS):
-        np.matmul(Y[start : start + BLOCK_ROWS], basis, out=projected[start : start + BLOCK_ROWS])
-    if l2 or unit:
-        return projected, projected, True
-    if not augmented:
-        return projected, projected, False
-    return (
-        np.hstack([projected, items[:, -1:]]),
-        np.hstack([projected, queries[:, -1:]]),
-        False,
+    items = np.empty((n, dims + (form == "augmented")), np.float32)
+    sq = np.empty(n, np.float64)
+    for start in range(0, n, BLOCK_ROWS):
+        rows = slice(start, min(start + BLOCK_ROWS, n))
+        sq[rows] = _squared_norms(np.asarray(X[rows], dtype=np.float32))
+        Y, offset = _prepared(X, rows, similarity, sq)
+        if _form(Y, offset, weight) != form:
+            raise ValueError(
+                f"similarity {similarity.name!r} prepared rows {rows.start}-{rows.stop - 1} "
+                f"unlike its sample ({form} form); search without pca"
+            )
+        np.matmul(Y, basis, out=items[rows, :dims])
+        if form == "augmented":
+            items[rows, dims] = -offset / weight
+    queries = items
+    if form == "augmented":
+        queries = items.copy()
+        queries[:, dims] = 1.0
+    wanted = min(max(int(params.get("candidates", 0)) or 2 * others, others) + 1, n)
+    _, found = _graph_search(
+        items, queries, form != "inner" and form != "augmented", wanted, params
     )
+    del items, queries
+    return found, _rescored(X, similarity, found, sq)
 
 
-def _unit_rows(Y: np.ndarray) -> bool:
+def _form(Y: np.ndarray, offset: np.ndarray | None, weight: float) -> str:
+    """How prepared rows are searched: 'unit' (inner product of unit rows), 'l2' (offsets are
+    weight/2 · ‖Y‖²: a negative squared distance), 'inner', or 'augmented' (other offsets)."""
     norms = np.einsum("ij,ij->i", Y, Y, dtype=np.float64)
-    return bool(np.allclose(norms, 1.0, atol=1e-4))
+    if offset is None:
+        return "unit" if np.allclose(norms, 1.0, atol=1e-4) else "inner"
+    half = 0.5 * weight * norms
+    scale = max(1.0, float(np.abs(half).max(initial=0)))
+    return "l2" if np.allclose(offset, half, rtol=1e-5, atol=1e-6 * scale) else "augmented"
 
 
-def _rescored(items: np.ndarray, queries: np.ndarray, l2: bool, found: np.ndarray) -> np.ndarray:
-    """The exact scores of each item's candidates in the full space, -inf where none was found."""
+def _rescored(
+    X: np.ndarray, similarity: SimilaritySpec, found: np.ndarray, sq: np.ndarray
+) -> np.ndarray:
+    """s(i, j) of each item i's candidates j in the full space; -inf where none was found."""
+    weight = float(similarity.weight)
     scores = np.empty(found.shape, np.float64)
-    rows = max(1, RESCORE_BYTES // (4 * items.shape[1] * found.shape[1]))
-    for start in range(0, len(found), rows):
-        cand = found[start : start + rows]
-        gathered = items[np.maximum(cand, 0)]
-        q = queries[start : start + rows, :, None]
-        if l2:
-            s = -np.square(gathered - q[:, None, :, 0]).sum(axis=2, dtype=np.float64)
-        else:
-            s = np.matmul(gathered, q)[..., 0]
-        scores[start : start + rows] = np.where(cand < 0, -np.inf, s)
+    block = max(1, RESCORE_BYTES // (4 * X.shape[1] * found.shape[1]))
+    for start in range(0, len(found), block):
+        cand = found[start : start + block]
+        Yq, off_q = _prepared(X, slice(start, start + len(cand)), similarity, sq)
+        Yc, off_c = _prepared(X, np.maximum(cand, 0).ravel(), similarity, sq)
+        products = np.matmul(Yc.reshape(*cand.shape, -1), Yq[:, :, None])[..., 0]
+        s = weight * products.astype(np.float64)
+        if off_q is not None:
+            s -= off_q[:, None] + off_c.reshape(cand.shape)
+        scores[start : start + len(cand)] = np.where(cand < 0, -np.inf, s)
     return scores
 
 

@@ -396,6 +396,30 @@ def test_hnsw_with_pca_searches_a_projection_and_ranks_exactly_in_the_full_space
     )
 
 
+def test_hnsw_with_pca_reads_a_memory_mapped_space_in_blocks(tmp_path, monkeypatch):
+    pytest.importorskip("faiss")
+    from xmodal_plugins import ann
+
+    params = {"M": 16, "ef_construction": 40, "ef_search": 32, "threads": 1, "candidates": 0}
+    X = low_rank(3000, 16, 96, seed=7)
+    np.save(tmp_path / "x.npy", X)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    for name in ("cosine", "euclidean"):
+        spec = get_registry().similarities[name]
+        loaded = ann.hnsw_search(X, 10, spec, False, {**params, "pca": 16})
+        np.testing.assert_array_equal(
+            ann.hnsw_search(mapped, 10, spec, False, {**params, "pca": 16}), loaded
+        )
+        # Blocks that do not divide the rows: the same neighbours, but for the last bits of
+        # products computed in other block shapes (which may reorder a near-tie).
+        monkeypatch.setattr(ann, "BLOCK_ROWS", 700)
+        monkeypatch.setattr(ann, "RESCORE_BYTES", 100_000)
+        blocked = ann.hnsw_search(mapped, 10, spec, False, {**params, "pca": 16})
+        monkeypatch.undo()
+        assert Recall(np.arange(3000), loaded).at(blocked, 10) > 0.98
+        assert Recall(np.arange(3000), knn(X, 10, spec).indices).at(blocked, 10) > 0.9
+
+
 def test_hnsw_in_a_study_stores_its_sampled_recall(xmodal_tester):
     pytest.importorskip("faiss")
     study = neighbor_study(name="h", neighbors='[neighbors]\nbackend = "hnsw"\nrecall_sample = 50')
