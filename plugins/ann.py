@@ -44,17 +44,12 @@ def _faiss() -> Any:
 def _index_form(X: np.ndarray, similarity: SimilaritySpec) -> tuple[np.ndarray, np.ndarray, bool]:
     """(item vectors, query vectors, is_l2): how `similarity` is searched by faiss."""
     X = np.ascontiguousarray(X, dtype=np.float32)
-    sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
-    Y, offset = similarity.prepare(X, sq)
-    Y = np.ascontiguousarray(Y, dtype=np.float32)
-    weight = _check_weight(similarity)
-    if offset is None:
-        return Y, Y, False
-    off = np.asarray(offset, dtype=np.float64)
-    half = 0.5 * weight * np.einsum("ij,ij->i", Y, Y, dtype=np.float64)
-    if np.allclose(off, half, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(half).max(initial=0)))):
-        return Y, Y, True
-    items = np.hstack([Y, (-off / weight).astype(np.float32)[:, None]])
+    Y, offset = _prepared(X, slice(None), similarity)
+    Y = np.ascontiguousarray(Y)
+    form = _form(Y, offset, _check_weight(similarity))
+    if form != "augmented":
+        return Y, Y, form == "l2"
+    items = np.hstack([Y, (-offset / similarity.weight).astype(np.float32)[:, None]])
     queries = np.hstack([Y, np.ones((len(Y), 1), np.float32)])
     return items, queries, False
 
@@ -166,9 +161,7 @@ def _projected_search(
         queries = items.copy()
         queries[:, dims] = 1.0
     wanted = min(max(int(params.get("candidates", 0)) or 2 * others, others) + 1, n)
-    _, found = _graph_search(
-        items, queries, form != "inner" and form != "augmented", wanted, params
-    )
+    _, found = _graph_search(items, queries, form in ("unit", "l2"), wanted, params)
     del items, queries
     return found, _rescored(X, similarity, found, sq)
 
