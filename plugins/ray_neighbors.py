@@ -118,11 +118,10 @@ class RayTiles:
         grid = space.grid
         nb = grid.blocks
         diagonal = [(i, i) for i in range(nb)]
-        others = [t for t in grid.tiles() if t[0] != t[1]]
         waves = [_runs(diagonal, self.tasks), _regions(nb, self.tasks)]
         stats: dict[str, Any] = {
             "tasks": sum(map(len, waves)),
-            "tiles": len(diagonal) + len(others),
+            "tiles": sum(len(run) for wave in waves for run in wave),
             "task_seconds": [],
             "task_cpu": [],
             "task_tiles": [],
