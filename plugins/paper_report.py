@@ -18,6 +18,7 @@ from xmodal import (
     ReportSectionSpec,
     ReportTable,
     ReportText,
+    error_bars_text,
     holm,
     hookimpl,
     mean_std,
@@ -410,7 +411,7 @@ def depth(context: ReportContext) -> list[Any]:
             path,
             "Figure: mNNO by depth (trained)",
             "Blue: mNNO(f(X), X); red: mNNO(f(X), Y); grey dashed: the baseline mNNO(X, Y). "
-            f"Points: the mean over folds and seeds. Error bars: {figures.bars_text(placed)} "
+            f"Points: the mean over folds and seeds. Error bars: {error_bars_text(placed)} "
             '(docs/report.md, "How the bars combine folds and seeds"); the std over folds '
             "and seeds is in Table 1.",
             alt=f"mNNO@{k} by depth",
@@ -441,7 +442,7 @@ def untrained(context: ReportContext) -> list[Any]:
             ReportFigure(
                 path,
                 "Figure: untrained networks by depth",
-                f"Points: the mean over folds and seeds. Error bars: {figures.bars_text(placed)}.",
+                f"Points: the mean over folds and seeds. Error bars: {error_bars_text(placed)}.",
                 alt=f"untrained mNNO@{k}(f(X), X) by depth",
             )
         )

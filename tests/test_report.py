@@ -523,7 +523,8 @@ def test_depth_view_carries_the_mean_of_the_runs_interval_bounds(ran):
 
 def test_error_bars_are_the_interval_and_fall_back_to_the_std_without_one():
     from xmodal.report import error_bar as core_bar
-    from xmodal_plugins.support.paper_figures import bars_text, error_bar
+    from xmodal.report import error_bars_text as bars_text
+    from xmodal_plugins.support.paper_figures import error_bar
 
     with_interval = {"mean": 0.5, "std": 0.1, "ci_low": 0.45, "ci_high": 0.58}
     without = {"mean": 0.5, "std": 0.1, "ci_low": None, "ci_high": None}

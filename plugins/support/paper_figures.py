@@ -21,7 +21,6 @@ from matplotlib.ticker import MaxNLocator
 
 # The bars of `paper_depth` rows are the report's (results_summary rows have the same columns).
 from xmodal import error_bar
-from xmodal import error_bars_text as bars_text  # noqa: F401 (paper_report's captions)
 
 Row = Mapping[str, Any]
 
@@ -48,7 +47,7 @@ def _err(value: Any) -> float:
 
 
 def _bars_short(rows: Sequence[Row]) -> str:
-    """`bars_text` in a few words, for a figure's title."""
+    """`xmodal.error_bars_text` in a few words, for a figure's title."""
     kinds = {error_bar(r)[2] for r in rows}
     if kinds == {True}:
         return "interval over items"
