@@ -146,8 +146,9 @@ def _projected_search(
     sq = np.empty(n, np.float64)
     for start in range(0, n, BLOCK_ROWS):
         rows = slice(start, min(start + BLOCK_ROWS, n))
-        sq[rows] = _squared_norms(np.asarray(X[rows], dtype=np.float32))
-        Y, offset = _prepared(X, rows, similarity, sq)
+        block = np.asarray(X[rows], dtype=np.float32)
+        sq[rows] = _squared_norms(block)
+        Y, offset = _prepared(block, slice(None), similarity, sq[rows])
         if _form(Y, offset, weight) != form:
             raise ValueError(
                 f"similarity {similarity.name!r} prepared rows {rows.start}-{rows.stop - 1} "
