@@ -30,11 +30,19 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import NeighborBackendSpec, Param, SimilaritySpec, hookimpl, require
+from xmodal import (
+    NeighborBackendSpec,
+    Param,
+    SimilaritySpec,
+    hookimpl,
+    neighbor_progress,
+    require,
+)
 
 PCA_SAMPLE = 50_000  # rows whose principal directions `pca` projects on
 BLOCK_ROWS = 65_536
 RESCORE_BYTES = 32 * 2**20  # candidates' vectors gathered at a time when rescoring
+SEARCH_ROWS = 16_384  # queries per faiss search call: a progress report after each
 
 
 def _faiss() -> Any:
@@ -98,9 +106,22 @@ def _graph_search(
     metric = faiss.METRIC_L2 if l2 else faiss.METRIC_INNER_PRODUCT
     index = faiss.IndexHNSWFlat(items.shape[1], int(params["M"]), metric)
     index.hnsw.efConstruction = int(params["ef_construction"])
+    # Progress counts each item twice: added (in one call: adding in parts would change the
+    # graph), then searched, in parts (each query's search is its own: the same lists).
+    total = len(items) + len(queries)
+    progress = neighbor_progress(total, "items")
     index.add(items)
+    if progress is not None:
+        progress(len(items), total)
     index.hnsw.efSearch = max(int(params["ef_search"]), wanted)
-    return index.search(queries, wanted)
+    scores, found = [], []
+    for start in range(0, len(queries), SEARCH_ROWS):
+        part = index.search(queries[start : start + SEARCH_ROWS], wanted)
+        scores.append(part[0])
+        found.append(part[1])
+        if progress is not None:
+            progress(len(items) + start + len(part[1]), total)
+    return np.vstack(scores), np.vstack(found)
 
 
 def _prepared(

@@ -8,7 +8,8 @@
 - `[neighbors]` is validated like any component (did-you-mean, types, bounds, the backend's
   own check).
 - The `hnsw` backend (faiss, the `ann` extra) finds most true neighbours of a clustered space;
-  with `pca` it searches a projection and ranks the candidates exactly in the full space.
+  with `pca` it searches a projection and ranks the candidates exactly in the full space. It
+  reports progress (items added, then searched) without changing its lists.
 
 No timings; references are brute force (float64 products of small data, no near-ties).
 """
@@ -418,6 +419,29 @@ def test_hnsw_with_pca_reads_a_memory_mapped_space_in_blocks(tmp_path, monkeypat
         monkeypatch.undo()
         assert Recall(np.arange(3000), loaded).at(blocked, 10) > 0.98
         assert Recall(np.arange(3000), knn(X, 10, spec).indices).at(blocked, 10) > 0.9
+
+
+def test_hnsw_reports_its_items_added_then_searched_and_the_lists_do_not_change(monkeypatch):
+    pytest.importorskip("faiss")
+    from xmodal.neighbors import report_progress
+    from xmodal_plugins import ann
+
+    params = {"M": 16, "ef_construction": 40, "ef_search": 32, "threads": 1, "pca": 0}
+    X = clustered(2000, 16, seed=8)
+    spec = get_registry().similarities["cosine"]
+    whole = ann.hnsw_search(X, 10, spec, False, params)
+    started, seen = [], []
+
+    def start(total, unit):
+        started.append((total, unit))
+        return lambda done, total: seen.append((done, total))
+
+    monkeypatch.setattr(ann, "SEARCH_ROWS", 600)  # 4 parts: 600, 600, 600, 200
+    with report_progress(start):
+        parts = ann.hnsw_search(X, 10, spec, False, params)
+    assert started == [(4000, "items")]
+    assert seen == [(2000, 4000), (2600, 4000), (3200, 4000), (3800, 4000), (4000, 4000)]
+    np.testing.assert_array_equal(parts, whole)  # each query's search is its own
 
 
 def test_hnsw_in_a_study_stores_its_sampled_recall(xmodal_tester):

@@ -209,7 +209,8 @@ def test_report_progress_reaches_knn_calls_without_their_own():
     X = np.random.default_rng(2).standard_normal((600, 8)).astype(np.float32)
     started, seen = [], []
 
-    def start(total):
+    def start(total, unit):
+        assert unit == "tiles"
         started.append(total)
         return (lambda done, total: seen.append(done)) if total > 5 else None
 
@@ -237,6 +238,21 @@ def test_a_tile_progress_line_is_added_and_removed_in_the_study_progress():
     assert progress.tasks[0].completed == 7
     report(20, 20)
     assert not progress.tasks
+    # A backend's other units (neighbor_progress) have their own threshold and name.
+    start = tile_progress(progress, min_tiles=10, min_items=1000)
+    assert start(999, "items") is None and not progress.tasks
+    assert start(1000, "items") is not None
+    assert progress.tasks[0].description == "nearest neighbours (items)"
+
+
+def test_neighbor_progress_is_none_where_nothing_shows_it():
+    from xmodal import neighbor_progress
+
+    assert neighbor_progress(10**6, "items") is None  # outside report_progress
+    with report_progress(lambda total, unit: None):
+        assert neighbor_progress(10**6, "items") is None
+    with report_progress(lambda total, unit: (lambda done, all_: None) if total > 5 else None):
+        assert neighbor_progress(6, "items") is not None
 
 
 def test_ctrl_c_in_a_tile_stops_the_computation():

@@ -67,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     # Neighbours and their overlap.
     "NeighborError": "xmodal.neighbors",
     "knn": "xmodal.neighbors",
+    "neighbor_progress": "xmodal.neighbors",
     "mnno": "xmodal.neighbors",
     "overlap": "xmodal.neighbors",
     "overlap_per_item": "xmodal.neighbors",

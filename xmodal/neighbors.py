@@ -863,9 +863,8 @@ def _top_others(
     """Each row's `slots` best other rows, sorted by (−similarity, index)."""
     n = form.Y.shape[0] if form.Y is not None else len(form.stream)  # type: ignore[arg-type]
     space = _tile_space(form, TileGrid.of(n, block_size))
-    start = _REPORTER.get()
-    if progress is None and start is not None:
-        progress = start(len(space.grid.tiles()))
+    if progress is None:
+        progress = neighbor_progress(len(space.grid.tiles()), "tiles")
     if runner is None:
         return compute_tiles(space, space.grid.tiles(), slots, progress).finish()
     vals, idx = runner(space, slots, progress)
@@ -879,22 +878,34 @@ Progress = Callable[[int, int], None]
 # runner(space, slots, progress) -> (values, indices), N×slots: what `compute_tiles` over all
 # of space.grid's tiles and `TileLists.finish` give, computed elsewhere (the `ray` backend).
 TileRunner = Callable[["TileSpace", int, "Progress | None"], tuple[np.ndarray, np.ndarray]]
-# Where kNN computations without a `progress` of their own report (`report_progress`).
-_REPORTER: contextvars.ContextVar[Callable[[int], Progress | None] | None] = contextvars.ContextVar(
-    "xmodal_knn_progress", default=None
+# Where neighbour searches without a `progress` of their own report (`report_progress`).
+_REPORTER: contextvars.ContextVar[Callable[[int, str], Progress | None] | None] = (
+    contextvars.ContextVar("xmodal_knn_progress", default=None)
 )
 
 
 @contextlib.contextmanager
-def report_progress(start: Callable[[int], Progress | None] | None) -> Iterator[None]:
-    """Within this block, each kNN computed in this thread without its own `progress` calls
-    start(tiles in all) and reports to the callback it returns (None: that one is not shown).
-    `xmodal run` passes `xmodal.progress.tile_progress` on a terminal; None does nothing."""
+def report_progress(start: Callable[[int, str], Progress | None] | None) -> Iterator[None]:
+    """Within this block, each neighbour search in this thread without its own `progress` (a
+    kNN, or a backend calling `neighbor_progress`) calls start(units in all, unit name) and
+    reports to the callback it returns (None: that one is not shown). `xmodal run` passes
+    `xmodal.progress.tile_progress` on a terminal; None does nothing."""
     token = _REPORTER.set(start)
     try:
         yield
     finally:
         _REPORTER.reset(token)
+
+
+def neighbor_progress(total: int, unit: str) -> Progress | None:
+    """For a neighbour backend's search: a callback progress(done, total) to call as `done` of
+    `total` units of work (tiles, items, ...; `unit` names them, plural) are finished, or None
+    when nothing shows progress (outside `xmodal run` on a terminal, or too small a search).
+    Under `xmodal run` it draws a line of its own with an ETA, removed when done reaches total.
+    Cheap: call it once per search. The built-in backends report tiles (`exact`, `ray`) and
+    items (`hnsw`: each item once added to the graph, once searched)."""
+    start = _REPORTER.get()
+    return None if start is None else start(total, unit)
 
 
 @attrs.frozen

@@ -96,22 +96,25 @@ def start_session(progress: Progress, task_id: int, done: int) -> None:
         progress.update(task_id, session_start=progress.get_time(), session_base=done)
 
 
-# A neighbour computation of at least this many tiles gets a progress line (tile_progress): about
-# 16,000 items at the default block size, a few seconds on a 2-core CPU.
+# A neighbour search of at least this many tiles gets a progress line (tile_progress): about
+# 16,000 items at the default block size, a few seconds on a 2-core CPU. One reported in other
+# units (a backend's items) gets one from MIN_ITEMS of them.
 MIN_TILES = 64
+MIN_ITEMS = 16_000
 
 
 def tile_progress(
-    progress: Progress, *, min_tiles: int = MIN_TILES
-) -> Callable[[int], Callable[[int, int], None] | None]:
-    """For `xmodal.neighbors.report_progress`: each kNN of at least `min_tiles` tiles gets its
-    own line in `progress` while it runs (`nearest neighbours`, bar, tiles done/all, elapsed,
-    ETA at its pace so far), removed when it finishes."""
+    progress: Progress, *, min_tiles: int = MIN_TILES, min_items: int = MIN_ITEMS
+) -> Callable[[int, str], Callable[[int, int], None] | None]:
+    """For `xmodal.neighbors.report_progress`: each neighbour search of at least `min_tiles`
+    tiles (or `min_items` units of another kind) gets its own line in `progress` while it runs
+    (`nearest neighbours (unit)`, bar, done/all, elapsed, ETA at its pace so far), removed when
+    it finishes."""
 
-    def start(total: int) -> Callable[[int, int], None] | None:
-        if total < min_tiles:
+    def start(total: int, unit: str = "tiles") -> Callable[[int, int], None] | None:
+        if total < (min_tiles if unit == "tiles" else min_items):
             return None
-        task = progress.add_task("nearest neighbours (tiles)", total=total)
+        task = progress.add_task(f"nearest neighbours ({unit})", total=total)
         start_session(progress, task, 0)
 
         def report(done: int, total: int) -> None:
