@@ -49,15 +49,17 @@ def _faiss() -> Any:
     return require("faiss", "ann", "the `hnsw` neighbour backend", package="faiss-cpu")
 
 
-def _index_form(X: np.ndarray, similarity: SimilaritySpec) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(item vectors, query vectors, is_l2): how `similarity` is searched by faiss."""
+def _index_form(
+    X: np.ndarray, similarity: SimilaritySpec, weight: float
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(item vectors, query vectors, is_l2): how `similarity` (of `weight`) is searched by faiss."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     Y, offset = _prepared(X, slice(None), similarity)
     Y = np.ascontiguousarray(Y)
-    form = _form(Y, offset, _check_weight(similarity))
+    form = _form(Y, offset, weight)
     if form != "augmented":
         return Y, Y, form == "l2"
-    items = np.hstack([Y, (-offset / similarity.weight).astype(np.float32)[:, None]])
+    items = np.hstack([Y, (-offset / weight).astype(np.float32)[:, None]])
     queries = np.hstack([Y, np.ones((len(Y), 1), np.float32)])
     return items, queries, False
 
@@ -81,16 +83,16 @@ def hnsw_search(
     others = k - 1 if include_self else k
     if others <= 0:
         return np.arange(n, dtype=np.int64)[:, None][:, :k]
-    _check_weight(similarity)
+    weight = _check_weight(similarity)
     threads = int(params["threads"])
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads if threads > 0 else previous)
     try:
         if int(params.get("pca", 0)) > 0:
-            found = _projected_search(X, others, similarity, params)
+            found = _projected_search(X, others, similarity, weight, params)
             if found is not None:
                 return _lists(*found, others, include_self)
-        items, queries, l2 = _index_form(X, similarity)
+        items, queries, l2 = _index_form(X, similarity, weight)
         wanted = min(others + 1, n)
         scores, found = _graph_search(items, queries, l2, wanted, params)
     finally:
@@ -141,7 +143,11 @@ def _squared_norms(block: np.ndarray) -> np.ndarray:
 
 
 def _projected_search(
-    X: np.ndarray, others: int, similarity: SimilaritySpec, params: Mapping[str, Any]
+    X: np.ndarray,
+    others: int,
+    similarity: SimilaritySpec,
+    weight: float,
+    params: Mapping[str, Any],
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(found, exact scores) of each item's candidates from a graph of `pca` principal
     directions, read from X in row blocks; None when `pca` is not below the form's dimension.
@@ -151,7 +157,7 @@ def _projected_search(
     centring would change their ranking), with the augmented coordinate of the module docstring
     kept as it is. The candidates are scored s = weight · Y_i·Y_j − offset_i − offset_j.
     """
-    n, weight, dims = len(X), float(similarity.weight), int(params["pca"])
+    n, dims = len(X), int(params["pca"])
     sample = np.sort(np.random.default_rng(0).choice(n, min(n, PCA_SAMPLE), replace=False))
     Y, offset = _prepared(X, sample, similarity)
     if dims >= Y.shape[1]:
@@ -185,13 +191,13 @@ def _projected_search(
     wanted = min(max(int(params.get("candidates", 0)) or 2 * others, others) + 1, n)
     _, found = _graph_search(items, queries, form in ("unit", "l2"), wanted, params)
     del items, queries
-    return found, _rescored(X, similarity, found, sq)
+    return found, _rescored(X, similarity, weight, found, sq)
 
 
 def _form(Y: np.ndarray, offset: np.ndarray | None, weight: float) -> str:
     """How prepared rows are searched: 'unit' (inner product of unit rows), 'l2' (offsets are
     weight/2 · ‖Y‖²: a negative squared distance), 'inner', or 'augmented' (other offsets)."""
-    norms = np.einsum("ij,ij->i", Y, Y, dtype=np.float64)
+    norms = _squared_norms(Y)
     if offset is None:
         return "unit" if np.allclose(norms, 1.0, atol=1e-4) else "inner"
     half = 0.5 * weight * norms
@@ -200,10 +206,9 @@ def _form(Y: np.ndarray, offset: np.ndarray | None, weight: float) -> str:
 
 
 def _rescored(
-    X: np.ndarray, similarity: SimilaritySpec, found: np.ndarray, sq: np.ndarray
+    X: np.ndarray, similarity: SimilaritySpec, weight: float, found: np.ndarray, sq: np.ndarray
 ) -> np.ndarray:
     """s(i, j) of each item i's candidates j in the full space; -inf where none was found."""
-    weight = float(similarity.weight)
     scores = np.empty(found.shape, np.float64)
     block = max(1, RESCORE_BYTES // (4 * X.shape[1] * found.shape[1]))
     for start in range(0, len(found), block):
