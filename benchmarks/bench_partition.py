@@ -26,12 +26,11 @@ Timings are of one run; the load average is printed before and after.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
 import torch
-from bench_scale import spaces
+from bench_scale import load, spaces
 
 
 def unit(X: torch.Tensor) -> torch.Tensor:
@@ -112,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     touch, again = first_touch()
-    print(f"load average {os.getloadavg()[0]:.2f}; fresh memory: first touch {touch:.2f} ms/MB, "
+    print(f"load average {load()}; fresh memory: first touch {touch:.2f} ms/MB, "
           f"written again {again:.2f} ms/MB")  # fmt: skip
     A, B = spaces(args.n, args.dim)
     Y = unit(torch.from_numpy(A if args.space == "A" else B))
@@ -139,7 +138,7 @@ def main() -> None:
             found = (wanted[:, :, None] == probed[:, None, :p]).any(-1)
             pairs = sizes[probed[:, :p]].sum(1).mean().item() / args.n
             print(f"| {p} | {found.double().mean().item():.4f} | {pairs:.4f} |")
-    print(f"\nload average {os.getloadavg()[0]:.2f}")
+    print(f"\nload average {load()}")
 
 
 if __name__ == "__main__":

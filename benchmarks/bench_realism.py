@@ -16,7 +16,6 @@ exact lists of the same 1,000 items.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_scale import spaces
+from bench_scale import load, spaces
 
 SETTINGS = ((16, 40, 32), (8, 20, 16))  # (M, ef_construction, ef_search)
 
@@ -88,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50_000)
     args = parser.parse_args()
-    print(f"N = {args.n:,}, cosine, k = 10; load {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"N = {args.n:,}, cosine, k = 10; load {load()}")
     head = " | ".join(f"hnsw M {m}, ef_c {c}, ef {e}: recall (build + search CPU s)"
                       for m, c, e in SETTINGS)  # fmt: skip
     print(f"| space | TwoNN dimension | directions for 90 % variance | {head} |")
