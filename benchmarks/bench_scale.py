@@ -1,4 +1,4 @@
-"""Neighbourhoods at scale (issue 14): the approximate `hnsw` backend against exact search.
+"""Neighbourhoods at scale (issue 14): an approximate backend (`hnsw` or `ivf`) against exact search.
 
     python benchmarks/bench_scale.py                       # 200,000 × 384 check, then 1,000,000
     python benchmarks/bench_scale.py --check 20000 --large 0          # a quick look
@@ -9,7 +9,7 @@ clustered latent space (64 dimensions, N/100 clusters): A = Z·W_A + noise, B = 
 noise, so items have real neighbourhoods and A and B share part of them (mNNO well above
 chance), unlike uniform noise, where every neighbour is a near-tie.
 
-`--check N`: exact `xmodal.knn` and the `hnsw` backend on both spaces; prints recall@k of the
+`--check N`: exact `xmodal.knn` and the approximate backend on both spaces; prints recall@k of the
 approximate lists (over all items, and as sampled by the backend), mNNO exact and approximate,
 the worst-case bound (1 − recall_A) + (1 − recall_B) and the speed-up. Targets: recall@10 ≥
 0.95, |ΔmNNO| ≤ 0.005, ≥ 10× faster.
@@ -20,6 +20,10 @@ holding a recall takes a denser graph or a wider search as N grows; 0: the check
 
 `--pca m` (and `--candidates c`): the hnsw backend's projected search, m principal directions,
 c candidates per item ranked exactly (docs/performance.md, "Projected search").
+
+`--backend ivf` (with `--lists`, `--probes`, `--iterations`, `--pca`, `--candidates`): the `ivf`
+backend instead, k-means lists searched in m principal directions (docs/performance.md,
+"Partition search"); the `--M`, `--ef-*` and `--large-*` settings are hnsw's only.
 
 `--sweep N[,N...]`: how `ef_search` buys recall. For each N, one HNSW graph of space A (`--M`,
 `--ef-construction`, `--threads`), then the seeded `--recall-sample` items searched at each
@@ -87,13 +91,7 @@ def run_case(args: argparse.Namespace) -> dict:
 
         knn(A[:500], 5, cosine)
     else:
-        registry.neighbor_backends["hnsw"].search(
-            A[:500],
-            5,
-            cosine,
-            False,
-            {"M": 16, "ef_construction": 40, "ef_search": 32, "threads": 1},
-        )
+        registry.neighbor_backends[args.backend].search(A[:500], 5, cosine, False, params_of(args))
     base = peak_mb()
     out = {"n": args.n, "case": args.case, "input_mb": (A.nbytes + B.nbytes) / 2**20}
     lists = {}
@@ -108,15 +106,8 @@ def run_case(args: argparse.Namespace) -> dict:
         else:
             from xmodal.neighbor_search import Backend, exact_rows
 
-            spec = registry.neighbor_backends["hnsw"]
-            params = {
-                "M": args.M,
-                "ef_construction": args.ef_construction,
-                "ef_search": args.ef_search,
-                "threads": args.threads,
-                "pca": args.pca,
-                "candidates": args.candidates,
-            }
+            spec = registry.neighbor_backends[args.backend]
+            params = params_of(args)
             lists[name] = spec.search(X, args.k, cosine, False, params)
             out[f"seconds_{name}"] = time.perf_counter() - t0
             out[f"cpu_{name}"] = time.process_time() - c0
@@ -143,9 +134,26 @@ def run_case(args: argparse.Namespace) -> dict:
     return out
 
 
+def params_of(args: argparse.Namespace) -> dict:
+    """The approximate backend's parameters from the command line."""
+    if args.backend == "ivf":
+        keys = ("lists", "probes", "iterations", "threads", "pca", "candidates")
+    else:
+        keys = ("M", "ef_construction", "ef_search", "threads", "pca", "candidates")
+    return {key: getattr(args, key) for key in keys}
+
+
+def settings(args: argparse.Namespace) -> str:
+    return f"{args.backend} " + " ".join(f"{k}={v}" for k, v in params_of(args).items())
+
+
 def child(args: argparse.Namespace, case: str, n: int, out: str) -> dict:
     cmd = [sys.executable, __file__, "--case", case, "--n", str(n), "--out", out]
     for key in (
+        "backend",
+        "lists",
+        "probes",
+        "iterations",
         "dim",
         "k",
         "seed",
@@ -181,14 +189,18 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", choices=("hnsw", "ivf"), default="hnsw", help="approximate")
+    parser.add_argument("--lists", type=int, default=0, help="ivf's lists (0: one per 64 items)")
+    parser.add_argument("--probes", type=int, default=12, help="ivf's probes")
+    parser.add_argument("--iterations", type=int, default=8, help="ivf's k-means steps")
     parser.add_argument("--M", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=40)
     parser.add_argument("--ef-search", type=int, default=32)
     for key in ("M", "ef-construction", "ef-search"):
         parser.add_argument(f"--large-{key}", type=int, default=0, help=f"{key} of the large run")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--pca", type=int, default=0, help="hnsw's pca (0: the space itself)")
-    parser.add_argument("--candidates", type=int, default=0, help="hnsw's candidates with pca")
+    parser.add_argument("--pca", type=int, default=0, help="pca (0: the space itself)")
+    parser.add_argument("--candidates", type=int, default=0, help="candidates (0: 2·k)")
     parser.add_argument("--recall-sample", type=int, default=1000)
     parser.add_argument("--ray", type=int, default=50_000, help="N of the ray check; 0 skips")
     parser.add_argument("--ray-repeats", type=int, default=2, help="interleaved repeats")
@@ -204,8 +216,7 @@ def main() -> None:
         print(json.dumps(sweep_case(args) if args.case == "sweep" else run_case(args)))
         return
 
-    print(f"hnsw M={args.M} ef_construction={args.ef_construction} ef_search={args.ef_search} "
-          f"threads={args.threads} pca={args.pca} candidates={args.candidates}, k={args.k}, d={args.dim}, recall sample {args.recall_sample}")  # fmt: skip
+    print(f"{settings(args)}, k={args.k}, d={args.dim}, recall sample {args.recall_sample}")
     if args.ray:
         ray_part(args)
     if args.mmap:
@@ -230,23 +241,23 @@ def main() -> None:
                 recalls[s] = full_recall(a, e, args.k)
                 print(f"space {s}: recall@{args.k} {recalls[s]:.4f} over all items, sampled "
                       f"{approx[f'sampled_recall_{s}']:.4f} ± {approx[f'sampled_recall_se_{s}']:.4f}; "
-                      f"hnsw {approx[f'seconds_{s}']:.1f} s, exact {exact[f'seconds_{s}']:.1f} s")  # fmt: skip
+                      f"{args.backend} {approx[f'seconds_{s}']:.1f} s, exact {exact[f'seconds_{s}']:.1f} s")  # fmt: skip
             delta = approx["mnno"] - exact["mnno"]
             worst = (1 - recalls["A"]) + (1 - recalls["B"])
             print(f"mNNO@{args.k}: exact {exact['mnno']:.5f}, approximate {approx['mnno']:.5f}, "
                   f"|Δ| {abs(delta):.5f} (worst-case bound {worst:.4f}, "
                   f"bound × mNNO {worst * exact['mnno']:.4f})")  # fmt: skip
-            print(f"time for both spaces: exact {t_exact:.1f} s, hnsw {t_approx:.1f} s "
+            print(f"time for both spaces: exact {t_exact:.1f} s, {args.backend} {t_approx:.1f} s "
                   f"({t_exact / t_approx:.1f}× faster), recall sampling {t_recall:.1f} s "
                   f"({t_exact / (t_approx + t_recall):.1f}× faster with it)")  # fmt: skip
             c_exact = exact["cpu_A"] + exact["cpu_B"]
             c_approx = approx["cpu_A"] + approx["cpu_B"]
             c_recall = approx["recall_cpu_A"] + approx["recall_cpu_B"]
-            print(f"CPU seconds (all threads; robust to the load): exact {c_exact:.1f}, hnsw "
+            print(f"CPU seconds (all threads; robust to the load): exact {c_exact:.1f}, {args.backend} "
                   f"{c_approx:.1f} ({c_exact / c_approx:.1f}×), recall sampling {c_recall:.1f} "
                   f"({c_exact / (c_approx + c_recall):.1f}× with it)")  # fmt: skip
             print(f"peak memory beyond the input: exact {exact['peak_extra_mb']:.0f} MB, "
-                  f"hnsw {approx['peak_extra_mb']:.0f} MB (input {approx['input_mb']:.0f} MB)")  # fmt: skip
+                  f"{args.backend} {approx['peak_extra_mb']:.0f} MB (input {approx['input_mb']:.0f} MB)")  # fmt: skip
             ok = recalls["A"] >= 0.95 and recalls["B"] >= 0.95
             print(f"targets: recall ≥ 0.95 {'met' if ok else 'MISSED'}; |ΔmNNO| ≤ 0.005 "
                   f"{'met' if abs(delta) <= 0.005 else 'MISSED'}; ≥ 10× faster "
@@ -258,17 +269,16 @@ def main() -> None:
             large.M = args.large_M or args.M
             large.ef_construction = args.large_ef_construction or args.ef_construction
             large.ef_search = args.large_ef_search or args.ef_search
-            print(f"hnsw M={large.M} ef_construction={large.ef_construction} "
-                  f"ef_search={large.ef_search} at this size", flush=True)  # fmt: skip
+            print(f"{settings(large)} at this size", flush=True)
             big = child(large, "approx", n, tmp)
             t = big["seconds_A"] + big["seconds_B"]
             t_recall = big["recall_seconds_A"] + big["recall_seconds_B"]
-            print(f"mNNO@{args.k} {big['mnno']:.5f}; hnsw {t:.1f} s for both spaces "
+            print(f"mNNO@{args.k} {big['mnno']:.5f}; {args.backend} {t:.1f} s for both spaces "
                   f"(A {big['seconds_A']:.1f} s, B {big['seconds_B']:.1f} s) + recall sampling "
                   f"{t_recall:.1f} s; sampled recall A {big['sampled_recall_A']:.4f} ± "
                   f"{big['sampled_recall_se_A']:.4f}, B {big['sampled_recall_B']:.4f} ± "
                   f"{big['sampled_recall_se_B']:.4f}")  # fmt: skip
-            print(f"CPU seconds: hnsw {big['cpu_A'] + big['cpu_B']:.1f}, recall sampling "
+            print(f"CPU seconds: {args.backend} {big['cpu_A'] + big['cpu_B']:.1f}, recall sampling "
                   f"{big['recall_cpu_A'] + big['recall_cpu_B']:.1f}")  # fmt: skip
             print(f"peak resident memory {big['peak_mb']:.0f} MB (input {big['input_mb']:.0f} MB, "
                   f"{big['peak_extra_mb']:.0f} MB beyond it); load {load()}")  # fmt: skip

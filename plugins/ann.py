@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import attrs
 import numpy as np
 
 from xmodal import (
@@ -40,7 +41,10 @@ from xmodal import (
 )
 
 PCA_SAMPLE = 50_000  # rows whose principal directions `pca` projects on
-BLOCK_ROWS = 65_536
+# Rows read and prepared at a time. Small enough (12 MB at 384-d) that the allocator reuses one
+# block's memory for the next: fresh memory costs ~5 ms per MB at first touch on a VM whose host
+# backs it lazily (docs/performance.md), and a 100 MB block would be fresh every time.
+BLOCK_ROWS = 8_192
 RESCORE_BYTES = 32 * 2**20  # candidates' vectors gathered at a time when rescoring
 SEARCH_ROWS = 16_384  # queries per faiss search call: a progress report after each
 
@@ -49,22 +53,23 @@ def _faiss() -> Any:
     return require("faiss", "ann", "the `hnsw` neighbour backend", package="faiss-cpu")
 
 
-def _index_form(
+def index_vectors(
     X: np.ndarray, similarity: SimilaritySpec, weight: float
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(item vectors, query vectors, is_l2): how `similarity` (of `weight`) is searched by faiss."""
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(item vectors, query vectors, form_of the prepared rows): how `similarity` (of `weight`)
+    is searched by faiss ('l2': by L2 distance; otherwise by inner product)."""
     X = np.ascontiguousarray(X, dtype=np.float32)
-    Y, offset = _prepared(X, slice(None), similarity)
+    Y, offset = prepared(X, slice(None), similarity)
     Y = np.ascontiguousarray(Y)
-    form = _form(Y, offset, weight)
+    form = form_of(Y, offset, weight)
     if form != "augmented":
-        return Y, Y, form == "l2"
+        return Y, Y, form
     items = np.hstack([Y, (-offset / weight).astype(np.float32)[:, None]])
     queries = np.hstack([Y, np.ones((len(Y), 1), np.float32)])
-    return items, queries, False
+    return items, queries, form
 
 
-def _check_weight(similarity: SimilaritySpec) -> float:
+def check_weight(similarity: SimilaritySpec) -> float:
     weight = float(similarity.weight)
     if weight <= 0:
         raise ValueError(
@@ -83,7 +88,7 @@ def hnsw_search(
     others = k - 1 if include_self else k
     if others <= 0:
         return np.arange(n, dtype=np.int64)[:, None][:, :k]
-    weight = _check_weight(similarity)
+    weight = check_weight(similarity)
     threads = int(params["threads"])
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads if threads > 0 else previous)
@@ -91,13 +96,14 @@ def hnsw_search(
         if int(params.get("pca", 0)) > 0:
             found = _projected_search(X, others, similarity, weight, params)
             if found is not None:
-                return _lists(*found, others, include_self)
-        items, queries, l2 = _index_form(X, similarity, weight)
+                return ordered_lists(*found, others, include_self)
+        items, queries, form = index_vectors(X, similarity, weight)
+        l2 = form == "l2"
         wanted = min(others + 1, n)
         scores, found = _graph_search(items, queries, l2, wanted, params)
     finally:
         faiss.omp_set_num_threads(previous)
-    return _lists(found, -scores if l2 else scores, others, include_self)
+    return ordered_lists(found, -scores if l2 else scores, others, include_self)
 
 
 def _graph_search(
@@ -126,19 +132,19 @@ def _graph_search(
     return np.vstack(scores), np.vstack(found)
 
 
-def _prepared(
+def prepared(
     X: np.ndarray, rows: Any, similarity: SimilaritySpec, sq: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(Y, offset) of the similarity's form for X[rows] alone (`sq`: all rows' squared norms,
     if known): a form is row by row, so the projected search prepares blocks and candidates and
     never a copy of the whole space."""
     block = np.asarray(X[rows], dtype=np.float32)
-    norms = _squared_norms(block) if sq is None else sq[rows]
+    norms = squared_norms(block) if sq is None else sq[rows]
     Y, offset = similarity.prepare(block, norms)
     return np.asarray(Y, dtype=np.float32), None if offset is None else np.asarray(offset, "f8")
 
 
-def _squared_norms(block: np.ndarray) -> np.ndarray:
+def squared_norms(block: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", block, block, dtype=np.float64)
 
 
@@ -150,37 +156,65 @@ def _projected_search(
     params: Mapping[str, Any],
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(found, exact scores) of each item's candidates from a graph of `pca` principal
-    directions, read from X in row blocks; None when `pca` is not below the form's dimension.
+    directions (`project`); None when `pca` is not below the form's dimension."""
+    projection = project(X, similarity, weight, int(params["pca"]))
+    if projection is None:
+        return None
+    n = len(X)
+    wanted = min(max(int(params.get("candidates", 0)) or 2 * others, others) + 1, n)
+    l2 = projection.form in ("unit", "l2")
+    _, found = _graph_search(projection.items, projection.queries, l2, wanted, params)
+    sq = projection.squared_norms
+    del projection
+    return found, _rescored(X, similarity, weight, found, sq)
+
+
+@attrs.frozen(eq=False)
+class Projection:
+    """A space in `dims` principal directions of its similarity's form (see `project`)."""
+
+    items: np.ndarray  # n × dims (+1 for the augmented form) float32: what is indexed
+    queries: np.ndarray  # the same, or with the augmented coordinate set to 1
+    form: str  # form_of the prepared rows: 'unit', 'l2', 'inner' or 'augmented'
+    squared_norms: np.ndarray  # ‖X_i‖² in float64, for preparing rows again
+
+
+def project(
+    X: np.ndarray, similarity: SimilaritySpec, weight: float, dims: int
+) -> Projection | None:
+    """X's prepared rows in `dims` principal directions of a seeded sample of PCA_SAMPLE items,
+    read from X in row blocks of BLOCK_ROWS; None when `dims` is not below the form's dimension.
 
     Distance forms (euclidean; cosine, whose rows are unit) are projected on the sample's centred
     principal directions and searched by L2; other inner products on the uncentred ones (a
     centring would change their ranking), with the augmented coordinate of the module docstring
-    kept as it is. The candidates are scored s = weight · Y_i·Y_j − offset_i − offset_j.
+    kept as it is.
     """
-    n, dims = len(X), int(params["pca"])
+    n = len(X)
     sample = np.sort(np.random.default_rng(0).choice(n, min(n, PCA_SAMPLE), replace=False))
-    Y, offset = _prepared(X, sample, similarity)
-    if dims >= Y.shape[1]:
-        return None
-    form = _form(Y, offset, weight)
-    centred = Y.astype(np.float64)
+    form, moments, total = None, None, None
+    for start in range(0, len(sample), BLOCK_ROWS):  # the sample's moments, block by block
+        rows = sample[start : start + BLOCK_ROWS]
+        Y, offset = prepared(X, rows, similarity)
+        if dims >= Y.shape[1]:
+            return None
+        form = _same_form(form, form_of(Y, offset, weight), similarity, rows)
+        Y64 = Y.astype(np.float64)
+        moments = Y64.T @ Y64 if moments is None else moments + Y64.T @ Y64
+        total = Y64.sum(axis=0) if total is None else total + Y64.sum(axis=0)
     if form != "inner":
-        centred -= centred.mean(axis=0)
-    _, vectors = np.linalg.eigh(centred.T @ centred)
-    del centred
+        mean = total / len(sample)
+        moments -= len(sample) * np.outer(mean, mean)
+    _, vectors = np.linalg.eigh(moments)
     basis = np.ascontiguousarray(vectors[:, ::-1][:, :dims], dtype=np.float32)
     items = np.empty((n, dims + (form == "augmented")), np.float32)
     sq = np.empty(n, np.float64)
     for start in range(0, n, BLOCK_ROWS):
         rows = slice(start, min(start + BLOCK_ROWS, n))
         block = np.asarray(X[rows], dtype=np.float32)
-        sq[rows] = _squared_norms(block)
-        Y, offset = _prepared(block, slice(None), similarity, sq[rows])
-        if _form(Y, offset, weight) != form:
-            raise ValueError(
-                f"similarity {similarity.name!r} prepared rows {rows.start}-{rows.stop - 1} "
-                f"unlike its sample ({form} form); search without pca"
-            )
+        sq[rows] = squared_norms(block)
+        Y, offset = prepared(block, slice(None), similarity, sq[rows])
+        _same_form(form, form_of(Y, offset, weight), similarity, np.arange(rows.start, rows.stop))
         np.matmul(Y, basis, out=items[rows, :dims])
         if form == "augmented":
             items[rows, dims] = -offset / weight
@@ -188,16 +222,22 @@ def _projected_search(
     if form == "augmented":
         queries = items.copy()
         queries[:, dims] = 1.0
-    wanted = min(max(int(params.get("candidates", 0)) or 2 * others, others) + 1, n)
-    _, found = _graph_search(items, queries, form in ("unit", "l2"), wanted, params)
-    del items, queries
-    return found, _rescored(X, similarity, weight, found, sq)
+    return Projection(items, queries, form, sq)
 
 
-def _form(Y: np.ndarray, offset: np.ndarray | None, weight: float) -> str:
+def _same_form(form: str | None, found: str, similarity: SimilaritySpec, rows: np.ndarray) -> str:
+    if form is not None and found != form:
+        raise ValueError(
+            f"similarity {similarity.name!r} prepared rows {rows[0]}-{rows[-1]} as {found} "
+            f"form, unlike others ({form}); search without pca"
+        )
+    return found
+
+
+def form_of(Y: np.ndarray, offset: np.ndarray | None, weight: float) -> str:
     """How prepared rows are searched: 'unit' (inner product of unit rows), 'l2' (offsets are
     weight/2 · ‖Y‖²: a negative squared distance), 'inner', or 'augmented' (other offsets)."""
-    norms = _squared_norms(Y)
+    norms = squared_norms(Y)
     if offset is None:
         return "unit" if np.allclose(norms, 1.0, atol=1e-4) else "inner"
     half = 0.5 * weight * norms
@@ -213,8 +253,8 @@ def _rescored(
     block = max(1, RESCORE_BYTES // (4 * X.shape[1] * found.shape[1]))
     for start in range(0, len(found), block):
         cand = found[start : start + block]
-        Yq, off_q = _prepared(X, slice(start, start + len(cand)), similarity, sq)
-        Yc, off_c = _prepared(X, np.maximum(cand, 0).ravel(), similarity, sq)
+        Yq, off_q = prepared(X, slice(start, start + len(cand)), similarity, sq)
+        Yc, off_c = prepared(X, np.maximum(cand, 0).ravel(), similarity, sq)
         products = np.matmul(Yc.reshape(*cand.shape, -1), Yq[:, :, None])[..., 0]
         s = weight * products.astype(np.float64)
         if off_q is not None:
@@ -223,7 +263,9 @@ def _rescored(
     return scores
 
 
-def _lists(found: np.ndarray, scores: np.ndarray, others: int, include_self: bool) -> np.ndarray:
+def ordered_lists(
+    found: np.ndarray, scores: np.ndarray, others: int, include_self: bool
+) -> np.ndarray:
     """Drop each item from its candidates, order the rest by (−score, index), keep `others`."""
     n = len(found)
     me = np.arange(n, dtype=np.int64)[:, None]
