@@ -17,8 +17,8 @@ Needs the `ann` extra (faiss-cpu), imported when a list is first searched. How i
    (s = weight · Y_i·Y_j − offset_i − offset_j), and each item keeps its best k by (−score,
    index). An item thus also sees what its list's other items found.
 
-Every step is seeded and none depends on the order of threads, so the same space gives the same
-lists on every run on one machine. Recall is measured against exact search on a sample and
+Every step is seeded, and faiss's threads split the queries, each searched alone: the same
+space gives the same lists on every run on one machine, whatever `threads` is. Recall is measured against exact search on a sample and
 stored, like any approximate backend's.
 """
 
@@ -72,13 +72,14 @@ def ivf_search(
         assignment = probed[:, 0] if queries is items else _nearest(items, centroids, l2)
         wanted = min(max(int(params["candidates"]) or 2 * others, others) + 1, n)
         progress = neighbor_progress(2 * n, "items")
+        members = _members(assignment, lists)
         found = _candidates(
-            items, queries, centroids, assignment, probed, distances, l2, wanted, progress
+            items, queries, centroids, members, probed, distances, l2, wanted, progress
         )
     finally:
         faiss.omp_set_num_threads(previous)
     del items, queries
-    best = _ranked_by_list(X, similarity, weight, sq, found, assignment, others, progress)
+    best = _ranked_by_list(X, similarity, weight, sq, found, members, others, progress)
     return np.hstack([np.arange(n)[:, None], best]) if include_self else best
 
 
@@ -164,11 +165,18 @@ def _kmeans(items: np.ndarray, lists: int, iterations: int, l2: bool) -> np.ndar
     return centroids
 
 
+def _members(assignment: np.ndarray, lists: int) -> list[np.ndarray]:
+    """Each list's items, in ascending order."""
+    order = np.argsort(assignment, kind="stable")
+    bounds = np.searchsorted(assignment[order], np.arange(lists + 1))
+    return [order[bounds[cell] : bounds[cell + 1]] for cell in range(lists)]
+
+
 def _candidates(
     items: np.ndarray,
     queries: np.ndarray,
     centroids: np.ndarray,
-    assignment: np.ndarray,
+    members: list[np.ndarray],
     probed: np.ndarray,
     distances: np.ndarray,
     l2: bool,
@@ -182,10 +190,7 @@ def _candidates(
     quantizer.add(centroids)
     metric = faiss.METRIC_L2 if l2 else faiss.METRIC_INNER_PRODUCT
     index = faiss.IndexIVFFlat(quantizer, dims, lists, metric)
-    order = np.argsort(assignment, kind="stable")
-    bounds = np.searchsorted(assignment[order], np.arange(lists + 1))
-    for cell in range(lists):
-        ids = np.ascontiguousarray(order[bounds[cell] : bounds[cell + 1]], dtype=np.int64)
+    for cell, ids in enumerate(members):
         if len(ids):
             codes = np.ascontiguousarray(items[ids]).view(np.uint8)  # held while faiss copies
             index.invlists.add_entries(cell, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
@@ -212,7 +217,7 @@ def _ranked_by_list(
     weight: float,
     sq: np.ndarray | None,
     found: np.ndarray,
-    assignment: np.ndarray,
+    members: list[np.ndarray],
     others: int,
     progress: Callable[[int, int], None] | None,
 ) -> np.ndarray:
@@ -220,28 +225,25 @@ def _ranked_by_list(
     list's items, scored in the full space; -1 at the end where there are fewer."""
     n = len(X)
     best = np.full((n, others), -1, np.int64)
-    order = np.argsort(assignment, kind="stable")
-    bounds = np.searchsorted(assignment[order], np.arange(assignment.max(initial=0) + 2))
     done = reported = 0
-    for cell in range(len(bounds) - 1):
-        members = order[bounds[cell] : bounds[cell + 1]]
-        if not len(members):
+    for items in members:
+        if not len(items):
             continue
-        pool = np.union1d(found[members].ravel(), members)  # sorted: a column's rank is its index's
+        pool = np.union1d(found[items].ravel(), items)  # sorted: a column's rank is its index's
         pool = pool[pool >= 0]
         Yp, off_p = prepared(X, pool, similarity, sq)
-        mine = np.searchsorted(pool, members)
-        s = Yp[mine] @ Yp.T
+        at = np.searchsorted(pool, items)  # the list's items among the pool's columns
+        s = Yp[at] @ Yp.T
         if off_p is not None:  # in float64: the offsets may be far larger than the differences
-            s = weight * s.astype(np.float64) - off_p[mine, None] - off_p[None, :]
-        s[np.arange(len(members)), mine] = -np.inf  # the item itself
+            s = weight * s.astype(np.float64) - off_p[at, None] - off_p[None, :]
+        s[np.arange(len(items)), at] = -np.inf  # the item itself
         chosen = _best_columns(s, others)
-        chosen.sort(axis=1)
+        chosen.sort(axis=1)  # ascending columns: a stable sort by score then breaks ties by index
         top = np.take_along_axis(s, chosen, axis=1)
         ranked = np.take_along_axis(chosen, np.argsort(-top, axis=1, kind="stable"), axis=1)
         ranked_scores = np.take_along_axis(s, ranked, axis=1)
-        best[members, : ranked.shape[1]] = np.where(np.isneginf(ranked_scores), -1, pool[ranked])
-        done += len(members)
+        best[items, : ranked.shape[1]] = np.where(np.isneginf(ranked_scores), -1, pool[ranked])
+        done += len(items)
         if progress is not None and (done - reported >= SEARCH_ROWS or done == n):
             progress(n + done, 2 * n)
             reported = done

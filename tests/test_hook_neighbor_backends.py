@@ -65,6 +65,23 @@ def test_a_sampled_exact_search_agrees_with_knn_on_its_rows():
             np.testing.assert_array_equal(exact_rows(X, rows, 6, spec, include_self), expected)
 
 
+def test_a_sampled_exact_search_in_many_blocks_is_brute_force_on_its_rows(monkeypatch):
+    """Blocks of sampled rows and of items (uneven at the end) merged into one list per row."""
+    import xmodal.neighbor_search as neighbor_search
+
+    monkeypatch.setattr(neighbor_search, "_BLOCK_ROWS", 7)
+    monkeypatch.setattr(neighbor_search, "_BLOCK_COLUMNS", 50)
+    X = clustered(333, 12, seed=3)
+    rows = np.array([0, 5, 49, 50, 51, 100, 299, 332])
+    shifted = SimilaritySpec(
+        name="shifted_dot", prepare=lambda X, sq: (X, 0.1 * np.sqrt(sq)), self_similarity=None
+    )
+    for spec in (*(get_registry().similarities[s] for s in ("cosine", "euclidean")), shifted):
+        for include_self in (False, True):
+            expected = brute_force(X, 8, spec, include_self, {})[rows]
+            np.testing.assert_array_equal(exact_rows(X, rows, 8, spec, include_self), expected)
+
+
 def test_recall_counts_the_shared_neighbours_of_the_sampled_items():
     exact = np.array([[1, 2, 3], [0, 2, 3]])
     recall = Recall(rows=np.array([0, 1]), exact=exact)

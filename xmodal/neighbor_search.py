@@ -3,7 +3,7 @@
 A study's `[neighbors]` table names a backend (`NeighborBackendSpec`, hook
 `register_neighbor_backends`); `Backend` is that choice resolved against the registry. Exact
 backends return the lists of `xmodal.knn`. For an approximate backend, `search` also draws a
-seeded sample of items, finds their exact lists (`exact_rows`: one row block of the similarity
+seeded sample of items, finds their exact lists (`exact_rows`: one block of the similarity
 matrix at a time, never N×N) and keeps them, so that the recall@k of the backend's lists can be
 computed for every k up to the one searched (`Recall.at`) and stored with the results.
 """
@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 
 # What a study without [neighbors] (and a NeighborCache built without a backend) uses.
 DEFAULT_SAMPLE = 1000
-# Elements of one block of sampled similarity rows (float32): 16 Mi = 64 MB.
-_BLOCK_ELEMENTS = 1 << 24
+# exact_rows: sampled items and items of X scored at a time (a 16 MB float32 block of
+# similarities, reused; blocks of X of 6 MB at 384-d).
+_BLOCK_ROWS = 1024
+_BLOCK_COLUMNS = 4096
 
 
 class BackendError(Exception):
@@ -161,31 +163,51 @@ def exact_rows(
     (first with `include_self`), ties broken by lower index. It serves as the reference for a
     recall sample: equal vectors are not merged first as in `xmodal.knn`, so for near-ties and
     copies the order may differ from `knn`'s in the last place of a list.
+
+    X is read and prepared in blocks of _BLOCK_COLUMNS items (a memory-mapped X stays one), each
+    scored against up to _BLOCK_ROWS sampled items at a time in reused buffers; each block's
+    best k + 1 are merged into the running best by (−similarity, index).
     """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
-    Y, offset = similarity.prepare(X, sq)
-    Y = np.ascontiguousarray(Y, dtype=np.float32)
-    off = None if offset is None else np.asarray(offset, dtype=np.float32)
-    n, m = len(Y), len(rows)
+    import torch  # on first use, like xmodal.knn
+
+    rows = np.asarray(rows, dtype=np.int64)
+    n, m = len(X), len(rows)
     out = np.empty((m, k), dtype=np.int64)
-    step = max(1, _BLOCK_ELEMENTS // max(n, 1))
-    for start in range(0, m, step):
-        r = np.asarray(rows[start : start + step])
-        S = Y[r] @ Y.T
-        if similarity.weight != 1:
-            S *= np.float32(similarity.weight)
-        if off is not None:
-            S -= off[r, None]
-            S -= off[None, :]
-        S[np.arange(len(r)), r] = np.inf if include_self else -np.inf
-        take = min(k + 1, n)  # one more than needed, so a tie at the k-th goes to the lower index
-        cand = (
-            np.argpartition(-S, take - 1, axis=1)[:, :take]
-            if take < n
-            else np.tile(np.arange(n), (len(r), 1))
-        )
-        vals = np.take_along_axis(S, cand, axis=1)
-        order = np.lexsort((cand, -vals), axis=1)
-        out[start : start + len(r)] = np.take_along_axis(cand, order, axis=1)[:, :k]
+    take = min(k + 1, n)  # one more than needed, so a tie at the k-th goes to the lower index
+    for first in range(0, m, _BLOCK_ROWS):
+        mine = rows[first : first + _BLOCK_ROWS]
+        Yr, off_r = _prepared(X, mine, similarity)
+        best_s = np.empty((len(mine), 0), np.float32)
+        best_i = np.empty((len(mine), 0), np.int64)
+        S = torch.empty((len(mine), min(_BLOCK_COLUMNS, n)))
+        for start in range(0, n, _BLOCK_COLUMNS):
+            stop = min(start + _BLOCK_COLUMNS, n)
+            Yb, off_b = _prepared(X, slice(start, stop), similarity)
+            block = S[:, : stop - start]
+            torch.mm(torch.from_numpy(Yr), torch.from_numpy(Yb).T, out=block)
+            if similarity.weight != 1:
+                block *= float(np.float32(similarity.weight))
+            if off_r is not None:
+                block -= torch.from_numpy(off_r)[:, None]
+                block -= torch.from_numpy(off_b)[None, :]
+            here = np.flatnonzero((mine >= start) & (mine < stop))
+            at = torch.from_numpy(mine[here] - start)
+            block[torch.from_numpy(here), at] = np.inf if include_self else -np.inf
+            vals, cand = block.topk(min(take, stop - start), dim=1)
+            best_s = np.hstack([best_s, vals.numpy()])
+            best_i = np.hstack([best_i, cand.numpy() + start])
+            order = np.lexsort((best_i, -best_s), axis=1)[:, :take]
+            best_s = np.take_along_axis(best_s, order, axis=1)
+            best_i = np.take_along_axis(best_i, order, axis=1)
+        out[first : first + len(mine)] = best_i[:, :k]
     return out
+
+
+def _prepared(
+    X: np.ndarray, rows: Any, similarity: SimilaritySpec
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(Y, offset) of X[rows] in float32, as `similarity.prepare` gives them."""
+    block = np.ascontiguousarray(X[rows], dtype=np.float32)
+    Y, offset = similarity.prepare(block, np.einsum("ij,ij->i", block, block, dtype=np.float64))
+    Y = np.ascontiguousarray(Y, dtype=np.float32)
+    return Y, None if offset is None else np.ascontiguousarray(offset, dtype=np.float32)
