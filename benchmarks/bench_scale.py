@@ -15,15 +15,16 @@ the worst-case bound (1 − recall_A) + (1 − recall_B) and the speed-up. Targe
 0.95, |ΔmNNO| ≤ 0.005, ≥ 10× faster.
 
 `--large N`: the approximate mNNO between A and B alone: time, peak memory, sampled recall
-(`--large-M`, `--large-ef-construction`, `--large-ef-search`: its own graph settings, since
-holding a recall takes a denser graph or a wider search as N grows; 0: the check's).
+(`--large-M`, `--large-ef-construction`, `--large-ef-search`, `--large-probes`: its own
+settings, since holding a recall takes a denser graph or a wider search as N grows; 0: the
+check's).
 
 `--pca m` (and `--candidates c`): the hnsw backend's projected search, m principal directions,
 c candidates per item ranked exactly (docs/performance.md, "Projected search").
 
 `--backend ivf` (with `--lists`, `--probes`, `--iterations`, `--pca`, `--candidates`): the `ivf`
 backend instead, k-means lists searched in m principal directions (docs/performance.md,
-"Partition search"); the `--M`, `--ef-*` and `--large-*` settings are hnsw's only.
+"Partition search"); `--large-probes` is its setting for the large run (0: `--probes`).
 
 `--sweep N[,N...]`: how `ef_search` buys recall. For each N, one HNSW graph of space A (`--M`,
 `--ef-construction`, `--threads`), then the seeded `--recall-sample` items searched at each
@@ -196,7 +197,7 @@ def main() -> None:
     parser.add_argument("--M", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=40)
     parser.add_argument("--ef-search", type=int, default=32)
-    for key in ("M", "ef-construction", "ef-search"):
+    for key in ("M", "ef-construction", "ef-search", "probes"):
         parser.add_argument(f"--large-{key}", type=int, default=0, help=f"{key} of the large run")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pca", type=int, default=0, help="pca (0: the space itself)")
@@ -269,6 +270,7 @@ def main() -> None:
             large.M = args.large_M or args.M
             large.ef_construction = args.large_ef_construction or args.ef_construction
             large.ef_search = args.large_ef_search or args.ef_search
+            large.probes = args.large_probes or args.probes
             print(f"{settings(large)} at this size", flush=True)
             big = child(large, "approx", n, tmp)
             t = big["seconds_A"] + big["seconds_B"]
