@@ -31,8 +31,9 @@ backend instead, k-means lists searched in m principal directions (docs/performa
 `--sweep-ef` value: recall@k against their exact lists, and the CPU seconds of that search
 scaled to all N items (build + that = the backend's cost at that setting).
 
-Each computation runs in its own process (`--case`), so that its peak resident memory
-(`ru_maxrss`) is its own; tracemalloc is not used because faiss allocates outside Python.
+Each computation runs in its own process (`--case`), so that its peak resident memory is its
+own: VmHWM, reset once the data are made (their temporaries would otherwise set the peak);
+tracemalloc is not used because faiss allocates outside Python.
 Timings are wall-clock seconds of one run; the load average is printed before and after
 (the machine is shared).
 """
@@ -75,8 +76,33 @@ def spaces(n: int, d: int, seed: int = 0, block: int = 100_000) -> tuple[np.ndar
     return A, B
 
 
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> float:
+    """Start this process's peak resident memory afresh (Linux: VmHWM, through clear_refs), so
+    that the data's making does not count; the resident memory now, in MB."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+    now = _status_mb("VmRSS")
+    return peak_mb() if now is None else now
+
+
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory (MB) since the last reset_peak (ru_maxrss where /proc has none)."""
+    peak = _status_mb("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if peak is None else peak
 
 
 def run_case(args: argparse.Namespace) -> dict:
@@ -93,7 +119,7 @@ def run_case(args: argparse.Namespace) -> dict:
         knn(A[:500], 5, cosine)
     else:
         registry.neighbor_backends[args.backend].search(A[:500], 5, cosine, False, params_of(args))
-    base = peak_mb()
+    base = reset_peak()
     out = {"n": args.n, "case": args.case, "input_mb": (A.nbytes + B.nbytes) / 2**20}
     lists = {}
     for name, X in (("A", A), ("B", B)):
@@ -136,12 +162,17 @@ def run_case(args: argparse.Namespace) -> dict:
 
 
 def params_of(args: argparse.Namespace) -> dict:
-    """The approximate backend's parameters from the command line."""
+    """The approximate backend's parameters from the command line; the backend's own defaults
+    for those not given (`--pca`, `--threads`)."""
+    from xmodal.plugins import get_registry
+
+    spec = get_registry().neighbor_backends[args.backend]
     if args.backend == "ivf":
         keys = ("lists", "probes", "iterations", "threads", "pca", "candidates")
     else:
         keys = ("M", "ef_construction", "ef_search", "threads", "pca", "candidates")
-    return {key: getattr(args, key) for key in keys}
+    given = {key: getattr(args, key) for key in keys}
+    return {key: spec.params[key].default if v is None else v for key, v in given.items()}
 
 
 def settings(args: argparse.Namespace) -> str:
@@ -167,7 +198,8 @@ def child(args: argparse.Namespace, case: str, n: int, out: str) -> dict:
         "recall_sample",
         "sweep_ef",
     ):
-        cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+        if getattr(args, key) is not None:  # None: the backend's default
+            cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{case} at N = {n} failed:\n{done.stderr}")
@@ -199,8 +231,8 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, default=32)
     for key in ("M", "ef-construction", "ef-search", "probes"):
         parser.add_argument(f"--large-{key}", type=int, default=0, help=f"{key} of the large run")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--pca", type=int, default=0, help="pca (0: the space itself)")
+    parser.add_argument("--threads", type=int, help="faiss threads (default: the backend's)")
+    parser.add_argument("--pca", type=int, help="pca (0: the space itself; default: the backend's)")
     parser.add_argument("--candidates", type=int, default=0, help="candidates (0: 2·k)")
     parser.add_argument("--recall-sample", type=int, default=1000)
     parser.add_argument("--ray", type=int, default=50_000, help="N of the ray check; 0 skips")
@@ -305,7 +337,7 @@ def sweep_case(args: argparse.Namespace) -> dict:
     exact = exact_rows(A, rows, k, cosine, False)
     out: dict = {"n": n, "exact_seconds": time.perf_counter() - t0}
     out["exact_cpu"] = time.process_time() - c0
-    faiss.omp_set_num_threads(args.threads if args.threads > 0 else faiss.omp_get_max_threads())
+    faiss.omp_set_num_threads(args.threads or faiss.omp_get_max_threads())
     Y = A / np.linalg.norm(A, axis=1, keepdims=True)
     del A
     t0, c0 = time.perf_counter(), time.process_time()
@@ -442,7 +474,7 @@ def mmap_case(path: str, mapped: bool, k: int) -> dict:
     torch.set_num_threads(2)
     X = np.load(path, mmap_mode="r" if mapped else None)
     knn(np.array(X[:2000]), k)  # imports and first calls
-    base = peak_mb()
+    base = reset_peak()
     tracemalloc.start()
     t0 = time.perf_counter()
     lists = knn(X, k)

@@ -4,9 +4,9 @@ IndexIVFFlat), searched in a few principal directions and ranked exactly in the 
 Needs the `ann` extra (faiss-cpu), imported when a list is first searched. How it works:
 
 1. **Projection.** The similarity's form (cosine: unit rows; euclidean; other inner products,
-   augmented as in the `hnsw` backend's docstring) in `pca` principal directions of a seeded
-   sample (`xmodal_plugins.ann.project`), read from the space in row blocks; `pca = 0` (or at
-   least the form's dimension) keeps the prepared space itself.
+   augmented: `xmodal_plugins.support.approximate`) in `pca` principal directions of a seeded
+   sample (`project`), read from the space in row blocks; `pca = 0` (or at least the form's
+   dimension) keeps the prepared space itself.
 2. **Lists.** k-means (`iterations` Lloyd steps, torch products) on a seeded sample of
    TRAIN_PER_LIST items per list, then every item in the list of its nearest centroid (L2 for
    distance forms, the largest inner product otherwise, as faiss's quantizer assigns).
@@ -14,11 +14,14 @@ Needs the `ann` extra (faiss-cpu), imported when a list is first searched. How i
    centroids are nearest to it.
 4. **Ranking.** The items of one list are ranked together: their candidates, and the list's
    items themselves, are prepared once from the full space and scored with one matrix product
-   (s = weight · Y_i·Y_j − offset_i − offset_j), and each item keeps its best k by (−score,
-   index). An item thus also sees what its list's other items found.
+   (s = weight · Y_i·Y_j − offset_i − offset_j), in parts of RANK_BYTES of scores, and each
+   item keeps its best k by (−score, index). An item thus also sees what its list's other
+   items found.
 
-Every step is seeded, and faiss's threads split the queries, each searched alone: the same
-space gives the same lists on every run on one machine, whatever `threads` is. Recall is measured against exact search on a sample and
+Every step is seeded, so the same space gives the same lists on every run on one machine.
+faiss's threads (`threads`) split the queries, each searched alone, so the lists do not depend
+on their number either; the k-means and probe products run on torch's threads, whose number a
+study does not change between runs. Recall is measured against exact search on a sample and
 stored, like any approximate backend's.
 """
 
@@ -29,10 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from xmodal import NeighborBackendSpec, Param, SimilaritySpec, hookimpl, neighbor_progress, require
-from xmodal_plugins.ann import (
+from xmodal import NeighborBackendSpec, Param, SimilaritySpec, hookimpl, neighbor_progress
+from xmodal_plugins.support.approximate import (
+    DISTANCE_FORMS,
     SEARCH_ROWS,
+    candidates_wanted,
     check_weight,
+    faiss_module,
+    faiss_threads,
     index_vectors,
     prepared,
     project,
@@ -42,43 +49,35 @@ TRAIN_PER_LIST = 16  # k-means sample: items per list (docs/performance.md: reca
 # Centroid products held at a time: small enough for the allocator to reuse (fresh memory costs
 # ~5 ms per MB at first touch here; docs/performance.md).
 ASSIGN_BYTES = 8 * 2**20
+RANK_BYTES = 32 * 2**20  # scores of a list's items against its pool held at a time
 SEED = 0
 ITEMS_PER_LIST = 64  # lists = 0: about this many items per list
-
-
-def _faiss() -> Any:
-    return require("faiss", "ann", "the `ivf` neighbour backend", package="faiss-cpu")
 
 
 def ivf_search(
     X: np.ndarray, k: int, similarity: SimilaritySpec, include_self: bool, params: Mapping[str, Any]
 ) -> np.ndarray:
     """Each item's k approximate nearest neighbours (see the module docstring)."""
-    faiss = _faiss()
+    faiss = faiss_module("ivf")
     n = len(X)
     others = k - 1 if include_self else k
     if others <= 0:
         return np.arange(n, dtype=np.int64)[:, None][:, :k]
-    weight = check_weight(similarity)
+    weight = check_weight(similarity, "ivf")
     items, queries, l2, sq = _searched_space(X, similarity, weight, int(params["pca"]))
     lists = min(int(params["lists"]) or max(1, round(n / ITEMS_PER_LIST)), n)
-    threads = int(params["threads"])
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads if threads > 0 else previous)
-    try:
+    with faiss_threads(faiss, int(params["threads"])):
         centroids = _kmeans(items, lists, int(params["iterations"]), l2)
         probed, distances = _probes(queries, centroids, l2, min(int(params["probes"]), lists))
         # Items are their own queries but for the augmented form (another last coordinate).
         assignment = probed[:, 0] if queries is items else _nearest(items, centroids, l2)
-        wanted = min(max(int(params["candidates"]) or 2 * others, others) + 1, n)
+        wanted = candidates_wanted(params, others, n)
         progress = neighbor_progress(2 * n, "items")
         members = _members(assignment, lists)
         found = _candidates(
             items, queries, centroids, members, probed, distances, l2, wanted, progress
         )
-    finally:
-        faiss.omp_set_num_threads(previous)
-    del items, queries
+    del items, queries, centroids, probed, distances
     best = _ranked_by_list(X, similarity, weight, sq, found, members, others, progress)
     return np.hstack([np.arange(n)[:, None], best]) if include_self else best
 
@@ -89,10 +88,9 @@ def _searched_space(
     """(items, queries, by L2?, X's squared row norms if known): the vectors of the lists."""
     projection = project(X, similarity, weight, dims) if dims > 0 else None
     if projection is not None:
-        l2 = projection.form in ("unit", "l2")
-        return projection.items, projection.queries, l2, projection.squared_norms
+        return projection.items, projection.queries, projection.by_l2, projection.squared_norms
     items, queries, form = index_vectors(X, similarity, weight)
-    return items, queries, form in ("unit", "l2"), None
+    return items, queries, form in DISTANCE_FORMS, None
 
 
 def _centroid_scores(
@@ -100,7 +98,8 @@ def _centroid_scores(
 ) -> Iterator[tuple[int, Any, Any]]:
     """(start, scores, rows) for blocks of vectors: each row's score against every centroid,
     larger nearer (x·c − ‖c‖²/2 for L2, which ranks as −‖x − c‖²; x·c otherwise), computed as
-    one product of [x, 1] and [c, −‖c‖²/2 or 0] into buffers of ASSIGN_BYTES, reused."""
+    one product of [x, 1] and [c, −‖c‖²/2 or 0] into buffers of ASSIGN_BYTES. The buffers are
+    reused: what is yielded holds until the next block only."""
     import torch
 
     n, dims = vectors.shape
@@ -120,7 +119,8 @@ def _nearest(vectors: np.ndarray, centroids: np.ndarray, l2: bool) -> np.ndarray
     """Each vector's list: its nearest centroid."""
     labels = np.empty(len(vectors), np.int64)
     for start, scores, _ in _centroid_scores(vectors, centroids, l2):
-        labels[start : start + len(scores)] = scores.argmax(1)  # numpy's: 6× torch's here
+        # numpy's argmax: 6× faster than torch's on these rows (2,000-3,000 columns) here
+        labels[start : start + len(scores)] = scores.argmax(1)
     return labels
 
 
@@ -184,7 +184,7 @@ def _candidates(
     progress: Callable[[int, int], None] | None,
 ) -> np.ndarray:
     """faiss's `wanted` nearest items of each query in its `probed` lists (-1: none)."""
-    faiss = _faiss()
+    faiss = faiss_module("ivf")
     dims, lists = items.shape[1], len(centroids)
     quantizer = faiss.IndexFlatL2(dims) if l2 else faiss.IndexFlatIP(dims)
     quantizer.add(centroids)
@@ -233,20 +233,39 @@ def _ranked_by_list(
         pool = pool[pool >= 0]
         Yp, off_p = prepared(X, pool, similarity, sq)
         at = np.searchsorted(pool, items)  # the list's items among the pool's columns
-        s = Yp[at] @ Yp.T
-        if off_p is not None:  # in float64: the offsets may be far larger than the differences
-            s = weight * s.astype(np.float64) - off_p[at, None] - off_p[None, :]
-        s[np.arange(len(items)), at] = -np.inf  # the item itself
-        chosen = _best_columns(s, others)
-        chosen.sort(axis=1)  # ascending columns: a stable sort by score then breaks ties by index
-        top = np.take_along_axis(s, chosen, axis=1)
-        ranked = np.take_along_axis(chosen, np.argsort(-top, axis=1, kind="stable"), axis=1)
-        ranked_scores = np.take_along_axis(s, ranked, axis=1)
-        best[items, : ranked.shape[1]] = np.where(np.isneginf(ranked_scores), -1, pool[ranked])
+        part = max(1, RANK_BYTES // (8 * len(pool)))  # a list of thousands: its rows in parts
+        for first in range(0, len(items), part):
+            rows = slice(first, first + part)
+            best[items[rows]] = _best_of_pool(Yp, off_p, weight, pool, at[rows], others)
         done += len(items)
         if progress is not None and (done - reported >= SEARCH_ROWS or done == n):
             progress(n + done, 2 * n)
             reported = done
+    return best
+
+
+def _best_of_pool(
+    Yp: np.ndarray,
+    off_p: np.ndarray | None,
+    weight: float,
+    pool: np.ndarray,
+    at: np.ndarray,
+    others: int,
+) -> np.ndarray:
+    """The `others` best of the pool (sorted item indices, prepared rows Yp) for the pool's
+    items at columns `at`, by (−score, index), each leaving itself out; -1 where there are
+    fewer."""
+    s = Yp[at] @ Yp.T
+    if off_p is not None:  # in float64: the offsets may be far larger than the differences
+        s = weight * s.astype(np.float64) - off_p[at, None] - off_p[None, :]
+    s[np.arange(len(at)), at] = -np.inf  # the item itself
+    chosen = _best_columns(s, others)
+    chosen.sort(axis=1)  # ascending columns: a stable sort by score then breaks ties by index
+    top = np.take_along_axis(s, chosen, axis=1)
+    ranked = np.take_along_axis(chosen, np.argsort(-top, axis=1, kind="stable"), axis=1)
+    best = np.full((len(at), others), -1, np.int64)
+    ranked_scores = np.take_along_axis(s, ranked, axis=1)
+    best[:, : ranked.shape[1]] = np.where(np.isneginf(ranked_scores), -1, pool[ranked])
     return best
 
 

@@ -417,6 +417,7 @@ def test_hnsw_with_pca_searches_a_projection_and_ranks_exactly_in_the_full_space
 def test_hnsw_with_pca_reads_a_memory_mapped_space_in_blocks(tmp_path, monkeypatch):
     pytest.importorskip("faiss")
     from xmodal_plugins import ann
+    from xmodal_plugins.support import approximate
 
     params = {"M": 16, "ef_construction": 40, "ef_search": 32, "threads": 1, "candidates": 0}
     X = low_rank(3000, 16, 96, seed=7)
@@ -430,7 +431,7 @@ def test_hnsw_with_pca_reads_a_memory_mapped_space_in_blocks(tmp_path, monkeypat
         )
         # Blocks that do not divide the rows: the same neighbours, but for the last bits of
         # products computed in other block shapes (which may reorder a near-tie).
-        monkeypatch.setattr(ann, "BLOCK_ROWS", 700)
+        monkeypatch.setattr(approximate, "BLOCK_ROWS", 700)
         monkeypatch.setattr(ann, "RESCORE_BYTES", 100_000)
         blocked = ann.hnsw_search(mapped, 10, spec, False, {**params, "pca": 16})
         monkeypatch.undo()

@@ -54,11 +54,11 @@ def test_ivf_finds_most_true_neighbours_and_ranks_them_in_the_full_space(spec):
     assert truth.at(found, 10) > 0.9
     scores = full_space_scores(X, spec, found)
     assert (np.diff(scores, axis=1) <= 1e-5 * np.abs(scores[:, 1:])).all()
-    # With the same candidates, the item itself comes first and then its best 9 others.
-    fixed = {**PARAMS, "candidates": 20}
-    with_self = ivf.ivf_search(X, 10, spec, True, fixed)
+    # With include_self, the item itself comes first, then its 9 best others: the list of
+    # k = 9 without it (both search 2 · 9 candidates).
+    with_self = ivf.ivf_search(X, 10, spec, True, PARAMS)
     np.testing.assert_array_equal(with_self[:, 0], np.arange(3000))
-    np.testing.assert_array_equal(with_self[:, 1:], ivf.ivf_search(X, 9, spec, False, fixed))
+    np.testing.assert_array_equal(with_self[:, 1:], ivf.ivf_search(X, 9, spec, False, PARAMS))
 
 
 @pytest.mark.parametrize("spec", similarities(), ids=lambda s: s.name)
@@ -91,17 +91,21 @@ def test_fewer_probes_and_lists_find_fewer_neighbours():
 
 
 def test_ties_go_to_the_lower_index_as_in_exact_search():
-    s = np.array([[0.5, 0.9, 0.9, 0.9, 0.1], [0.2, 0.3, 0.3, -np.inf, 0.3]])
-    assert sorted(ivf._best_columns(s.copy(), 2)[0]) == [1, 2]
-    assert sorted(ivf._best_columns(s.copy(), 2)[1]) == [1, 2]
-    assert sorted(ivf._best_columns(s.copy(), 4)[1]) == [0, 1, 2, 4]
-    assert sorted(ivf._best_columns(s[:, :2].copy(), 4)[0]) == [0, 1]  # fewer columns than asked
+    """The best columns of a row are those of a stable sort by score, whatever the ties."""
+    rng = np.random.default_rng(12)
+    s = rng.integers(0, 3, (200, 50)).astype(np.float64)  # three values: ties everywhere
+    s[:, 7] = -np.inf
+    for count in (1, 4, 10, 30):
+        expected = np.sort(np.argsort(-s, axis=1, kind="stable")[:, :count], axis=1)
+        np.testing.assert_array_equal(np.sort(ivf._best_columns(s, count), axis=1), expected)
+    # Fewer columns than asked: all of them.
+    np.testing.assert_array_equal(np.sort(ivf._best_columns(s[:, :3], 5), axis=1)[0], [0, 1, 2])
 
 
 def test_an_item_with_fewer_candidates_than_k_gets_minus_one_at_the_end():
     X = clustered(40, 8, seed=9, clusters=2)
     cosine = get_registry().similarities["cosine"]
-    # One probed list of about 2 items, one candidate: lists of 30 cannot be filled.
+    # 20 lists of about 2 items and one probed: a list's pool holds a few items, too few for 30.
     found = ivf.ivf_search(X, 30, cosine, False, {**PARAMS, "pca": 0, "lists": 20, "probes": 1})
     assert (found == -1).any()
     for row in found:

@@ -164,26 +164,24 @@ def exact_rows(
     recall sample: equal vectors are not merged first as in `xmodal.knn`, so for near-ties and
     copies the order may differ from `knn`'s in the last place of a list.
 
-    X is read and prepared in blocks of _BLOCK_COLUMNS items (a memory-mapped X stays one), each
-    scored against up to _BLOCK_ROWS sampled items at a time in reused buffers; each block's
-    best k + 1 are merged into the running best by (−similarity, index).
+    X is read and prepared once, in blocks of _BLOCK_COLUMNS items (a memory-mapped X stays
+    one), each scored against _BLOCK_ROWS sampled items at a time in one reused buffer; each
+    block's best k + 1 are merged into the running best by (−similarity, index).
     """
     import torch  # on first use, like xmodal.knn
 
     rows = np.asarray(rows, dtype=np.int64)
     n, m = len(X), len(rows)
-    out = np.empty((m, k), dtype=np.int64)
     take = min(k + 1, n)  # one more than needed, so a tie at the k-th goes to the lower index
-    for first in range(0, m, _BLOCK_ROWS):
-        mine = rows[first : first + _BLOCK_ROWS]
-        Yr, off_r = _prepared(X, mine, similarity)
-        best_s = np.empty((len(mine), 0), np.float32)
-        best_i = np.empty((len(mine), 0), np.int64)
-        S = torch.empty((len(mine), min(_BLOCK_COLUMNS, n)))
-        for start in range(0, n, _BLOCK_COLUMNS):
-            stop = min(start + _BLOCK_COLUMNS, n)
-            Yb, off_b = _prepared(X, slice(start, stop), similarity)
-            block = S[:, : stop - start]
+    chunks = [rows[first : first + _BLOCK_ROWS] for first in range(0, m, _BLOCK_ROWS)]
+    sampled = [_prepared(X, chunk, similarity) for chunk in chunks]
+    best = [(np.empty((len(c), 0), np.float32), np.empty((len(c), 0), np.int64)) for c in chunks]
+    S = torch.empty((min(_BLOCK_ROWS, m), min(_BLOCK_COLUMNS, n)), dtype=torch.float32)
+    for start in range(0, n, _BLOCK_COLUMNS):
+        stop = min(start + _BLOCK_COLUMNS, n)
+        Yb, off_b = _prepared(X, slice(start, stop), similarity)
+        for c, (mine, (Yr, off_r)) in enumerate(zip(chunks, sampled, strict=True)):
+            block = S[: len(mine), : stop - start]
             torch.mm(torch.from_numpy(Yr), torch.from_numpy(Yb).T, out=block)
             if similarity.weight != 1:
                 block *= float(np.float32(similarity.weight))
@@ -194,12 +192,13 @@ def exact_rows(
             at = torch.from_numpy(mine[here] - start)
             block[torch.from_numpy(here), at] = np.inf if include_self else -np.inf
             vals, cand = block.topk(min(take, stop - start), dim=1)
-            best_s = np.hstack([best_s, vals.numpy()])
-            best_i = np.hstack([best_i, cand.numpy() + start])
+            best_s = np.hstack([best[c][0], vals.numpy()])
+            best_i = np.hstack([best[c][1], cand.numpy() + start])
             order = np.lexsort((best_i, -best_s), axis=1)[:, :take]
-            best_s = np.take_along_axis(best_s, order, axis=1)
-            best_i = np.take_along_axis(best_i, order, axis=1)
-        out[first : first + len(mine)] = best_i[:, :k]
+            best[c] = (np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1))
+    out = np.empty((m, k), dtype=np.int64)
+    for first, (_, best_i) in zip(range(0, m, _BLOCK_ROWS), best, strict=True):
+        out[first : first + len(best_i)] = best_i[:, :k]
     return out
 
 
@@ -210,4 +209,6 @@ def _prepared(
     block = np.ascontiguousarray(X[rows], dtype=np.float32)
     Y, offset = similarity.prepare(block, np.einsum("ij,ij->i", block, block, dtype=np.float64))
     Y = np.ascontiguousarray(Y, dtype=np.float32)
+    if not Y.flags.writeable:  # a read-only map's rows, returned as they are: torch wants a copy
+        Y = Y.copy()
     return Y, None if offset is None else np.ascontiguousarray(offset, dtype=np.float32)
