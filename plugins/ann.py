@@ -35,7 +35,6 @@ from xmodal_plugins.support.approximate import (
     faiss_module,
     faiss_threads,
     index_vectors,
-    ordered_lists,
     prepared,
     project,
 )
@@ -57,12 +56,12 @@ def hnsw_search(
         if int(params.get("pca", 0)) > 0:
             found = _projected_search(X, others, similarity, weight, params)
             if found is not None:
-                return ordered_lists(*found, others, include_self)
+                return _ordered_lists(*found, others, include_self)
         items, queries, form = index_vectors(X, similarity, weight)
         l2 = form == "l2"
         wanted = min(others + 1, n)
         scores, found = _graph_search(items, queries, l2, wanted, params)
-    return ordered_lists(found, -scores if l2 else scores, others, include_self)
+    return _ordered_lists(found, -scores if l2 else scores, others, include_self)
 
 
 def _graph_search(
@@ -127,6 +126,26 @@ def _rescored(
             s -= off_q[:, None] + off_c.reshape(cand.shape)
         scores[start : start + len(cand)] = np.where(cand < 0, -np.inf, s)
     return scores
+
+
+def _ordered_lists(
+    found: np.ndarray, scores: np.ndarray, others: int, include_self: bool
+) -> np.ndarray:
+    """Drop each item from its candidates, order the rest by (−score, index), keep `others`."""
+    n = len(found)
+    me = np.arange(n, dtype=np.int64)[:, None]
+    found = found.astype(np.int64)
+    scores = np.where(found == me, -np.inf, scores.astype(np.float64))
+    scores = np.where(found < 0, -np.inf, scores)  # not found: last
+    order = np.lexsort((found, -scores), axis=1)
+    found = np.take_along_axis(found, order, axis=1)
+    scores = np.take_along_axis(scores, order, axis=1)
+    if np.isneginf(scores[:, :others]).any():
+        # The graph gave fewer than `others` neighbours: -1 marks them, and xmodal refuses the
+        # lists (a larger ef_search finds more).
+        found = np.where(np.isneginf(scores), -1, found)
+    out = found[:, :others]
+    return np.hstack([me, out]) if include_self else np.ascontiguousarray(out)
 
 
 def check_params(params: Mapping[str, Any], context: Any) -> Iterator[tuple[str, str]]:

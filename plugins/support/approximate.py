@@ -1,6 +1,6 @@
 """What the approximate neighbour backends (`hnsw` in plugins/ann.py, `ivf` in plugins/ivf.py)
 share: how a similarity becomes vectors faiss can search, a projection on principal directions
-read in row blocks, and the final ordering of lists.
+read in row blocks, the number of candidates to search, and faiss's threads.
 
 A similarity is s(i, j) = weight · Y[i]·Y[j] − offset[i] − offset[j], from the
 `SimilaritySpec`'s `prepare`. Its form (`form_of`): without offsets, 'unit' rows (cosine) or
@@ -182,23 +182,3 @@ def form_of(Y: np.ndarray, offset: np.ndarray | None, weight: float) -> str:
     half = 0.5 * weight * norms
     scale = max(1.0, float(np.abs(half).max(initial=0)))
     return "l2" if np.allclose(offset, half, rtol=1e-5, atol=1e-6 * scale) else "augmented"
-
-
-def ordered_lists(
-    found: np.ndarray, scores: np.ndarray, others: int, include_self: bool
-) -> np.ndarray:
-    """Drop each item from its candidates, order the rest by (−score, index), keep `others`."""
-    n = len(found)
-    me = np.arange(n, dtype=np.int64)[:, None]
-    found = found.astype(np.int64)
-    scores = np.where(found == me, -np.inf, scores.astype(np.float64))
-    scores = np.where(found < 0, -np.inf, scores)  # not found: last
-    order = np.lexsort((found, -scores), axis=1)
-    found = np.take_along_axis(found, order, axis=1)
-    scores = np.take_along_axis(scores, order, axis=1)
-    if np.isneginf(scores[:, :others]).any():
-        # The graph gave fewer than `others` neighbours: -1 marks them, and xmodal refuses the
-        # lists (a larger ef_search finds more).
-        found = np.where(np.isneginf(scores), -1, found)
-    out = found[:, :others]
-    return np.hstack([me, out]) if include_self else np.ascontiguousarray(out)
